@@ -1,0 +1,352 @@
+"""The one source of truth for every setting of the pipeline.
+
+A :class:`Config` has four sections:
+
+* ``audio``    — how a file becomes a waveform (rate, channels, clip length);
+* ``features`` — the front end (log-mel or MFCC + deltas) and the patches;
+* ``model``    — which registered network, its sizes, how patches vote;
+* ``train``    — the optimiser and loop (paper defaults).
+
+It is stored as JSON inside every model file and run folder, and validated
+whenever it is read: unknown keys, wrong types and out-of-range values are
+refused with one line naming the key.  Training, evaluation and inference
+all read the same object, so no setting is repeated anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+FEATURE_KINDS = ("logmel", "mfcc")
+PAD_MODES = ("repeat", "zeros")
+AGGREGATIONS = ("mean", "log_mean", "max", "vote")
+CONFIG_FORMAT = 1
+
+
+@dataclass
+class AudioConfig:
+    """How a file becomes a waveform.
+
+    sample_rate: rate in Hz every file is resampled to (soxr).
+    channels: 1 mixes down to mono; N > 1 keeps N channels (files with another
+        channel count are refused).
+    clip_seconds: length in seconds every training clip is cropped or padded to.
+        ``None`` means "set from the data": the median duration of the training
+        files, fixed at training time and stored in the model file.
+    min_seconds: files shorter than this are refused as too short.
+    max_seconds: files longer than this are refused (split them first).
+    pad_mode: "repeat" tiles a short clip, "zeros" pads with silence.
+    """
+
+    sample_rate: int = 22050
+    channels: int = 1
+    clip_seconds: float | None = None
+    min_seconds: float = 0.5
+    max_seconds: float = 3600.0
+    pad_mode: str = "repeat"
+
+    def validate(self) -> None:
+        _check(8000 <= self.sample_rate <= 192000, "audio.sample_rate", "must be in 8000..192000 Hz")
+        _check(1 <= self.channels <= 16, "audio.channels", "must be in 1..16")
+        _check(self.min_seconds > 0, "audio.min_seconds", "must be > 0")
+        _check(self.max_seconds > self.min_seconds, "audio.max_seconds", "must exceed audio.min_seconds")
+        if self.clip_seconds is not None:
+            _check(self.clip_seconds >= self.min_seconds, "audio.clip_seconds",
+                   "must be >= audio.min_seconds")
+        _check(self.pad_mode in PAD_MODES, "audio.pad_mode", f"must be one of {PAD_MODES}")
+
+    @property
+    def clip_samples(self) -> int | None:
+        """Clip length in samples, or None when not yet fixed."""
+        if self.clip_seconds is None:
+            return None
+        return int(round(self.clip_seconds * self.sample_rate))
+
+
+@dataclass
+class FeatureConfig:
+    """The front end and the patches cut from it.
+
+    kind: "logmel" (n_mels rows) or "mfcc" (n_mfcc rows, times 3 with deltas).
+    frame_seconds / hop_seconds: STFT window and hop in seconds (25 ms / 10 ms).
+    n_fft: FFT size in samples; None picks the next power of two >= the window.
+    n_mels, fmin, fmax: mel filter bank (Slaney scale and norm, as librosa);
+        fmax None means sample_rate / 2.
+    top_db: floor of the dB scale below each clip's peak (None: no floor).
+    n_mfcc: MFCC coefficients (DCT-II, ortho) when kind == "mfcc".
+    deltas: append first- and second-order deltas (MFCC: 13 -> 39 rows).
+    delta_width: frames in the delta filter (odd, >= 3; librosa's default 9).
+    patch_frames / patch_hop_frames: the network sees patches this many frames
+        long, cut every patch_hop_frames frames.
+    """
+
+    kind: str = "logmel"
+    frame_seconds: float = 0.025
+    hop_seconds: float = 0.010
+    n_fft: int | None = None
+    n_mels: int = 40
+    fmin: float = 0.0
+    fmax: float | None = None
+    top_db: float | None = 80.0
+    n_mfcc: int = 13
+    deltas: bool = False
+    delta_width: int = 9
+    patch_frames: int = 100
+    patch_hop_frames: int = 50
+
+    def validate(self, sample_rate: int) -> None:
+        _check(self.kind in FEATURE_KINDS, "features.kind", f"must be one of {FEATURE_KINDS}")
+        _check(0.001 <= self.frame_seconds <= 1.0, "features.frame_seconds", "must be in 0.001..1 s")
+        _check(0 < self.hop_seconds <= self.frame_seconds, "features.hop_seconds",
+               "must be > 0 and <= features.frame_seconds")
+        win = self.win_length(sample_rate)
+        if self.n_fft is not None:
+            _check(self.n_fft >= win, "features.n_fft",
+                   f"must be >= the window ({win} samples at {sample_rate} Hz)")
+        _check(1 <= self.n_mels <= 512, "features.n_mels", "must be in 1..512")
+        fmax = self.fmax if self.fmax is not None else sample_rate / 2
+        _check(0 <= self.fmin < fmax <= sample_rate / 2, "features.fmin/fmax",
+               f"need 0 <= fmin < fmax <= {sample_rate / 2} Hz")
+        if self.top_db is not None:
+            _check(self.top_db > 0, "features.top_db", "must be > 0 or null")
+        _check(1 <= self.n_mfcc <= self.n_mels, "features.n_mfcc", "must be in 1..n_mels")
+        _check(self.delta_width >= 3 and self.delta_width % 2 == 1, "features.delta_width",
+               "must be odd and >= 3")
+        _check(self.patch_frames >= 8, "features.patch_frames", "must be >= 8")
+        _check(1 <= self.patch_hop_frames, "features.patch_hop_frames", "must be >= 1")
+
+    def win_length(self, sample_rate: int) -> int:
+        """Window length in samples at ``sample_rate`` Hz."""
+        return max(1, int(round(self.frame_seconds * sample_rate)))
+
+    def hop_length(self, sample_rate: int) -> int:
+        """Hop length in samples at ``sample_rate`` Hz."""
+        return max(1, int(round(self.hop_seconds * sample_rate)))
+
+    def fft_size(self, sample_rate: int) -> int:
+        """FFT size in samples (n_fft, or the next power of two >= the window)."""
+        if self.n_fft is not None:
+            return self.n_fft
+        return 1 << math.ceil(math.log2(self.win_length(sample_rate)))
+
+    @property
+    def n_rows(self) -> int:
+        """Feature rows (frequency axis) the front end emits."""
+        base = self.n_mels if self.kind == "logmel" else self.n_mfcc
+        return base * (3 if self.deltas else 1)
+
+
+@dataclass
+class ModelConfig:
+    """Which registered network, its sizes, and how a clip's patches vote.
+
+    name: a name from :func:`soundscene.models.available_models`.
+    widths: filters of the three convolution stages (the paper: 32, 64, 128).
+    dropout: dropout before the classifier (the paper: 0.5).
+    aggregate: how patch probabilities make the clip's probabilities —
+        "mean" (average probability, default), "log_mean" (geometric mean,
+        renormalised), "max" (per-class max, renormalised), "vote" (fraction
+        of patches whose top class is each class).
+    """
+
+    name: str = "paper_cnn"
+    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
+    dropout: float = 0.5
+    aggregate: str = "mean"
+
+    def validate(self) -> None:
+        _check(len(self.widths) == 3 and all(isinstance(w, int) and 1 <= w <= 1024 for w in self.widths),
+               "model.widths", "must be three integers in 1..1024")
+        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        _check(self.aggregate in AGGREGATIONS, "model.aggregate", f"must be one of {AGGREGATIONS}")
+
+
+@dataclass
+class TrainConfig:
+    """The training loop (defaults from the paper).
+
+    epochs, batch_size, learning_rate (Adam), weight_decay: as named.
+    seed: seeds data splits, initialisation and shuffling.
+    val_fraction: share of the training data (grouped, stratified) held out
+        for choosing the best epoch when no validation fold is given.
+    num_workers: DataLoader worker processes (0 loads in the main process).
+    accelerator / precision: passed to Lightning ("auto", "cpu", "gpu"...;
+        "32-true", "bf16-mixed"...).
+    """
+
+    epochs: int = 50
+    batch_size: int = 64
+    learning_rate: float = 0.001
+    weight_decay: float = 0.005
+    seed: int = 0
+    val_fraction: float = 0.1
+    num_workers: int = 0
+    accelerator: str = "auto"
+    precision: str = "32-true"
+
+    def validate(self) -> None:
+        _check(1 <= self.epochs <= 100000, "train.epochs", "must be >= 1")
+        _check(1 <= self.batch_size <= 65536, "train.batch_size", "must be >= 1")
+        _check(0 < self.learning_rate < 10, "train.learning_rate", "must be in (0, 10)")
+        _check(0 <= self.weight_decay < 1, "train.weight_decay", "must be in [0, 1)")
+        _check(0 < self.val_fraction < 0.9, "train.val_fraction", "must be in (0, 0.9)")
+        _check(0 <= self.num_workers <= 64, "train.num_workers", "must be in 0..64")
+
+
+@dataclass
+class Config:
+    """All settings; see the section classes for each field's meaning and units."""
+
+    audio: AudioConfig = field(default_factory=AudioConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "Config":
+        """Check every field; raise ConfigError naming the first bad key. Returns self."""
+        self.audio.validate()
+        self.features.validate(self.audio.sample_rate)
+        self.model.validate()
+        self.train.validate()
+        if self.audio.clip_samples is not None:
+            frames = 1 + self.audio.clip_samples // self.features.hop_length(self.audio.sample_rate)
+            _check(frames >= self.features.patch_frames, "features.patch_frames",
+                   f"a {self.audio.clip_seconds} s clip has only {frames} frames; "
+                   "lower features.patch_frames or raise audio.clip_seconds")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict, with the format version."""
+        return {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Config":
+        """Build and validate a Config from a (possibly partial) dict.
+
+        Missing keys take their defaults; unknown keys and wrong types raise
+        ConfigError naming the key.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError("configuration must be a JSON object")
+        data = dict(data)
+        fmt = data.pop("format", CONFIG_FORMAT)
+        if fmt != CONFIG_FORMAT:
+            raise ConfigError(f"configuration format {fmt} is not supported by this version "
+                              f"(expects {CONFIG_FORMAT}); upgrade soundscene or re-train")
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        unknown = set(data) - set(sections)
+        if unknown:
+            raise ConfigError(f"unknown configuration section(s) {sorted(unknown)}; "
+                              f"known: {sorted(sections)}")
+        kwargs = {}
+        for f in dataclasses.fields(cls):
+            section_cls = {"audio": AudioConfig, "features": FeatureConfig,
+                           "model": ModelConfig, "train": TrainConfig}[f.name]
+            kwargs[f.name] = _build_section(section_cls, f.name, data.get(f.name, {}))
+        return cls(**kwargs).validate()
+
+    @classmethod
+    def from_json(cls, text: str) -> "Config":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"configuration is not valid JSON: {exc}") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "Config":
+        """Read a JSON config file (partial files are fine: defaults fill the rest)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return cls.from_json(path.read_text(encoding="utf-8"))
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "Config":
+        """Return a validated copy with dotted keys replaced, e.g. {"train.epochs": 5}."""
+        data = self.to_dict()
+        for dotted, value in overrides.items():
+            section, _, key = dotted.partition(".")
+            if section not in data or not isinstance(data[section], dict) or not key:
+                raise ConfigError(f"unknown setting '{dotted}'; use section.key, e.g. train.epochs")
+            if key not in data[section]:
+                raise ConfigError(f"unknown setting '{dotted}'; known in {section}: "
+                                  f"{sorted(data[section])}")
+            data[section][key] = value
+        return Config.from_dict(data)
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """Parse a ``section.key=value`` string; the value is read as JSON when it parses, else as text."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"setting '{text}' is not of the form section.key=value")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip(), value
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(f"invalid {key}: {message}")
+
+
+def _build_section(section_cls: type, name: str, values: Any) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"configuration section '{name}' must be an object")
+    hints = typing.get_type_hints(section_cls)
+    known = {f.name for f in dataclasses.fields(section_cls)}
+    unknown = set(values) - known
+    if unknown:
+        raise ConfigError(f"unknown key(s) {sorted(f'{name}.{k}' for k in unknown)}; "
+                          f"known in {name}: {sorted(known)}")
+    kwargs = {}
+    for key, value in values.items():
+        kwargs[key] = _coerce(value, hints[key], f"{name}.{key}")
+    return section_cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a simple type hint; ints are accepted where floats are."""
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(value, inner[0], key)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"invalid {key}: expected a list, got {value!r}")
+        return [_coerce(v, args[0], key) for v in value]
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"invalid {key}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"invalid {key}: must be finite")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"invalid {key}: expected an integer, got {value!r}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"invalid {key}: expected true or false, got {value!r}")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"invalid {key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"invalid {key}: unsupported type")  # pragma: no cover - programming error

@@ -1,0 +1,348 @@
+"""Data sets: manifests (which file has which label, fold and group), honest splits,
+features computed once, and the patch data set the network trains on.
+
+A data set is given either as a folder with one sub-folder per class, or as a
+CSV manifest with columns ``path,label`` and optional ``fold`` and ``group``
+(paths relative to the CSV).  Splits never put one group on both sides, and
+predefined folds are used as they are, never reshuffled.
+"""
+
+from __future__ import annotations
+
+import csv
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .audio import AUDIO_EXTENSIONS, audio_info, load_clip
+from .config import Config
+from .errors import AudioError, DataError
+from .features import FrontEnd, n_patches
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One labelled recording. ``where`` says where it was declared (for error messages)."""
+
+    path: Path
+    label: str
+    fold: int | None = None
+    group: str | None = None
+    where: str = ""
+
+    @property
+    def group_key(self) -> str:
+        """The group, or the file itself when none was given."""
+        return self.group if self.group is not None else str(self.path)
+
+
+@dataclass
+class Manifest:
+    """Items and their ordered class names (sorted, unless given)."""
+
+    items: list[Item]
+    classes: list[str]
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def class_counts(self) -> dict[str, int]:
+        counts = {c: 0 for c in self.classes}
+        for item in self.items:
+            counts[item.label] += 1
+        return counts
+
+    @property
+    def has_folds(self) -> bool:
+        return all(i.fold is not None for i in self.items)
+
+
+def load_manifest(source: str | Path, *, check_files: bool = True) -> Manifest:
+    """A folder (one sub-folder per class) or a CSV manifest (``path,label[,fold][,group]``).
+
+    Raises DataError naming the file and row for missing columns, empty
+    labels, bad folds and (with check_files) audio files that do not exist.
+    """
+    source = Path(source)
+    if not source.exists():
+        raise DataError(f"{source}: does not exist; give a folder with one sub-folder per class "
+                        "or a CSV with columns path,label")
+    if source.is_dir():
+        manifest = _manifest_from_folder(source)
+    elif source.suffix.lower() in (".csv", ".tsv", ".txt"):
+        manifest = _manifest_from_csv(source)
+    else:
+        raise DataError(f"{source}: expected a folder or a .csv manifest")
+    if check_files:
+        for item in manifest.items:
+            if not item.path.is_file():
+                raise DataError(f"{item.where}: audio file {item.path} does not exist")
+    return manifest
+
+
+def _manifest_from_folder(root: Path) -> Manifest:
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    items = []
+    for class_dir in class_dirs:
+        for path in sorted(class_dir.rglob("*")):
+            if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+                items.append(Item(path, class_dir.name, where=str(path)))
+    if not items:
+        raise DataError(f"{root}: no audio files found in class sub-folders "
+                        f"(expected {root}/<class>/<file>.wav ...)")
+    classes = sorted({i.label for i in items})
+    if len(classes) < 2:
+        raise DataError(f"{root}: found only one class ({classes[0]}); need at least two sub-folders")
+    return Manifest(items, classes, str(root))
+
+
+def _manifest_from_csv(path: Path) -> Manifest:
+    text = path.read_text(encoding="utf-8-sig")
+    delimiter = "\t" if path.suffix.lower() == ".tsv" or ("\t" in text.splitlines()[0] if text else False) else ","
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    columns = [c.strip() for c in (reader.fieldnames or [])]
+    missing = [c for c in ("path", "label") if c not in columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {columns}; "
+                        "a manifest needs path,label and optionally fold,group")
+    items = []
+    for row_number, row in enumerate(reader, start=2):
+        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+        where = f"{path}, row {row_number}"
+        if not row.get("path"):
+            raise DataError(f"{where}: empty path")
+        if not row.get("label"):
+            raise DataError(f"{where}: empty label")
+        fold = None
+        if row.get("fold"):
+            try:
+                fold = int(row["fold"])
+            except ValueError:
+                raise DataError(f"{where}: fold '{row['fold']}' is not an integer") from None
+        group = row.get("group") or None
+        items.append(Item((path.parent / row["path"]).resolve(), row["label"], fold, group, where))
+    if not items:
+        raise DataError(f"{path}: the manifest lists no files")
+    folds = {i.fold for i in items}
+    if None in folds and len(folds) > 1:
+        first = next(i for i in items if i.fold is None)
+        raise DataError(f"{first.where}: fold is empty while other rows have one; fill every fold or none")
+    classes = sorted({i.label for i in items})
+    if len(classes) < 2:
+        raise DataError(f"{path}: only one label ({classes[0]}); need at least two classes")
+    return Manifest(items, classes, str(path))
+
+
+def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold: int | None = None,
+                   test_fraction: float | None = None, val_fraction: float = 0.1,
+                   seed: int = 0) -> dict[str, list[Item]]:
+    """Split into train / val / test without putting any group on two sides.
+
+    Test: the items of ``test_fold`` (predefined folds, as they are) or a grouped,
+    class-stratified ``test_fraction``; with neither, the highest fold when the
+    manifest has folds, else 20 %.  Validation (for choosing the best epoch):
+    ``val_fold``, else a grouped, stratified ``val_fraction`` of what is left.
+
+    Returns:
+        {"train": [...], "val": [...], "test": [...]}, each in manifest order.
+    """
+    items = list(manifest.items)
+    folds = sorted({i.fold for i in items if i.fold is not None})
+    if (test_fold is not None or val_fold is not None) and not manifest.has_folds:
+        raise DataError(f"{manifest.source}: has no fold column, so --test-fold/--val-fold cannot be used; "
+                        "use --test-fraction/--val-fraction")
+    for name, fold in (("test", test_fold), ("validation", val_fold)):
+        if fold is not None and fold not in folds:
+            raise DataError(f"{name} fold {fold} is not in {manifest.source} (folds: {folds})")
+    if test_fold is not None and test_fold == val_fold:
+        raise DataError("the test fold and the validation fold must differ")
+    if test_fold is None and test_fraction is None:
+        if manifest.has_folds and len(folds) >= 2:
+            test_fold = folds[-1]
+        else:
+            test_fraction = 0.2
+    if test_fold is not None:
+        test = [i for i in items if i.fold == test_fold]
+        rest = [i for i in items if i.fold != test_fold]
+    else:
+        rest, test = _grouped_fraction(items, test_fraction, seed)
+    if val_fold is not None:
+        val = [i for i in rest if i.fold == val_fold]
+        train = [i for i in rest if i.fold != val_fold]
+    else:
+        train, val = _grouped_fraction(rest, val_fraction, seed + 1)
+    for name, part in (("training", train), ("validation", val), ("test", test)):
+        if not part:
+            raise DataError(f"the {name} split of {manifest.source} is empty; use more data or other split options")
+    _check_no_group_crosses({"train": train, "val": val, "test": test})
+    return {"train": train, "val": val, "test": test}
+
+
+def _grouped_fraction(items: Sequence[Item], fraction: float, seed: int) -> tuple[list[Item], list[Item]]:
+    """(kept, held_out): about `fraction` of the groups held out, stratified by class."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if not 0 < fraction < 1:
+        raise DataError(f"split fraction must be in (0, 1), got {fraction}")
+    n_splits = max(2, int(round(1 / fraction)))
+    labels = [i.label for i in items]
+    groups = [i.group_key for i in items]
+    n_groups = len(set(groups))
+    if n_groups < 2:
+        raise DataError("cannot split: all files belong to one group")
+    n_splits = min(n_splits, n_groups)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class has only k members"
+        keep_idx, held_idx = next(splitter.split(np.zeros(len(items)), labels, groups))
+    held = set(held_idx.tolist())
+    return ([i for k, i in enumerate(items) if k not in held], [i for k, i in enumerate(items) if k in held])
+
+
+def _check_no_group_crosses(splits: dict[str, list[Item]]) -> None:
+    seen: dict[str, str] = {}
+    for name, part in splits.items():
+        for item in part:
+            other = seen.setdefault(item.group_key, name)
+            if other != name:
+                raise DataError(f"group '{item.group_key}' is in both the {other} and {name} splits")
+
+
+def write_split(splits: dict[str, list[Item]], path: Path) -> None:
+    """Record a split as CSV (path,label,fold,group,split) so a run can be resumed or audited."""
+    from ._io import atomic_write_text
+
+    lines = [["path", "label", "fold", "group", "split"]]
+    for name, part in splits.items():
+        for i in part:
+            lines.append([str(i.path), i.label, "" if i.fold is None else str(i.fold), i.group or "", name])
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows(lines)
+    atomic_write_text(path, buf.getvalue())
+
+
+def read_split(path: Path) -> dict[str, list[Item]]:
+    """Read a split written by :func:`write_split`."""
+    if not path.is_file():
+        raise DataError(f"{path}: split file is missing; the run folder is incomplete")
+    splits: dict[str, list[Item]] = {s: [] for s in SPLITS}
+    with open(path, newline="", encoding="utf-8") as f:
+        for n, row in enumerate(csv.DictReader(f), start=2):
+            item = Item(Path(row["path"]), row["label"], int(row["fold"]) if row["fold"] else None,
+                        row["group"] or None, f"{path}, row {n}")
+            splits[row["split"]].append(item)
+    return splits
+
+
+def median_duration(items: Iterable[Item]) -> float:
+    """Median duration in seconds of the items' files (read from headers only)."""
+    durations = [audio_info(i.path).duration_seconds for i in items]
+    return float(np.median(durations))
+
+
+@dataclass
+class FeatureSet:
+    """Features of whole clips, computed once: ``features`` (N, channels, rows, frames) float32,
+    ``labels`` (N,) int64 class indices, and the items they came from."""
+
+    features: torch.Tensor
+    labels: torch.Tensor
+    items: list[Item]
+
+
+def compute_features(items: Sequence[Item], config: Config, classes: Sequence[str], *,
+                     batch_size: int = 32, skip_bad: bool = False, progress: bool = True,
+                     desc: str = "computing features") -> tuple[FeatureSet, list[tuple[Item, str]]]:
+    """Decode, resample and run the front end on every item once.
+
+    Clips are cropped/padded to config.audio.clip_seconds.  An unreadable clip
+    stops with its error (naming the file and row) unless ``skip_bad``, in which
+    case it is left out and returned in the second value as (item, reason).
+    Labels not in ``classes`` raise DataError.
+
+    Returns:
+        (FeatureSet, skipped)
+    """
+    from tqdm.auto import tqdm
+
+    index = {c: k for k, c in enumerate(classes)}
+    front_end = FrontEnd(config.features, sample_rate=config.audio.sample_rate)
+    feats, labels, kept, skipped, pending = [], [], [], [], []
+
+    def flush():
+        if pending:
+            batch = torch.from_numpy(np.stack([w for w, _ in pending]))
+            feats.append(front_end(batch))
+            for _, item in pending:
+                labels.append(index[item.label])
+                kept.append(item)
+            pending.clear()
+
+    for item in tqdm(items, desc=desc, unit="clip", disable=not progress):
+        if item.label not in index:
+            raise DataError(f"{item.where}: label '{item.label}' is not one of the model's classes {list(classes)}")
+        try:
+            waveform = load_clip(item.path, config.audio)
+        except AudioError as exc:
+            if not skip_bad:
+                where = f" ({item.where})" if item.where and item.where != str(item.path) else ""
+                raise AudioError(f"{exc}{where}; fix or remove it, or pass --skip-bad") from None
+            skipped.append((item, str(exc)))
+            continue
+        pending.append((waveform, item))
+        if len(pending) >= batch_size:
+            flush()
+    flush()
+    if not kept:
+        raise DataError("no usable audio: every file was skipped")
+    return FeatureSet(torch.cat(feats), torch.tensor(labels, dtype=torch.long), kept), skipped
+
+
+class PatchDataset(Dataset):
+    """Patches of a FeatureSet: item k is (patch (channels, rows, patch_frames), label, clip index).
+
+    Supports batched fetching (``__getitems__``), so a DataLoader with
+    ``collate_fn=collate_batch`` slices a whole batch at once.
+    """
+
+    def __init__(self, features: FeatureSet, *, patch_frames: int, hop_frames: int):
+        self.features = features.features
+        self.labels = features.labels
+        self.patch_frames = patch_frames
+        frames = self.features.shape[-1]
+        if frames < patch_frames:
+            raise DataError(f"clips have {frames} frames, fewer than a patch ({patch_frames}); "
+                            "lower features.patch_frames or raise audio.clip_seconds")
+        per_clip = n_patches(frames, patch_frames=patch_frames, hop_frames=hop_frames)
+        n = self.features.shape[0]
+        self.clip_index = torch.arange(n).repeat_interleave(per_clip)
+        self.start = (torch.arange(per_clip) * hop_frames).repeat(n)
+
+    def __len__(self) -> int:
+        return int(self.clip_index.numel())
+
+    def __getitem__(self, k: int):
+        return self.__getitems__([k])
+
+    def __getitems__(self, indices: list[int]):
+        idx = torch.as_tensor(indices, dtype=torch.long)
+        clips, starts = self.clip_index[idx], self.start[idx]
+        patches = torch.stack([self.features[c, ..., s:s + self.patch_frames]
+                               for c, s in zip(clips.tolist(), starts.tolist())])
+        return patches, self.labels[clips], clips
+
+
+def collate_batch(batch):
+    """The DataLoader collate function for PatchDataset: the batch is already stacked."""
+    return batch
+

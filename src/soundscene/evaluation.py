@@ -1,0 +1,142 @@
+"""Evaluation: accuracy, class-wise accuracy, log loss and the normalized confusion
+matrix (scikit-learn), written as JSON, a short Markdown report, a predictions CSV
+and a confusion-matrix PNG.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ._io import atomic_write_json, atomic_write_text
+from .plots import plot_confusion_matrix
+
+
+def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> dict:
+    """Metrics of clip predictions.
+
+    Args:
+        labels: ``(clips,)`` true class indices into ``classes``.
+        probabilities: ``(clips, n_classes)`` predicted probabilities.
+
+    Returns:
+        dict with accuracy, macro_class_accuracy (mean of per-class accuracies),
+        per_class_accuracy {class: accuracy or None when absent}, log_loss,
+        confusion_matrix (row-normalised, rows true), counts, n_clips.
+    """
+    from sklearn.metrics import accuracy_score, confusion_matrix, log_loss
+
+    labels = np.asarray(labels)
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    predicted = probabilities.argmax(axis=1)
+    k = len(classes)
+    counts = confusion_matrix(labels, predicted, labels=list(range(k)))
+    support = counts.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalized = np.where(support[:, None] > 0, counts / np.maximum(support[:, None], 1), 0.0)
+    per_class = {c: (float(normalized[i, i]) if support[i] else None) for i, c in enumerate(classes)}
+    present = [v for v in per_class.values() if v is not None]
+    clipped = np.clip(probabilities, 1e-15, 1.0)
+    clipped /= clipped.sum(axis=1, keepdims=True)
+    return {
+        "n_clips": int(labels.size),
+        "accuracy": float(accuracy_score(labels, predicted)),
+        "macro_class_accuracy": float(np.mean(present)) if present else 0.0,
+        "per_class_accuracy": per_class,
+        "log_loss": float(log_loss(labels, clipped, labels=list(range(k)))),
+        "confusion_matrix": normalized.tolist(),
+        "confusion_counts": counts.tolist(),
+        "classes": list(classes),
+    }
+
+
+def write_evaluation(out_dir: str | Path, metrics: dict, *, paths: Sequence[str | Path] | None = None,
+                     probabilities: np.ndarray | None = None, title: str = "Evaluation") -> dict[str, Path]:
+    """Write metrics.json, report.md, confusion_matrix.png (and predictions.csv when paths
+    and probabilities are given) into out_dir. Returns {name: path}."""
+    out_dir = Path(out_dir)
+    classes = metrics["classes"]
+    written = {
+        "metrics": atomic_write_json(out_dir / "metrics.json", metrics),
+        "confusion_matrix": plot_confusion_matrix(np.array(metrics["confusion_matrix"]), classes,
+                                                  out_dir / "confusion_matrix.png",
+                                                  title=f"{title}: normalized confusion matrix"),
+        "report": atomic_write_text(out_dir / "report.md", markdown_report(metrics, title=title)),
+    }
+    if paths is not None and probabilities is not None:
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["path", "predicted", *classes])
+        for path, probs in zip(paths, probabilities):
+            writer.writerow([str(path), classes[int(np.argmax(probs))], *[f"{p:.6f}" for p in probs]])
+        written["predictions"] = atomic_write_text(out_dir / "predictions.csv", buf.getvalue())
+    return written
+
+
+def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
+    """A short Markdown summary: headline figures and a per-class table."""
+    lines = [
+        f"# {title}", "",
+        f"- clips: {metrics['n_clips']}",
+        f"- accuracy: {metrics['accuracy']:.4f}",
+        f"- macro class-wise accuracy: {metrics['macro_class_accuracy']:.4f}",
+        f"- log loss: {metrics['log_loss']:.4f}", "",
+        "| class | clips | accuracy |", "|---|---:|---:|",
+    ]
+    counts = np.array(metrics["confusion_counts"]).sum(axis=1)
+    for (name, acc), n in zip(metrics["per_class_accuracy"].items(), counts):
+        lines.append(f"| {name} | {int(n)} | {'-' if acc is None else f'{acc:.3f}'} |")
+    lines += ["", "![confusion matrix](confusion_matrix.png)", ""]
+    return "\n".join(lines)
+
+
+def evaluate(model: str | Path, data: str | Path, *, out_dir: str | Path | None = None, fold: int | None = None,
+             skip_bad: bool = False, progress: bool = True) -> dict:
+    """Evaluate a model file (or a run folder holding model.safetensors) on a labelled data set.
+
+    Args:
+        model: model file or run folder.
+        data: class-per-folder directory or CSV manifest; its labels must be among the model's classes.
+        out_dir: where to write metrics.json, report.md, confusion_matrix.png, predictions.csv
+            (default: ``evaluation-<data name>`` beside the model file).
+        fold: evaluate only the rows of this fold.
+        skip_bad: leave out unreadable clips (listed in the returned metrics) instead of stopping.
+
+    Returns:
+        The metrics dict, with ``out_dir`` and ``skipped`` added.
+    """
+    from .data import compute_features, load_manifest
+    from .errors import DataError
+    from .modelfile import load_model_file
+    from .models import predict_clips
+    from .runtime import tune_malloc
+
+    tune_malloc()
+    model = Path(model)
+    model_path = model / "model.safetensors" if model.is_dir() else model
+    bundle = load_model_file(model_path)
+    manifest = load_manifest(data)
+    items = manifest.items
+    if fold is not None:
+        items = [i for i in items if i.fold == fold]
+        if not items:
+            raise DataError(f"{data}: no rows with fold {fold}")
+    unknown = sorted({i.label for i in items} - set(bundle.classes))
+    if unknown:
+        raise DataError(f"{data}: label(s) {unknown} are not among the model's classes {bundle.classes}")
+    feature_set, skipped = compute_features(items, bundle.config, bundle.classes, skip_bad=skip_bad,
+                                            progress=progress, desc="features: evaluation")
+    probs = predict_clips(bundle.net, feature_set.features, features_config=bundle.config.features,
+                          aggregate=bundle.config.model.aggregate).numpy()
+    metrics = compute_metrics(feature_set.labels.numpy(), probs, bundle.classes)
+    metrics["skipped"] = [{"path": str(i.path), "reason": why} for i, why in skipped]
+    name = Path(data).stem if Path(data).is_file() else Path(data).name
+    out_dir = Path(out_dir) if out_dir else model_path.parent / f"evaluation-{name}"
+    write_evaluation(out_dir, metrics, paths=[i.path for i in feature_set.items], probabilities=probs,
+                     title=f"Evaluation on {name}")
+    metrics["out_dir"] = str(out_dir)
+    return metrics

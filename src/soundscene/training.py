@@ -1,0 +1,287 @@
+"""Training: one function, :func:`train`, read top to bottom.
+
+data -> split (recorded in the run folder) -> features computed once ->
+network (normalisation learnt from the training clips) -> Lightning loop
+(Adam, cross-entropy, checkpoint every epoch, best epoch by clip-level
+validation accuracy) -> model file -> evaluation on the test split -> plots.
+
+A run folder holds everything needed to resume (``config.json``,
+``split.csv``, ``checkpoints/last.ckpt``) and the results (``model.safetensors``,
+``metrics.json``, ``report.md``, ``confusion_matrix.png``, ``training_curves.png``,
+``history.json``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sys
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.nn import functional as F
+
+from ._io import atomic_write_json
+from .config import Config
+from .data import (Manifest, PatchDataset, collate_batch, compute_features, load_manifest, median_duration,
+                   read_split, split_manifest, write_split)
+from .errors import DataError, SoundsceneError
+from .evaluation import compute_metrics, write_evaluation
+from .modelfile import load_model_file, save_model_file
+from .models import SceneNet, build_model, predict_clips
+from .plots import plot_training_curves
+from .runtime import tune_malloc
+
+CONFIG_FILE = "config.json"
+SPLIT_FILE = "split.csv"
+CLASSES_FILE = "classes.json"
+MODEL_FILE = "model.safetensors"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
+
+
+@dataclass
+class TrainResult:
+    """Where a run's results are and its headline figures."""
+
+    run_dir: Path
+    model_path: Path
+    test_metrics: dict
+    history: list[dict]
+    best_epoch: int
+    seconds: float
+
+
+def _lightning_module(net: SceneNet, config: Config, classes: list[str], val_features, val_labels,
+                      model_path: Path):
+    """Build the LightningModule (import kept local: Lightning is slow to import).
+
+    After each epoch it scores the validation clips exactly as evaluation does;
+    when the epoch is the best so far (highest accuracy, ties broken by lower
+    loss) it writes the model file, so model_path always holds the best epoch.
+    """
+    import lightning as L
+
+    class SceneModule(L.LightningModule):
+        """Cross-entropy on patches; clip-level validation with the same code as evaluation."""
+
+        def __init__(self):
+            super().__init__()
+            self.net = net
+            self.history: list[dict] = []
+            self._sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+
+        def training_step(self, batch, batch_idx):
+            patches, labels, _ = batch
+            logits = self.net(patches)
+            loss = F.cross_entropy(logits, labels)
+            n = labels.shape[0]
+            self._sums += torch.tensor([loss.item() * n, (logits.argmax(1) == labels).sum().item(), n],
+                                       dtype=torch.float64)
+            self.log("loss", loss, prog_bar=True)
+            return loss
+
+        def on_train_epoch_end(self):
+            self.net.eval()
+            probs = predict_clips(self.net, val_features, features_config=config.features,
+                                  aggregate=config.model.aggregate)
+            self.net.train()
+            picked = probs[torch.arange(len(val_labels)), val_labels].clamp_min(1e-15)
+            loss_sum, correct, count = self._sums.tolist()
+            record = {
+                "epoch": self.current_epoch + 1,
+                "train_loss": loss_sum / max(count, 1),
+                "train_acc": correct / max(count, 1),
+                "val_loss": float(-picked.log().mean()),
+                "val_acc": float((probs.argmax(1) == val_labels).float().mean()),
+            }
+            self.history.append(record)
+            self._sums.zero_()
+            if max(self.history, key=_selection_key) is record:
+                save_model_file(model_path, self.net, config, classes, extra={"best_epoch": str(record["epoch"])})
+            self.log("val_acc", record["val_acc"], prog_bar=True)
+            self.log("val_loss", record["val_loss"], prog_bar=True)
+
+        def configure_optimizers(self):
+            return torch.optim.Adam(self.net.parameters(), lr=config.train.learning_rate,
+                                    weight_decay=config.train.weight_decay)
+
+        def on_save_checkpoint(self, checkpoint):
+            checkpoint["soundscene_history"] = list(self.history)
+
+        def on_load_checkpoint(self, checkpoint):
+            self.history = list(checkpoint.get("soundscene_history", []))
+
+    return SceneModule()
+
+
+@contextlib.contextmanager
+def _quiet_lightning():
+    """Hide Lightning's start-up chatter (device lines, tips) and known harmless warnings."""
+    loggers = [logging.getLogger(n) for n in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+            warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _selection_key(record: dict) -> tuple[float, float, int]:
+    """Order of epochs for model selection: accuracy, then lower loss, then earlier."""
+    return (record["val_acc"], -record["val_loss"], -record["epoch"])
+
+
+def _run_folder_callback(run_dir: Path):
+    import lightning as L
+
+    class RunFolder(L.Callback):
+        """Writes history.json after each epoch and tells how to resume after an interruption."""
+
+        def on_train_epoch_end(self, trainer, pl_module):
+            atomic_write_json(run_dir / "history.json", pl_module.history)
+
+        def on_exception(self, trainer, pl_module, exception):
+            if isinstance(exception, KeyboardInterrupt):
+                print(f"\ninterrupted: progress up to the last finished epoch is saved; "
+                      f"continue with: soundscene train --resume {run_dir}", file=sys.stderr)
+
+    return RunFolder()
+
+
+def prepare_run(data: str | Path | Manifest, run_dir: str | Path, *, config: Config | None = None,
+                test_fold: int | None = None, val_fold: int | None = None,
+                test_fraction: float | None = None) -> tuple[Config, dict, list[str]]:
+    """Create a run folder: the split, the class names and the configuration (clip length fixed).
+
+    Returns (config, splits, classes).  Refuses a folder that already holds a run.
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / CONFIG_FILE).exists():
+        raise SoundsceneError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                              "or choose another --out folder")
+    config = config or Config()
+    manifest = data if isinstance(data, Manifest) else load_manifest(data)
+    splits = split_manifest(manifest, test_fold=test_fold, val_fold=val_fold, test_fraction=test_fraction,
+                            val_fraction=config.train.val_fraction, seed=config.train.seed)
+    if config.audio.clip_seconds is None:
+        seconds = max(config.audio.min_seconds, round(median_duration(splits["train"]), 1))
+        config = config.with_overrides({"audio.clip_seconds": seconds})
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_split(splits, run_dir / SPLIT_FILE)
+    atomic_write_json(run_dir / CLASSES_FILE, manifest.classes)
+    atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+    return config, splits, list(manifest.classes)
+
+
+def load_run(run_dir: str | Path) -> tuple[Config, dict, list[str]]:
+    """Read a run folder's configuration, split and class names (to resume or evaluate it)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CONFIG_FILE).is_file():
+        raise SoundsceneError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
+    config = Config.load(run_dir / CONFIG_FILE)
+    classes = json.loads((run_dir / CLASSES_FILE).read_text(encoding="utf-8"))
+    return config, read_split(run_dir / SPLIT_FILE), classes
+
+
+def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, config: Config | None = None,
+          test_fold: int | None = None, val_fold: int | None = None, test_fraction: float | None = None,
+          resume: bool = False, epochs: int | None = None, skip_bad: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train a scene classifier and evaluate it on the held-out test split.
+
+    Args:
+        data: a class-per-folder directory, a CSV manifest, or a Manifest (ignored with resume).
+        run_dir: folder for checkpoints and results (created; must not hold a run unless resume).
+        config: settings (defaults: the paper's); audio.clip_seconds None is set from the data.
+        test_fold / val_fold / test_fraction: how to split (see :func:`split_manifest`).
+        resume: continue the run in run_dir from its last finished epoch.
+        epochs: with resume, a new total number of epochs (to extend a finished run).
+        skip_bad: leave out unreadable clips (listed in skipped.txt) instead of stopping.
+        progress: show progress bars.
+
+    Returns:
+        TrainResult with the model path, test metrics and per-epoch history.
+    """
+    import lightning as L
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    tune_malloc()
+    started = time.perf_counter()
+    run_dir = Path(run_dir)
+    last_ckpt = run_dir / LAST_CHECKPOINT
+    if resume:
+        config, splits, classes = load_run(run_dir)
+        if not last_ckpt.is_file():
+            raise SoundsceneError(f"{run_dir}: no finished epoch to resume from ({LAST_CHECKPOINT} is missing); "
+                                  "start the run again")
+        if epochs is not None:
+            config = config.with_overrides({"train.epochs": epochs})
+            atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+    else:
+        if data is None:
+            raise DataError("no data given to train on")
+        config, splits, classes = prepare_run(data, run_dir, config=config, test_fold=test_fold,
+                                              val_fold=val_fold, test_fraction=test_fraction)
+
+    L.seed_everything(config.train.seed, workers=True, verbose=False)
+    train_set, skipped = compute_features(splits["train"], config, classes, skip_bad=skip_bad,
+                                          progress=progress, desc="features: train")
+    val_set, skipped_val = compute_features(splits["val"], config, classes, skip_bad=skip_bad,
+                                            progress=progress, desc="features: validation")
+    skipped += skipped_val
+
+    net = build_model(config.model, in_channels=config.audio.channels, n_rows=config.features.n_rows,
+                      n_classes=len(classes))
+    net.set_normalisation(train_set.features)
+    model_path = run_dir / MODEL_FILE
+    module = _lightning_module(net, config, classes, val_set.features, val_set.labels, model_path)
+
+    loader_gen = torch.Generator().manual_seed(config.train.seed)
+    train_loader = torch.utils.data.DataLoader(
+        PatchDataset(train_set, patch_frames=config.features.patch_frames,
+                     hop_frames=config.features.patch_hop_frames),
+        batch_size=config.train.batch_size, shuffle=True, generator=loader_gen, collate_fn=collate_batch,
+        num_workers=config.train.num_workers, persistent_workers=config.train.num_workers > 0)
+
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+                                 save_on_train_epoch_end=True, enable_version_counter=False)
+    with _quiet_lightning():
+        trainer = L.Trainer(max_epochs=config.train.epochs, accelerator=config.train.accelerator,
+                        precision=config.train.precision, devices=1, logger=False,
+                            callbacks=[checkpoint, _run_folder_callback(run_dir)], limit_val_batches=0,
+                            num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
+                            deterministic=True, default_root_dir=run_dir, log_every_n_steps=1)
+        trainer.fit(module, train_dataloaders=train_loader, ckpt_path=last_ckpt if resume else None,
+                    weights_only=True)
+
+    if trainer.interrupted:
+        raise SoundsceneError(f"training was interrupted; continue with: soundscene train --resume {run_dir}")
+    # The model file holds the best epoch (written during training); evaluate that.
+    history = module.history
+    best_epoch = max(history, key=_selection_key)["epoch"]
+    net = load_model_file(model_path).net
+
+    test_set, skipped_test = compute_features(splits["test"], config, classes, skip_bad=skip_bad,
+                                              progress=progress, desc="features: test")
+    skipped += skipped_test
+    probs = predict_clips(net, test_set.features, features_config=config.features,
+                          aggregate=config.model.aggregate).numpy()
+    metrics = compute_metrics(test_set.labels.numpy(), probs, classes)
+    metrics["best_epoch"] = best_epoch
+    write_evaluation(run_dir, metrics, paths=[i.path for i in test_set.items], probabilities=probs,
+                     title="Test split")
+    atomic_write_json(run_dir / "history.json", history)
+    plot_training_curves(history, run_dir / "training_curves.png", best_epoch=best_epoch)
+    if skipped:
+        (run_dir / "skipped.txt").write_text("".join(f"{i.path}\t{why}\n" for i, why in skipped), encoding="utf-8")
+    return TrainResult(run_dir, model_path, metrics, history, best_epoch, time.perf_counter() - started)
+

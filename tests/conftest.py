@@ -1,0 +1,58 @@
+"""Shared fixtures: a tiny configuration, a tiny synthetic data set and one tiny trained run.
+
+Everything is small (8 kHz, 1.5-s clips, narrow network, few epochs) so the
+whole suite runs in a few minutes on two CPU cores.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from soundscene.config import Config
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TINY_CLASSES = ("street_traffic", "park", "metro", "rain")
+
+TINY = {
+    "audio": {"sample_rate": 8000, "clip_seconds": 1.5, "min_seconds": 0.2},
+    "features": {"n_mels": 32, "patch_frames": 32, "patch_hop_frames": 16},
+    "model": {"widths": [8, 16, 32]},
+    "train": {"epochs": 4, "batch_size": 32, "val_fraction": 0.25},
+}
+
+
+@pytest.fixture
+def tiny_config() -> Config:
+    return Config.from_dict(TINY)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """labels.csv of 4 easy synthetic classes x 10 clips of 1.5 s at 8 kHz (folds 1-5)."""
+    from soundscene.synth import write_synthetic_dataset
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    return write_synthetic_dataset(root, clips_per_class=10, seconds=1.5, sample_rate=8000, seed=3,
+                                   difficulty=0.2, classes=TINY_CLASSES, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_dataset):
+    """One trained tiny run (fold 5 held out), shared by the tests that only read it."""
+    from soundscene.training import train
+
+    run_dir = tmp_path_factory.mktemp("runs") / "tiny"
+    return train(tiny_dataset, run_dir=run_dir, config=Config.from_dict(TINY), test_fold=5, progress=False)
+
+
+def write_tone(path: Path, *, sample_rate: int = 16000, seconds: float = 1.0, channels: int = 1,
+               subtype: str = "PCM_16", frequency: float = 440.0) -> np.ndarray:
+    """Write a sine (different phase per channel) and return the float64 samples written, (frames, channels)."""
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    data = np.stack([0.5 * np.sin(2 * np.pi * frequency * t + k) for k in range(channels)], axis=1)
+    sf.write(str(path), data, sample_rate, subtype=subtype)
+    return data

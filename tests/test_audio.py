@@ -1,0 +1,140 @@
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import write_tone
+from soundscene.audio import audio_info, fix_length, load_audio, load_clip, resample
+from soundscene.config import AudioConfig
+from soundscene.errors import AudioError
+
+
+@pytest.mark.parametrize("subtype, tolerance", [
+    ("PCM_U8", 1e-2), ("PCM_16", 1e-4), ("PCM_24", 1e-6), ("PCM_32", 1e-6), ("FLOAT", 1e-7), ("DOUBLE", 1e-7),
+])
+def test_wav_bit_depths_decode_to_the_same_signal(tmp_path, subtype, tolerance):
+    path = tmp_path / f"tone_{subtype}.wav"
+    written = write_tone(path, subtype=subtype)
+    x = load_audio(path, sample_rate=16000)
+    assert x.dtype == np.float32 and x.shape == (1, 16000)
+    assert np.max(np.abs(x[0] - written[:, 0])) < tolerance
+
+
+@pytest.mark.parametrize("ext, subtype", [("flac", "PCM_24"), ("ogg", "VORBIS")])
+def test_compressed_formats(tmp_path, ext, subtype):
+    path = tmp_path / f"tone.{ext}"
+    written = write_tone(path, subtype=subtype)
+    x = load_audio(path, sample_rate=16000)
+    assert x.shape == (1, 16000)
+    assert np.corrcoef(x[0], written[:, 0])[0, 1] > 0.99
+
+
+def test_stereo_is_mixed_down_or_kept(tmp_path):
+    path = tmp_path / "stereo.wav"
+    written = write_tone(path, channels=2, subtype="FLOAT")
+    mono = load_audio(path, sample_rate=16000)
+    np.testing.assert_allclose(mono[0], written.mean(axis=1), atol=1e-6)
+    both = load_audio(path, sample_rate=16000, channels=2)
+    np.testing.assert_allclose(both, written.T, atol=1e-6)
+    with pytest.raises(AudioError, match="has 2 channels but the configuration expects 4"):
+        load_audio(path, sample_rate=16000, channels=4)
+
+
+def test_multichannel_downmix(tmp_path):
+    path = tmp_path / "six.wav"
+    write_tone(path, channels=6, subtype="PCM_24")
+    assert load_audio(path, sample_rate=16000).shape == (1, 16000)
+
+
+@pytest.mark.parametrize("rate", [8000, 11025, 44100, 48000, 96000])
+def test_odd_rates_are_resampled_to_the_configured_rate(tmp_path, rate):
+    path = tmp_path / f"r{rate}.wav"
+    write_tone(path, sample_rate=rate, seconds=2.0, frequency=300.0)
+    x = load_audio(path, sample_rate=22050)
+    assert x.shape == (1, 44100)
+    spectrum = np.abs(np.fft.rfft(x[0]))
+    assert abs(np.argmax(spectrum) * 22050 / x.shape[1] - 300.0) < 1.0
+
+
+def test_resample_identity_and_length():
+    x = np.random.default_rng(0).standard_normal((2, 48000)).astype(np.float32)
+    assert resample(x, orig_rate=48000, target_rate=48000) is not None
+    assert resample(x, orig_rate=48000, target_rate=16000).shape == (2, 16000)
+
+
+def test_missing_empty_folder_and_corrupt_files(tmp_path):
+    with pytest.raises(AudioError, match="does not exist"):
+        load_audio(tmp_path / "missing.wav", sample_rate=16000)
+    with pytest.raises(AudioError, match="is a folder"):
+        load_audio(tmp_path, sample_rate=16000)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(AudioError, match="empty"):
+        load_audio(empty, sample_rate=16000)
+    junk = tmp_path / "junk.wav"
+    junk.write_bytes(b"this is not audio at all" * 100)
+    with pytest.raises(AudioError, match="not a readable audio file"):
+        load_audio(junk, sample_rate=16000)
+
+
+def test_header_only_wav_has_no_frames(tmp_path):
+    path = tmp_path / "header.wav"
+    sf.write(str(path), np.zeros((0, 1)), 16000)
+    with pytest.raises(AudioError, match="no audio frames|empty|not a readable"):
+        load_audio(path, sample_rate=16000)
+
+
+def test_truncated_wav_is_detected(tmp_path):
+    path = tmp_path / "cut.wav"
+    write_tone(path, sample_rate=48000, channels=2, subtype="PCM_24")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(AudioError, match="truncated"):
+        load_audio(path, sample_rate=48000)
+
+
+def test_nan_samples_are_refused(tmp_path):
+    path = tmp_path / "nan.wav"
+    data = np.full((1600, 1), 0.1, dtype=np.float32)
+    data[100] = np.nan
+    sf.write(str(path), data, 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match="NaN"):
+        load_audio(path, sample_rate=16000)
+
+
+def test_too_short_silent_and_too_long(tmp_path):
+    short = tmp_path / "short.wav"
+    write_tone(short, seconds=0.1)
+    with pytest.raises(AudioError, match="shorter than the minimum"):
+        load_audio(short, sample_rate=16000, min_seconds=0.5)
+    silent = tmp_path / "silent.wav"
+    sf.write(str(silent), np.zeros((16000, 1)), 16000)
+    with pytest.raises(AudioError, match="silence"):
+        load_audio(silent, sample_rate=16000)
+    long = tmp_path / "long.wav"
+    write_tone(long, seconds=3.0)
+    with pytest.raises(AudioError, match="longer than the limit"):
+        load_audio(long, sample_rate=16000, max_seconds=2.0)
+
+
+def test_fix_length_crops_tiles_and_pads():
+    x = np.arange(1, 5, dtype=np.float32)[None]
+    np.testing.assert_array_equal(fix_length(x, length=2), [[1, 2]])
+    np.testing.assert_array_equal(fix_length(x, length=10, pad_mode="repeat"), [[1, 2, 3, 4, 1, 2, 3, 4, 1, 2]])
+    np.testing.assert_array_equal(fix_length(x, length=6, pad_mode="zeros"), [[1, 2, 3, 4, 0, 0]])
+
+
+def test_load_clip_uses_the_config(tmp_path):
+    path = tmp_path / "a.wav"
+    write_tone(path, sample_rate=44100, seconds=1.0, channels=2)
+    clip = load_clip(path, AudioConfig(sample_rate=8000, clip_seconds=2.5))
+    assert clip.shape == (1, 20000)
+    whole = load_clip(path, AudioConfig(sample_rate=8000, clip_seconds=0.5), fixed_length=False)
+    assert whole.shape == (1, 8000)
+
+
+def test_audio_info(tmp_path):
+    path = tmp_path / "i.wav"
+    write_tone(path, sample_rate=48000, seconds=0.5, channels=2, subtype="PCM_24")
+    info = audio_info(path)
+    assert (info.sample_rate, info.channels, info.frames) == (48000, 2, 24000)
+    assert info.duration_seconds == pytest.approx(0.5)
