@@ -22,6 +22,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import SoundsceneError
+from .synth import DEFAULT_DIFFICULTY
 
 DEMO_CLASSES_SECONDS = 5.0
 
@@ -57,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="run folder (default: runs/demo-<time>)")
     demo.add_argument("--clips-per-class", type=int, default=30)
     demo.add_argument("--epochs", type=int, default=15)
-    demo.add_argument("--difficulty", type=float, default=0.5, help="0 (easy) .. 1 (hard)")
+    demo.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY, help="0 (easy) .. 1 (hard)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(handler=_cmd_demo)
@@ -96,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--clips-per-class", type=int, default=30)
     sy.add_argument("--seconds", type=float, default=DEMO_CLASSES_SECONDS)
     sy.add_argument("--sample-rate", type=int, default=22050)
-    sy.add_argument("--difficulty", type=float, default=0.5)
+    sy.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY)
     sy.add_argument("--seed", type=int, default=0)
     sy.set_defaults(handler=_cmd_synth)
 

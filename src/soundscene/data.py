@@ -25,6 +25,8 @@ from .errors import AudioError, DataError
 from .features import FrontEnd, n_patches
 
 SPLITS = ("train", "val", "test")
+# Columns read as the group (recording session, location, source) when no "group" column exists.
+GROUP_COLUMNS = ("group", "source_id", "src_file", "identifier")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,9 @@ class Manifest:
 
 def load_manifest(source: str | Path, *, check_files: bool = True) -> Manifest:
     """A folder (one sub-folder per class) or a CSV manifest (``path,label[,fold][,group]``).
+
+    The group column may also be called source_id, src_file or identifier (the
+    names ESC and TAU use); clips of one group never land on two sides of a split.
 
     Raises DataError naming the file and row for missing columns, empty
     labels, bad folds and (with check_files) audio files that do not exist.
@@ -127,7 +132,7 @@ def _manifest_from_csv(path: Path) -> Manifest:
                 fold = int(row["fold"])
             except ValueError:
                 raise DataError(f"{where}: fold '{row['fold']}' is not an integer") from None
-        group = row.get("group") or None
+        group = next((row[c] for c in GROUP_COLUMNS if row.get(c)), None)
         items.append(Item((path.parent / row["path"]).resolve(), row["label"], fold, group, where))
     if not items:
         raise DataError(f"{path}: the manifest lists no files")
@@ -198,7 +203,10 @@ def _grouped_fraction(items: Sequence[Item], fraction: float, seed: int) -> tupl
     n_groups = len(set(groups))
     if n_groups < 2:
         raise DataError("cannot split: all files belong to one group")
-    n_splits = min(n_splits, n_groups)
+    largest_class = max(labels.count(c) for c in set(labels))
+    n_splits = min(n_splits, n_groups, largest_class)
+    if n_splits < 2:
+        raise DataError("too few files to split off a held-out part; add data or give folds")
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only k members"

@@ -1,0 +1,67 @@
+import json
+
+import pytest
+
+from soundscene.config import Config
+from soundscene.errors import SoundsceneError
+from soundscene.training import train
+from conftest import TINY
+
+
+def test_tiny_run_writes_everything_and_learns(tiny_run):
+    run = tiny_run.run_dir
+    for name in ("model.safetensors", "metrics.json", "report.md", "confusion_matrix.png", "training_curves.png",
+                 "history.json", "predictions.csv", "split.csv", "config.json", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["n_clips"] == 8  # fold 5: 2 clips x 4 classes
+    assert metrics["accuracy"] > 0.5  # chance is 0.25
+    assert len(tiny_run.history) == TINY["train"]["epochs"]
+    assert (run / "confusion_matrix.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    best = max(tiny_run.history, key=lambda h: (h["val_acc"], -h["val_loss"]))
+    assert tiny_run.best_epoch == best["epoch"]
+
+
+def test_same_seed_same_result(tmp_path, tiny_dataset):
+    cfg = Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 2}})
+    a = train(tiny_dataset, run_dir=tmp_path / "a", config=cfg, test_fold=5, progress=False)
+    b = train(tiny_dataset, run_dir=tmp_path / "b", config=cfg, test_fold=5, progress=False)
+    assert a.history == b.history
+
+
+def test_existing_run_folder_is_not_overwritten(tiny_run, tiny_dataset):
+    with pytest.raises(SoundsceneError, match="already holds a run.*--resume"):
+        train(tiny_dataset, run_dir=tiny_run.run_dir, config=Config.from_dict(TINY), progress=False)
+
+
+def test_crash_loses_at_most_one_epoch_and_resume_continues(tmp_path, tiny_dataset, monkeypatch):
+    import lightning as L
+
+    import soundscene.training as training
+
+    class Crash(L.Callback):
+        def on_train_epoch_end(self, trainer, pl_module):
+            if trainer.current_epoch == 1:  # during the second epoch's end, before its checkpoint
+                raise RuntimeError("simulated crash")
+
+    cfg = Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 3}})
+    run = tmp_path / "run"
+    original = training._run_folder_callback
+    monkeypatch.setattr(training, "_run_folder_callback", lambda run_dir: Crash())
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        train(tiny_dataset, run_dir=run, config=cfg, test_fold=5, progress=False)
+    monkeypatch.setattr(training, "_run_folder_callback", original)
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+
+    resumed = train(run_dir=run, resume=True, progress=False)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+
+    # Extending a finished run continues from its last epoch.
+    longer = train(run_dir=run, resume=True, epochs=4, progress=False)
+    assert [h["epoch"] for h in longer.history] == [1, 2, 3, 4]
+    assert longer.history[:3] == resumed.history
+
+
+def test_resume_needs_a_run_folder(tmp_path):
+    with pytest.raises(SoundsceneError, match="not a run folder"):
+        train(run_dir=tmp_path, resume=True, progress=False)
