@@ -56,3 +56,17 @@ def write_tone(path: Path, *, sample_rate: int = 16000, seconds: float = 1.0, ch
     data = np.stack([0.5 * np.sin(2 * np.pi * frequency * t + k) for k in range(channels)], axis=1)
     sf.write(str(path), data, sample_rate, subtype=subtype)
     return data
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_feature_cache(tmp_path_factory):
+    """Tests never touch the user's ~/.cache: the default feature cache goes to a temporary folder."""
+    import os
+
+    old = os.environ.get("SOUNDSCENE_CACHE")
+    os.environ["SOUNDSCENE_CACHE"] = str(tmp_path_factory.mktemp("feature_cache"))
+    yield
+    if old is None:
+        os.environ.pop("SOUNDSCENE_CACHE", None)
+    else:
+        os.environ["SOUNDSCENE_CACHE"] = old

@@ -1,8 +1,10 @@
 """The ``soundscene`` command: a thin layer over the Python API.
 
     soundscene demo                          synthesise scenes, train, evaluate (no data needed)
-    soundscene train DATA [--out RUN]        train on a class-per-folder directory or CSV manifest
+    soundscene train DATA [--out RUN]        train on a data set (tau2019:PATH, urbansound8k:PATH, a folder, a CSV...)
     soundscene train --resume RUN            continue an interrupted run
+    soundscene cv DATA [--out DIR]           cross-validation over the predefined (or k grouped) folds
+    soundscene datasets [DATA]               list the known layouts, or check a data set before training
     soundscene evaluate RUN_OR_MODEL DATA    metrics, report and confusion matrix on labelled data
     soundscene predict MODEL FILE_OR_DIR...  labels and probabilities (table, csv or json)
     soundscene synth OUT                     write the synthetic scene data set
@@ -16,15 +18,20 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import sys
 import time
+import warnings
 from pathlib import Path
 
 from ._version import __version__
 from .errors import SoundsceneError
+from .datasets import resolve_dataset
 from .synth import DEFAULT_DIFFICULTY
 
 DEMO_CLASSES_SECONDS = 5.0
+DATA_HELP = ("a data set: NAME:PATH with NAME one of tau2019, tau2020, urbansound8k, esc50, esc10, folder, csv; "
+             "or a path (a known layout is recognised; else a class-per-folder directory or a path,label CSV)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     from .runtime import tune_malloc
 
     tune_malloc()
+    warnings.showwarning = _show_warning
     try:
         return int(args.handler(args) or 0)
     except SoundsceneError as exc:
@@ -47,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    from .errors import SoundsceneWarning
+
+    if issubclass(category, SoundsceneWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -63,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(handler=_cmd_demo)
 
-    train = sub.add_parser("train", help="train on a folder (one sub-folder per class) or a CSV manifest")
-    train.add_argument("data", nargs="?", help="folder or CSV with columns path,label[,fold][,group]")
+    train = sub.add_parser("train", help="train on a data set and evaluate on its held-out part")
+    train.add_argument("data", nargs="?", help=DATA_HELP)
     train.add_argument("--out", type=Path, help="run folder (default: runs/<data name>-<time>)")
     train.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder")
     _add_config_options(train)
@@ -72,13 +89,28 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--val-fold", type=int, help="choose the best epoch on this fold")
     train.add_argument("--test-fraction", type=float, help="hold out this share of groups for evaluation")
     train.add_argument("--val-fraction", type=float, help="share of training groups used for validation")
-    train.add_argument("--skip-bad", action="store_true", help="skip unreadable clips (listed) instead of stopping")
-    train.add_argument("--no-progress", action="store_true")
+    _add_data_options(train)
     train.set_defaults(handler=_cmd_train)
+
+    cv = sub.add_parser("cv", help="cross-validation: one run per fold, mean +- sd")
+    cv.add_argument("data", help=DATA_HELP)
+    cv.add_argument("--out", type=Path, help="folder for the fold runs (default: runs/cv-<data name>-<time>)")
+    cv.add_argument("--folds", type=int, default=5, help="k grouped folds for data without predefined folds")
+    cv.add_argument("--val-fraction", type=float, help="share of training groups used for validation")
+    _add_config_options(cv)
+    _add_data_options(cv)
+    cv.set_defaults(handler=_cmd_cv)
+
+    ds = sub.add_parser("datasets", help="list the known data set layouts, or check one")
+    ds.add_argument("data", nargs="?", help=DATA_HELP)
+    ds.add_argument("--full", action="store_true", help="decode every file (finds truncated files and NaNs)")
+    ds.add_argument("--group-pattern", help="derive groups from file names (regex, or 'default')")
+    ds.add_argument("--json", action="store_true", help="print the report as JSON")
+    ds.set_defaults(handler=_cmd_datasets)
 
     ev = sub.add_parser("evaluate", help="evaluate a model on labelled data")
     ev.add_argument("model", type=Path, help="model.safetensors or a run folder")
-    ev.add_argument("data", help="folder or CSV manifest")
+    ev.add_argument("data", help=DATA_HELP)
     ev.add_argument("--out", type=Path, help="folder for the report (default: beside the model)")
     ev.add_argument("--fold", type=int, help="evaluate only this fold")
     ev.add_argument("--skip-bad", action="store_true")
@@ -104,6 +136,18 @@ def _parser() -> argparse.ArgumentParser:
     cf = sub.add_parser("config", help="print the default configuration (JSON) to start a config file")
     cf.set_defaults(handler=lambda a: print(_default_config().to_json()))
     return p
+
+
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--group-pattern", help="derive groups from file names for data without a group column "
+                                           "(a regex with a named group 'group', or 'default')")
+    p.add_argument("--skip-bad", action="store_true", help="skip unreadable clips (listed) instead of stopping")
+    p.add_argument("--cache-dir", type=Path, help="feature cache folder (default $SOUNDSCENE_CACHE or "
+                                                  "~/.cache/soundscene)")
+    p.add_argument("--no-cache", action="store_true", help="compute features in memory, write no cache")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="processes decoding audio while the cache is built")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -174,7 +218,8 @@ def _cmd_demo(args) -> int:
                                        seconds=DEMO_CLASSES_SECONDS, sample_rate=config.audio.sample_rate,
                                        seed=args.seed, difficulty=args.difficulty, progress=not args.no_progress)
     print(f"training the paper's CNN for {args.epochs} epochs (fold 5 held out for the test)")
-    result = train(manifest, run_dir=run_dir, config=config, test_fold=5, progress=not args.no_progress)
+    result = train(manifest, run_dir=run_dir, config=config, test_fold=5, cache_dir=run_dir / "cache",
+                   workers=min(2, os.cpu_count() or 1), progress=not args.no_progress)
     result.seconds = time.perf_counter() - started
     _print_result(result)
     return 0
@@ -187,18 +232,62 @@ def _cmd_train(args) -> int:
         if args.data:
             raise SoundsceneError("give either DATA or --resume RUN, not both")
         result = train(run_dir=args.resume, resume=True, epochs=args.epochs, skip_bad=args.skip_bad,
-                       progress=not args.no_progress)
+                       **_cache_kwargs(args), progress=not args.no_progress)
     else:
         if not args.data:
             raise SoundsceneError("give the data to train on (a folder or CSV), or --resume RUN")
         config = _config_from_args(args)
-        data = Path(args.data)
-        run_dir = args.out or _fresh_run_dir(data.stem if data.is_file() else data.name or "run")
+        manifest = resolve_dataset(args.data, group_pattern=args.group_pattern)
+        run_dir = args.out or _fresh_run_dir(_data_name(args.data))
         print(f"training run: {run_dir}")
-        result = train(data, run_dir=run_dir, config=config, test_fold=args.test_fold, val_fold=args.val_fold,
-                       test_fraction=args.test_fraction, skip_bad=args.skip_bad, progress=not args.no_progress)
+        result = train(manifest, run_dir=run_dir, config=config, test_fold=args.test_fold, val_fold=args.val_fold,
+                       test_fraction=args.test_fraction, skip_bad=args.skip_bad, **_cache_kwargs(args),
+                       progress=not args.no_progress)
     _print_result(result)
     return 0
+
+
+def _data_name(spec: str) -> str:
+    path = Path(spec.split(":", 1)[1]) if ":" in spec and not Path(spec).exists() else Path(spec)
+    return (path.stem if path.is_file() else path.name) or "run"
+
+
+def _cache_kwargs(args) -> dict:
+    return {"cache_dir": args.cache_dir, "use_cache": not args.no_cache, "workers": max(1, args.workers)}
+
+
+def _cmd_cv(args) -> int:
+    from .crossval import cross_validate
+
+    config = _config_from_args(args)
+    manifest = resolve_dataset(args.data, group_pattern=args.group_pattern)
+    out = args.out or _fresh_run_dir(f"cv-{_data_name(args.data)}")
+    print(f"cross-validation: {out}")
+    result = cross_validate(manifest, out_dir=out, config=config, k=args.folds, skip_bad=args.skip_bad,
+                            **{k: v for k, v in _cache_kwargs(args).items() if k != "use_cache"},
+                            progress=not args.no_progress)
+    print(f"\n{len(result.folds)} folds in {result.seconds:.0f} s")
+    for key, name in (("accuracy", "accuracy"), ("macro_class_accuracy", "macro class-wise accuracy"),
+                      ("log_loss", "log loss")):
+        s = result.summary[key]
+        print(f"  {name:<28} {s['mean']:.3f} +- {s['sd']:.3f}   per fold: "
+              + ", ".join(f"{f[key]:.3f}" for f in result.per_fold))
+    print(f"report: {out / 'cv_report.md'}, mean confusion matrix: {out / 'confusion_matrix_mean.png'}")
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    from .datasets import LAYOUTS, check_dataset, format_check
+
+    if not args.data:
+        print("known data set layouts (use as NAME:PATH; a plain path is recognised by its files):")
+        for name, text in LAYOUTS.items():
+            print(f"  {name:<13} {text}")
+        return 0
+    manifest = resolve_dataset(args.data, check_files=False, group_pattern=args.group_pattern)
+    report = check_dataset(manifest, full=args.full, progress=sys.stderr.isatty())
+    print(json.dumps(report, indent=2) if args.json else format_check(report))
+    return 1 if report["unreadable"] else 0
 
 
 def _cmd_evaluate(args) -> int:

@@ -31,13 +31,28 @@ GROUP_COLUMNS = ("group", "source_id", "src_file", "identifier")
 
 @dataclass(frozen=True)
 class Item:
-    """One labelled recording. ``where`` says where it was declared (for error messages)."""
+    """One labelled recording.
+
+    path: the audio file.  label: its class.  fold: predefined fold, if any.
+    group: recording session / location / source; never split across sides.
+    where: where it was declared (file and row, for error messages).
+    name: the file name as the data set writes it (e.g. "audio/x.wav", for DCASE output).
+    device: recording device, if known (TAU 2020 Mobile: a, b, c, s1-s6).
+    subset: "train" or "test" when the data set has an official split list.
+    """
 
     path: Path
     label: str
     fold: int | None = None
     group: str | None = None
     where: str = ""
+    name: str = ""
+    device: str | None = None
+    subset: str | None = None
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.path.name
 
     @property
     def group_key(self) -> str:
@@ -65,6 +80,10 @@ class Manifest:
     @property
     def has_folds(self) -> bool:
         return all(i.fold is not None for i in self.items)
+
+    @property
+    def has_official_split(self) -> bool:
+        return all(i.subset in ("train", "test") for i in self.items)
 
 
 def load_manifest(source: str | Path, *, check_files: bool = True) -> Manifest:
@@ -99,7 +118,8 @@ def _manifest_from_folder(root: Path) -> Manifest:
     for class_dir in class_dirs:
         for path in sorted(class_dir.rglob("*")):
             if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
-                items.append(Item(path, class_dir.name, where=str(path)))
+                items.append(Item(path, class_dir.name, where=str(path),
+                                  name=path.relative_to(root).as_posix()))
     if not items:
         raise DataError(f"{root}: no audio files found in class sub-folders "
                         f"(expected {root}/<class>/<file>.wav ...)")
@@ -133,7 +153,8 @@ def _manifest_from_csv(path: Path) -> Manifest:
             except ValueError:
                 raise DataError(f"{where}: fold '{row['fold']}' is not an integer") from None
         group = next((row[c] for c in GROUP_COLUMNS if row.get(c)), None)
-        items.append(Item((path.parent / row["path"]).resolve(), row["label"], fold, group, where))
+        items.append(Item((path.parent / row["path"]).resolve(), row["label"], fold, group, where,
+                          name=row["path"], device=row.get("device") or None))
     if not items:
         raise DataError(f"{path}: the manifest lists no files")
     folds = {i.fold for i in items}
@@ -152,8 +173,9 @@ def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold
     """Split into train / val / test without putting any group on two sides.
 
     Test: the items of ``test_fold`` (predefined folds, as they are) or a grouped,
-    class-stratified ``test_fraction``; with neither, the highest fold when the
-    manifest has folds, else 20 %.  Validation (for choosing the best epoch):
+    class-stratified ``test_fraction``; with neither, the data set's official
+    test list when it has one (TAU), else the highest fold when the manifest
+    has folds, else 20 %.  Validation (for choosing the best epoch):
     ``val_fold``, else a grouped, stratified ``val_fraction`` of what is left.
 
     Returns:
@@ -169,7 +191,10 @@ def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold
             raise DataError(f"{name} fold {fold} is not in {manifest.source} (folds: {folds})")
     if test_fold is not None and test_fold == val_fold:
         raise DataError("the test fold and the validation fold must differ")
-    if test_fold is None and test_fraction is None:
+    if test_fold is None and test_fraction is None and manifest.has_official_split:
+        test = [i for i in items if i.subset == "test"]
+        rest = [i for i in items if i.subset == "train"]
+    elif test_fold is None and test_fraction is None:
         if manifest.has_folds and len(folds) >= 2:
             test_fold = folds[-1]
         else:
@@ -177,7 +202,7 @@ def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold
     if test_fold is not None:
         test = [i for i in items if i.fold == test_fold]
         rest = [i for i in items if i.fold != test_fold]
-    else:
+    elif test_fraction is not None:
         rest, test = _grouped_fraction(items, test_fraction, seed)
     if val_fold is not None:
         val = [i for i in rest if i.fold == val_fold]
@@ -187,7 +212,9 @@ def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold
     for name, part in (("training", train), ("validation", val), ("test", test)):
         if not part:
             raise DataError(f"the {name} split of {manifest.source} is empty; use more data or other split options")
-    _check_no_group_crosses({"train": train, "val": val, "test": test})
+    official = test_fold is None and test_fraction is None and manifest.has_official_split
+    # An official train/test list is the protocol as published; validation is still carved by group.
+    _check_no_group_crosses({"train": train, "val": val} if official else {"train": train, "val": val, "test": test})
     return {"train": train, "val": val, "test": test}
 
 
@@ -228,10 +255,11 @@ def write_split(splits: dict[str, list[Item]], path: Path) -> None:
     """Record a split as CSV (path,label,fold,group,split) so a run can be resumed or audited."""
     from ._io import atomic_write_text
 
-    lines = [["path", "label", "fold", "group", "split"]]
+    lines = [["path", "label", "fold", "group", "split", "name", "device"]]
     for name, part in splits.items():
         for i in part:
-            lines.append([str(i.path), i.label, "" if i.fold is None else str(i.fold), i.group or "", name])
+            lines.append([str(i.path), i.label, "" if i.fold is None else str(i.fold), i.group or "", name,
+                          i.name, i.device or ""])
     import io
 
     buf = io.StringIO()
@@ -247,7 +275,8 @@ def read_split(path: Path) -> dict[str, list[Item]]:
     with open(path, newline="", encoding="utf-8") as f:
         for n, row in enumerate(csv.DictReader(f), start=2):
             item = Item(Path(row["path"]), row["label"], int(row["fold"]) if row["fold"] else None,
-                        row["group"] or None, f"{path}, row {n}")
+                        row["group"] or None, f"{path}, row {n}", name=row.get("name") or "",
+                        device=row.get("device") or None)
             splits[row["split"]].append(item)
     return splits
 

@@ -27,3 +27,14 @@ class DataError(SoundsceneError):
 
 class ModelFileError(SoundsceneError):
     """A model file is missing, damaged or does not fit this version of the code."""
+
+
+class SoundsceneWarning(UserWarning):
+    """Something the user should know that does not stop the work (e.g. an inflated-accuracy risk)."""
+
+
+def warn(message: str) -> None:
+    """Issue a SoundsceneWarning; the CLI prints it as one line starting with "warning:"."""
+    import warnings
+
+    warnings.warn(message, SoundsceneWarning, stacklevel=2)

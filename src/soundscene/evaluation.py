@@ -16,12 +16,14 @@ from ._io import atomic_write_json, atomic_write_text
 from .plots import plot_confusion_matrix
 
 
-def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> dict:
+def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
+                    devices: Sequence[str | None] | None = None) -> dict:
     """Metrics of clip predictions.
 
     Args:
         labels: ``(clips,)`` true class indices into ``classes``.
         probabilities: ``(clips, n_classes)`` predicted probabilities.
+        devices: optional recording device per clip; adds per_device_accuracy.
 
     Returns:
         dict with accuracy, macro_class_accuracy (mean of per-class accuracies),
@@ -42,7 +44,7 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequ
     present = [v for v in per_class.values() if v is not None]
     clipped = np.clip(probabilities, 1e-15, 1.0)
     clipped /= clipped.sum(axis=1, keepdims=True)
-    return {
+    metrics = {
         "n_clips": int(labels.size),
         "accuracy": float(accuracy_score(labels, predicted)),
         "macro_class_accuracy": float(np.mean(present)) if present else 0.0,
@@ -52,12 +54,18 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequ
         "confusion_counts": counts.tolist(),
         "classes": list(classes),
     }
+    if devices is not None and any(d is not None for d in devices):
+        devices = np.array([d or "unknown" for d in devices])
+        metrics["per_device_accuracy"] = {
+            str(d): float(np.mean(predicted[devices == d] == labels[devices == d])) for d in sorted(set(devices))}
+    return metrics
 
 
-def write_evaluation(out_dir: str | Path, metrics: dict, *, paths: Sequence[str | Path] | None = None,
+def write_evaluation(out_dir: str | Path, metrics: dict, *, items: Sequence | None = None,
                      probabilities: np.ndarray | None = None, title: str = "Evaluation") -> dict[str, Path]:
-    """Write metrics.json, report.md, confusion_matrix.png (and predictions.csv when paths
-    and probabilities are given) into out_dir. Returns {name: path}."""
+    """Write metrics.json, report.md, confusion_matrix.png, and with items (data.Item) and their
+    probabilities predictions.csv and the DCASE-format dcase_output.tsv, into out_dir.
+    Returns {name: path}."""
     out_dir = Path(out_dir)
     classes = metrics["classes"]
     written = {
@@ -67,14 +75,26 @@ def write_evaluation(out_dir: str | Path, metrics: dict, *, paths: Sequence[str 
                                                   title=f"{title}: normalized confusion matrix"),
         "report": atomic_write_text(out_dir / "report.md", markdown_report(metrics, title=title)),
     }
-    if paths is not None and probabilities is not None:
+    if items is not None and probabilities is not None:
         buf = io.StringIO()
         writer = csv.writer(buf)
-        writer.writerow(["path", "predicted", *classes])
-        for path, probs in zip(paths, probabilities):
-            writer.writerow([str(path), classes[int(np.argmax(probs))], *[f"{p:.6f}" for p in probs]])
+        writer.writerow(["path", "label", "predicted", *classes])
+        for item, probs in zip(items, probabilities):
+            writer.writerow([str(item.path), item.label, classes[int(np.argmax(probs))], *[f"{p:.6f}" for p in probs]])
         written["predictions"] = atomic_write_text(out_dir / "predictions.csv", buf.getvalue())
+        written["dcase_output"] = write_dcase_output(out_dir / "dcase_output.tsv",
+                                                     [i.display_name for i in items], probabilities, classes)
     return written
+
+
+def write_dcase_output(path: str | Path, filenames: Sequence[str], probabilities: np.ndarray,
+                       classes: Sequence[str]) -> Path:
+    """The DCASE task-1 output format: TAB-separated, header ``filename  scene_label  <class>...``,
+    one row per clip with the predicted label and every class probability."""
+    lines = ["\t".join(["filename", "scene_label", *classes])]
+    for name, probs in zip(filenames, probabilities):
+        lines.append("\t".join([name, classes[int(np.argmax(probs))], *[f"{p:.6f}" for p in probs]]))
+    return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
@@ -90,6 +110,9 @@ def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
     counts = np.array(metrics["confusion_counts"]).sum(axis=1)
     for (name, acc), n in zip(metrics["per_class_accuracy"].items(), counts):
         lines.append(f"| {name} | {int(n)} | {'-' if acc is None else f'{acc:.3f}'} |")
+    if "per_device_accuracy" in metrics:
+        lines += ["", "| device | accuracy |", "|---|---:|"]
+        lines += [f"| {d} | {a:.3f} |" for d, a in metrics["per_device_accuracy"].items()]
     lines += ["", "![confusion matrix](confusion_matrix.png)", ""]
     return "\n".join(lines)
 
@@ -109,7 +132,8 @@ def evaluate(model: str | Path, data: str | Path, *, out_dir: str | Path | None 
     Returns:
         The metrics dict, with ``out_dir`` and ``skipped`` added.
     """
-    from .data import compute_features, load_manifest
+    from .data import compute_features
+    from .datasets import resolve_dataset
     from .errors import DataError
     from .modelfile import load_model_file
     from .models import predict_clips
@@ -119,7 +143,7 @@ def evaluate(model: str | Path, data: str | Path, *, out_dir: str | Path | None 
     model = Path(model)
     model_path = model / "model.safetensors" if model.is_dir() else model
     bundle = load_model_file(model_path)
-    manifest = load_manifest(data)
+    manifest = resolve_dataset(data)
     items = manifest.items
     if fold is not None:
         items = [i for i in items if i.fold == fold]
@@ -132,11 +156,12 @@ def evaluate(model: str | Path, data: str | Path, *, out_dir: str | Path | None 
                                             progress=progress, desc="features: evaluation")
     probs = predict_clips(bundle.net, feature_set.features, features_config=bundle.config.features,
                           aggregate=bundle.config.model.aggregate).numpy()
-    metrics = compute_metrics(feature_set.labels.numpy(), probs, bundle.classes)
+    metrics = compute_metrics(feature_set.labels.numpy(), probs, bundle.classes,
+                              devices=[i.device for i in feature_set.items])
     metrics["skipped"] = [{"path": str(i.path), "reason": why} for i, why in skipped]
-    name = Path(data).stem if Path(data).is_file() else Path(data).name
+    path = Path(str(data).split(":", 1)[-1]) if ":" in str(data) and not Path(str(data)).exists() else Path(data)
+    name = path.stem if path.is_file() else path.name
     out_dir = Path(out_dir) if out_dir else model_path.parent / f"evaluation-{name}"
-    write_evaluation(out_dir, metrics, paths=[i.path for i in feature_set.items], probabilities=probs,
-                     title=f"Evaluation on {name}")
+    write_evaluation(out_dir, metrics, items=feature_set.items, probabilities=probs, title=f"Evaluation on {name}")
     metrics["out_dir"] = str(out_dir)
     return metrics

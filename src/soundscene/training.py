@@ -27,9 +27,11 @@ from torch.nn import functional as F
 
 from ._io import atomic_write_json
 from .config import Config
-from .data import (Manifest, PatchDataset, collate_batch, compute_features, load_manifest, median_duration,
+from .cache import load_or_build
+from .data import (Manifest, PatchDataset, collate_batch, compute_features, median_duration,
                    read_split, split_manifest, write_split)
-from .errors import DataError, SoundsceneError
+from .datasets import resolve_dataset
+from .errors import DataError, SoundsceneError, warn
 from .evaluation import compute_metrics, write_evaluation
 from .modelfile import load_model_file, save_model_file
 from .models import SceneNet, build_model, predict_clips
@@ -158,6 +160,25 @@ def _run_folder_callback(run_dir: Path):
     return RunFolder()
 
 
+def _feature_sets(splits: dict, config: Config, classes: list[str], *, cache_dir, use_cache: bool, workers: int,
+                  skip_bad: bool, progress: bool) -> tuple[dict, list]:
+    """Features of every split: from the disk cache (built once) or computed in memory."""
+    skipped: list = []
+    sets = {}
+    if use_cache:
+        store = load_or_build([i for part in splits.values() for i in part], config, cache_dir=cache_dir,
+                              workers=workers, skip_bad=skip_bad, progress=progress)
+        for name, part in splits.items():
+            sets[name], bad = store.feature_set(part, classes)
+            skipped += bad
+    else:
+        for name, part in splits.items():
+            sets[name], bad = compute_features(part, config, classes, skip_bad=skip_bad, progress=progress,
+                                               desc=f"features: {name}")
+            skipped += bad
+    return sets, skipped
+
+
 def prepare_run(data: str | Path | Manifest, run_dir: str | Path, *, config: Config | None = None,
                 test_fold: int | None = None, val_fold: int | None = None,
                 test_fraction: float | None = None) -> tuple[Config, dict, list[str]]:
@@ -170,7 +191,11 @@ def prepare_run(data: str | Path | Manifest, run_dir: str | Path, *, config: Con
         raise SoundsceneError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out folder")
     config = config or Config()
-    manifest = data if isinstance(data, Manifest) else load_manifest(data)
+    manifest = data if isinstance(data, Manifest) else resolve_dataset(data)
+    if all(i.group is None for i in manifest.items) and not (test_fold or val_fold):
+        warn(f"{manifest.source} gives no groups: if its clips are segments of longer recordings, segments of one "
+             "recording can land in training and test and inflate accuracy; add a group column or use "
+             "--group-pattern default")
     splits = split_manifest(manifest, test_fold=test_fold, val_fold=val_fold, test_fraction=test_fraction,
                             val_fraction=config.train.val_fraction, seed=config.train.seed)
     if config.audio.clip_seconds is None:
@@ -196,6 +221,7 @@ def load_run(run_dir: str | Path) -> tuple[Config, dict, list[str]]:
 def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, config: Config | None = None,
           test_fold: int | None = None, val_fold: int | None = None, test_fraction: float | None = None,
           resume: bool = False, epochs: int | None = None, skip_bad: bool = False,
+          cache_dir: str | Path | None = None, use_cache: bool = True, workers: int = 1,
           progress: bool = True) -> TrainResult:
     """Train a scene classifier and evaluate it on the held-out test split.
 
@@ -207,6 +233,9 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
         resume: continue the run in run_dir from its last finished epoch.
         epochs: with resume, a new total number of epochs (to extend a finished run).
         skip_bad: leave out unreadable clips (listed in skipped.txt) instead of stopping.
+        cache_dir / use_cache: where the feature cache lives (default ``~/.cache/soundscene``,
+            or $SOUNDSCENE_CACHE); use_cache False computes features in memory for this run only.
+        workers: processes that decode and featurise audio while the cache is built.
         progress: show progress bars.
 
     Returns:
@@ -234,11 +263,9 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
                                               val_fold=val_fold, test_fraction=test_fraction)
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    train_set, skipped = compute_features(splits["train"], config, classes, skip_bad=skip_bad,
-                                          progress=progress, desc="features: train")
-    val_set, skipped_val = compute_features(splits["val"], config, classes, skip_bad=skip_bad,
-                                            progress=progress, desc="features: validation")
-    skipped += skipped_val
+    feature_sets, skipped = _feature_sets(splits, config, classes, cache_dir=cache_dir, use_cache=use_cache,
+                                          workers=workers, skip_bad=skip_bad, progress=progress)
+    train_set, val_set, test_set = feature_sets["train"], feature_sets["val"], feature_sets["test"]
 
     net = build_model(config.model, in_channels=config.audio.channels, n_rows=config.features.n_rows,
                       n_classes=len(classes))
@@ -271,15 +298,11 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     best_epoch = max(history, key=_selection_key)["epoch"]
     net = load_model_file(model_path).net
 
-    test_set, skipped_test = compute_features(splits["test"], config, classes, skip_bad=skip_bad,
-                                              progress=progress, desc="features: test")
-    skipped += skipped_test
     probs = predict_clips(net, test_set.features, features_config=config.features,
                           aggregate=config.model.aggregate).numpy()
-    metrics = compute_metrics(test_set.labels.numpy(), probs, classes)
+    metrics = compute_metrics(test_set.labels.numpy(), probs, classes, devices=[i.device for i in test_set.items])
     metrics["best_epoch"] = best_epoch
-    write_evaluation(run_dir, metrics, paths=[i.path for i in test_set.items], probabilities=probs,
-                     title="Test split")
+    write_evaluation(run_dir, metrics, items=test_set.items, probabilities=probs, title="Test split")
     atomic_write_json(run_dir / "history.json", history)
     plot_training_curves(history, run_dir / "training_curves.png", best_epoch=best_epoch)
     if skipped:

@@ -1,0 +1,294 @@
+"""The public data sets' layouts, each selected by a short name (``tau2019:PATH`` ...).
+
+Each loader reads the data set's own metadata files as published and returns a
+:class:`~soundscene.data.Manifest` whose items carry the official folds or
+train/test lists and the groups that must never be split:
+
+========================  ===============================================  ==================================
+name                      files read                                       protocol
+========================  ===============================================  ==================================
+``tau2019``               meta.csv, evaluation_setup/fold1_{train,          official fold-1 train / evaluate
+                          evaluate}.csv (TAB-separated, with headers)      lists; groups = identifier
+                                                                           (city-location)
+``tau2020``               the same files; devices a, b, c, s1-s6            as tau2019; accuracy per device
+``urbansound8k``          metadata/UrbanSound8K.csv, audio/foldN/           10 predefined folds (never
+                                                                           reshuffled); groups = fsID
+``esc50`` / ``esc10``     meta/esc50.csv, audio/                            5 predefined folds; groups =
+                                                                           src_file; esc10: the subset
+``folder`` / ``csv``      a class-per-folder tree / a path,label CSV        see :func:`load_manifest`
+========================  ===============================================  ==================================
+
+A plain path is recognised by the files it holds (a TAU, UrbanSound8K or
+ESC-50 root), else read as a class folder or CSV manifest.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .data import Item, Manifest, load_manifest
+from .errors import DataError
+
+LAYOUTS: dict[str, str] = {
+    "tau2019": "TAU Urban Acoustic Scenes 2019 development (DCASE 2019 task 1A), official fold-1 split",
+    "tau2020": "TAU Urban Acoustic Scenes 2020 Mobile development (DCASE 2020 task 1A), devices a-c, s1-s6",
+    "urbansound8k": "UrbanSound8K, 10 predefined folds, groups by Freesound recording (fsID)",
+    "esc50": "ESC-50, 5 predefined folds, groups by source recording (src_file)",
+    "esc10": "ESC-10 subset of ESC-50 (meta/esc50.csv with esc10 == True)",
+    "folder": "own recordings: one sub-folder per class",
+    "csv": "own recordings: CSV manifest path,label[,fold][,group][,device]",
+}
+
+# The file name (without extension) minus a trailing segment number:
+# "library_rec1_seg003" -> "library_rec1", "park-0-3" -> "park-0", "street 12" -> "street".
+DEFAULT_GROUP_PATTERN = r"^(?P<group>.+?)[-_ ]*(?:seg(?:ment)?)?[-_ ]*\d+$"
+
+
+def resolve_dataset(spec: str | Path, *, check_files: bool = True, group_pattern: str | None = None) -> Manifest:
+    """Load a data set from ``NAME:PATH`` (see :data:`LAYOUTS`) or a plain path.
+
+    group_pattern: for own recordings without a group column, a regular
+    expression applied to each file's name without extension; the named group
+    ``group`` (or the first capture group) becomes the item's group, prefixed by
+    its folder.  "default" uses :data:`DEFAULT_GROUP_PATTERN`.
+    """
+    text = str(spec)
+    name, sep, rest = text.partition(":")
+    if sep and name in LAYOUTS and rest:
+        layout, path = name, Path(rest)
+    else:
+        layout, path = _detect_layout(Path(text)), Path(text)
+    if not path.exists():
+        raise DataError(f"{path}: does not exist")
+    loaders: dict[str, Callable[[Path], Manifest]] = {
+        "tau2019": lambda p: load_tau(p, mobile=False),
+        "tau2020": lambda p: load_tau(p, mobile=True),
+        "urbansound8k": load_urbansound8k,
+        "esc50": lambda p: load_esc50(p, esc10=False),
+        "esc10": lambda p: load_esc50(p, esc10=True),
+        "folder": lambda p: load_manifest(p, check_files=False),
+        "csv": lambda p: load_manifest(p, check_files=False),
+    }
+    manifest = loaders[layout](path)
+    if group_pattern:
+        manifest = with_groups_from_names(manifest, DEFAULT_GROUP_PATTERN if group_pattern == "default"
+                                          else group_pattern)
+    if check_files:
+        for item in manifest.items:
+            if not item.path.is_file():
+                raise DataError(f"{item.where}: audio file {item.path} does not exist")
+    return manifest
+
+
+def _detect_layout(path: Path) -> str:
+    if path.is_dir():
+        if (path / "meta.csv").is_file() and (path / "evaluation_setup").is_dir():
+            return "tau2020" if _tau_has_mobile_devices(path / "meta.csv") else "tau2019"
+        if (path / "metadata" / "UrbanSound8K.csv").is_file():
+            return "urbansound8k"
+        if (path / "meta" / "esc50.csv").is_file():
+            return "esc50"
+        return "folder"
+    return "csv"
+
+
+def _tau_has_mobile_devices(meta: Path) -> bool:
+    rows = _read_table(meta, delimiter="\t", required=("filename", "scene_label"))
+    return any((r.get("source_label") or "a") not in ("a",) for r, _ in rows)
+
+
+def _read_table(path: Path, *, delimiter: str, required: tuple[str, ...]) -> list[tuple[dict, int]]:
+    """Rows of a delimited file with a header, with their line numbers; checks the columns."""
+    if not path.is_file():
+        raise DataError(f"{path}: missing; is this the data set's root folder?")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.DictReader(f, delimiter=delimiter)
+        columns = [c.strip() for c in reader.fieldnames or []]
+        missing = [c for c in required if c not in columns]
+        if missing:
+            sep = "TAB" if delimiter == "\t" else repr(delimiter)
+            raise DataError(f"{path}: missing column(s) {missing}; found {columns} ({sep}-separated)")
+        return [({(k or "").strip(): (v or "").strip() for k, v in row.items()}, n)
+                for n, row in enumerate(reader, start=2)]
+
+
+def load_tau(root: str | Path, *, mobile: bool = False) -> Manifest:
+    """TAU Urban Acoustic Scenes 2019 (mobile=False) or 2020 Mobile (mobile=True) development set.
+
+    Items are the files listed in evaluation_setup/fold1_train.csv (subset
+    "train") and fold1_evaluate.csv (subset "test"); labels, identifier (the
+    group: city-location) and device (source_label) come from meta.csv.
+    """
+    root = Path(root)
+    meta_rows = _read_table(root / "meta.csv", delimiter="\t", required=("filename", "scene_label", "identifier"))
+    meta = {row["filename"]: (row, n) for row, n in meta_rows}
+    setup = root / "evaluation_setup"
+    items: list[Item] = []
+    for subset, list_name in (("train", "fold1_train.csv"), ("test", "fold1_evaluate.csv")):
+        path = setup / list_name
+        for row, n in _read_table(path, delimiter="\t", required=("filename", "scene_label")):
+            where = f"{path}, row {n}"
+            if row["filename"] not in meta:
+                raise DataError(f"{where}: {row['filename']} is not in {root / 'meta.csv'}")
+            info, _ = meta[row["filename"]]
+            if info["scene_label"] != row["scene_label"]:
+                raise DataError(f"{where}: label {row['scene_label']} disagrees with meta.csv ({info['scene_label']})")
+            device = info.get("source_label") or _device_from_name(row["filename"])
+            items.append(Item(root / row["filename"], row["scene_label"], None, info["identifier"], where,
+                              name=row["filename"], device=device, subset=subset))
+    if not items:
+        raise DataError(f"{setup}: the fold-1 lists are empty")
+    return Manifest(items, sorted({i.label for i in items}), f"{'tau2020' if mobile else 'tau2019'}:{root}")
+
+
+def _device_from_name(filename: str) -> str | None:
+    match = re.search(r"-([a-z]\d?)\.\w+$", filename)
+    return match.group(1) if match else None
+
+
+def load_urbansound8k(root: str | Path) -> Manifest:
+    """UrbanSound8K: metadata/UrbanSound8K.csv and audio/fold<N>/<slice_file_name>; groups by fsID."""
+    root = Path(root)
+    path = root / "metadata" / "UrbanSound8K.csv"
+    rows = _read_table(path, delimiter=",", required=("slice_file_name", "fsID", "fold", "class"))
+    items = []
+    for row, n in rows:
+        where = f"{path}, row {n}"
+        try:
+            fold = int(row["fold"])
+        except ValueError:
+            raise DataError(f"{where}: fold '{row['fold']}' is not an integer") from None
+        name = f"audio/fold{fold}/{row['slice_file_name']}"
+        items.append(Item(root / name, row["class"], fold, f"fs{row['fsID']}", where, name=name))
+    if not items:
+        raise DataError(f"{path}: lists no clips")
+    return Manifest(items, sorted({i.label for i in items}), f"urbansound8k:{root}")
+
+
+def load_esc50(root: str | Path, *, esc10: bool = False) -> Manifest:
+    """ESC-50 (or its ESC-10 subset): meta/esc50.csv and audio/<filename>; groups by src_file."""
+    root = Path(root)
+    path = root / "meta" / "esc50.csv"
+    rows = _read_table(path, delimiter=",", required=("filename", "fold", "category", "esc10", "src_file"))
+    items = []
+    for row, n in rows:
+        if esc10 and row["esc10"].lower() not in ("true", "1"):
+            continue
+        where = f"{path}, row {n}"
+        try:
+            fold = int(row["fold"])
+        except ValueError:
+            raise DataError(f"{where}: fold '{row['fold']}' is not an integer") from None
+        name = f"audio/{row['filename']}"
+        items.append(Item(root / name, row["category"], fold, row["src_file"], where, name=name))
+    if not items:
+        raise DataError(f"{path}: no clips{' marked esc10' if esc10 else ''}")
+    return Manifest(items, sorted({i.label for i in items}), f"{'esc10' if esc10 else 'esc50'}:{root}")
+
+
+def with_groups_from_names(manifest: Manifest, pattern: str) -> Manifest:
+    """Give items without a group one derived from their file name by ``pattern`` (see resolve_dataset)."""
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise DataError(f"group pattern {pattern!r} is not a valid regular expression ({exc})") from None
+    items = []
+    for item in manifest.items:
+        if item.group is not None:
+            items.append(item)
+            continue
+        match = regex.search(item.path.stem)
+        if not match:
+            raise DataError(f"{item.where}: file name {item.path.name!r} does not match the group pattern {pattern!r}")
+        group = match.groupdict().get("group") or (match.group(1) if regex.groups else match.group(0))
+        prefix = Path(item.name).parent.as_posix() if item.name else item.path.parent.name
+        items.append(Item(item.path, item.label, item.fold, f"{prefix}/{group}", item.where, item.name,
+                          item.device, item.subset))
+    return Manifest(items, manifest.classes, manifest.source)
+
+
+def check_dataset(manifest: Manifest, *, full: bool = False, min_seconds: float = 0.5,
+                  progress: bool = True) -> dict:
+    """Look at every file of a data set before training on it.
+
+    Reads each header (with ``full``, decodes each file completely, which also
+    finds truncated files and NaN samples).  Returns a dict with n_files,
+    class_counts, duration_seconds (min/median/max), sample_rates, channels,
+    subtypes and devices (value -> count), folds and official split sizes,
+    n_groups, unreadable [{file, where, reason}] and problems (sentences).
+    """
+    from collections import Counter
+
+    from tqdm.auto import tqdm
+
+    from .audio import audio_info, load_audio
+    from .errors import AudioError
+
+    durations, rates, channels, subtypes, unreadable = [], Counter(), Counter(), Counter(), []
+    for item in tqdm(manifest.items, desc="checking files", unit="file", disable=not progress):
+        try:
+            info = audio_info(item.path)
+            if full:
+                load_audio(item.path, sample_rate=info.sample_rate, channels=1, min_seconds=0.0)
+        except AudioError as exc:
+            unreadable.append({"file": str(item.path), "where": item.where, "reason": str(exc)})
+            continue
+        durations.append(info.duration_seconds)
+        rates[info.sample_rate] += 1
+        channels[info.channels] += 1
+        subtypes[info.subtype] += 1
+    counts = manifest.class_counts()
+    report = {
+        "source": manifest.source,
+        "n_files": len(manifest),
+        "class_counts": counts,
+        "duration_seconds": ({"min": float(np.min(durations)), "median": float(np.median(durations)),
+                              "max": float(np.max(durations))} if durations else None),
+        "sample_rates": dict(sorted(rates.items())),
+        "channels": dict(sorted(channels.items())),
+        "subtypes": dict(sorted(subtypes.items())),
+        "devices": dict(sorted(Counter(i.device for i in manifest.items if i.device).items())),
+        "folds": dict(sorted(Counter(i.fold for i in manifest.items if i.fold is not None).items())),
+        "official_split": dict(Counter(i.subset for i in manifest.items if i.subset)),
+        "n_groups": len({i.group for i in manifest.items if i.group is not None}),
+        "unreadable": unreadable,
+    }
+    problems = []
+    if unreadable:
+        problems.append(f"{len(unreadable)} file(s) cannot be used; fix them or train with --skip-bad")
+    if report["n_groups"] == 0 and not report["folds"]:
+        problems.append("no groups: if clips are segments of longer recordings, a random split inflates accuracy "
+                        "(add a group column or use --group-pattern default)")
+    smallest = min(counts.values())
+    if smallest < 5:
+        problems.append(f"class(es) with fewer than 5 files: {[c for c, n in counts.items() if n < 5]}")
+    if max(counts.values()) > 5 * max(smallest, 1):
+        problems.append("classes are imbalanced by more than 5:1; watch the macro class-wise accuracy")
+    if durations and min(durations) < min_seconds:
+        short = sum(d < min_seconds for d in durations)
+        problems.append(f"{short} file(s) shorter than {min_seconds:g} s will be refused as too short")
+    report["problems"] = problems
+    return report
+
+
+def format_check(report: dict) -> str:
+    """A human-readable summary of :func:`check_dataset`'s report."""
+    d = report["duration_seconds"]
+    lines = [f"data set: {report['source']}", f"files: {report['n_files']}",
+             "classes: " + ", ".join(f"{c} ({n})" for c, n in report["class_counts"].items())]
+    if d:
+        lines.append(f"durations: {d['min']:.2f} s min, {d['median']:.2f} s median, {d['max']:.2f} s max")
+    for key, label in (("sample_rates", "sample rates (Hz)"), ("channels", "channels"), ("subtypes", "encodings"),
+                       ("devices", "devices"), ("folds", "folds"), ("official_split", "official split")):
+        if report[key]:
+            lines.append(f"{label}: " + ", ".join(f"{k}: {v}" for k, v in report[key].items()))
+    lines.append(f"groups: {report['n_groups']}")
+    for bad in report["unreadable"]:
+        lines.append(f"unreadable: {bad['reason']}" + (f" ({bad['where']})" if bad["where"] != bad["file"] else ""))
+    lines += [f"problem: {p}" for p in report["problems"]] or ["no problems found"]
+    return "\n".join(lines)
