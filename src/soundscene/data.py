@@ -13,7 +13,7 @@ import csv
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -350,12 +350,19 @@ class PatchDataset(Dataset):
 
     Supports batched fetching (``__getitems__``), so a DataLoader with
     ``collate_fn=collate_batch`` slices a whole batch at once.
+
+    augment: optional ``f(patches, labels) -> (patches, labels)`` applied to each
+    batch of patches cut from the (cached) features: the hook for spectrogram
+    augmentations such as time roll, SpecAugment masking or mixup (labels may
+    become soft, shape (batch, n_classes)).
     """
 
-    def __init__(self, features: FeatureSet, *, patch_frames: int, hop_frames: int):
+    def __init__(self, features: FeatureSet, *, patch_frames: int, hop_frames: int,
+                 augment: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None):
         self.features = features.features
         self.labels = features.labels
         self.patch_frames = patch_frames
+        self.augment = augment
         frames = self.features.shape[-1]
         if frames < patch_frames:
             raise DataError(f"clips have {frames} frames, fewer than a patch ({patch_frames}); "
@@ -376,7 +383,10 @@ class PatchDataset(Dataset):
         clips, starts = self.clip_index[idx], self.start[idx]
         patches = torch.stack([self.features[c, ..., s:s + self.patch_frames]
                                for c, s in zip(clips.tolist(), starts.tolist())])
-        return patches, self.labels[clips], clips
+        labels = self.labels[clips]
+        if self.augment is not None:
+            patches, labels = self.augment(patches, labels)
+        return patches, labels, clips
 
 
 def collate_batch(batch):
