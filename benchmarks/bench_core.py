@@ -61,7 +61,7 @@ def worker(clips: int, repeats: int) -> dict:
             sf.write(str(path), np.stack([left, right], 1), 48000, subtype="PCM_24")
             paths.append(path)
         t = time.perf_counter()
-        batch = np.concatenate([load_audio(p, sample_rate=sr) for p in paths])
+        batch = np.stack([load_audio(p, sample_rate=sr) for p in paths])  # (clips, 1, samples)
         decode_s = (time.perf_counter() - t) / clips
     out = {"malloc_tuned": tuned, "clips": clips, "decode_resample_per_clip_s": decode_s}
 
@@ -71,7 +71,7 @@ def worker(clips: int, repeats: int) -> dict:
         wave = torch.from_numpy(batch)
 
         def librosa_loop():
-            for y in batch:
+            for y in batch[:, 0]:
                 S = librosa.feature.melspectrogram(y=y, sr=sr, n_fft=fe.n_fft, hop_length=fe.hop_length,
                                                    win_length=fe.win_length, n_mels=fcfg.n_mels, center=True,
                                                    pad_mode="constant", power=2.0)

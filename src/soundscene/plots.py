@@ -33,8 +33,8 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_xticks(range(n), labels=classes, rotation=45, ha="right")
     ax.set_yticks(range(n), labels=classes)
-    ax.set_xlabel("predicted scene")
-    ax.set_ylabel("true scene")
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
     ax.set_title(title)
     if n <= 20:
         for i in range(n):
