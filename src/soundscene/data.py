@@ -146,12 +146,7 @@ def _manifest_from_csv(path: Path) -> Manifest:
             raise DataError(f"{where}: empty path")
         if not row.get("label"):
             raise DataError(f"{where}: empty label")
-        fold = None
-        if row.get("fold"):
-            try:
-                fold = int(row["fold"])
-            except ValueError:
-                raise DataError(f"{where}: fold '{row['fold']}' is not an integer") from None
+        fold = parse_fold(row["fold"], where) if row.get("fold") else None
         group = next((row[c] for c in GROUP_COLUMNS if row.get(c)), None)
         items.append(Item((path.parent / row["path"]).resolve(), row["label"], fold, group, where,
                           name=row["path"], device=row.get("device") or None))
@@ -165,6 +160,14 @@ def _manifest_from_csv(path: Path) -> Manifest:
     if len(classes) < 2:
         raise DataError(f"{path}: only one label ({classes[0]}); need at least two classes")
     return Manifest(items, classes, str(path))
+
+
+def parse_fold(text: str, where: str) -> int:
+    """A fold number from a metadata cell; DataError naming ``where`` (file, row) if it is not an integer."""
+    try:
+        return int(text)
+    except ValueError:
+        raise DataError(f"{where}: fold '{text}' is not an integer") from None
 
 
 def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold: int | None = None,

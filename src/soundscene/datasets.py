@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from .data import Item, Manifest, load_manifest
+from .data import Item, Manifest, load_manifest, parse_fold
 from .errors import DataError
 
 LAYOUTS: dict[str, str] = {
@@ -159,10 +159,7 @@ def load_urbansound8k(root: str | Path) -> Manifest:
     items = []
     for row, n in rows:
         where = f"{path}, row {n}"
-        try:
-            fold = int(row["fold"])
-        except ValueError:
-            raise DataError(f"{where}: fold '{row['fold']}' is not an integer") from None
+        fold = parse_fold(row["fold"], where)
         name = f"audio/fold{fold}/{row['slice_file_name']}"
         items.append(Item(root / name, row["class"], fold, f"fs{row['fsID']}", where, name=name))
     if not items:
@@ -180,10 +177,7 @@ def load_esc50(root: str | Path, *, esc10: bool = False) -> Manifest:
         if esc10 and row["esc10"].lower() not in ("true", "1"):
             continue
         where = f"{path}, row {n}"
-        try:
-            fold = int(row["fold"])
-        except ValueError:
-            raise DataError(f"{where}: fold '{row['fold']}' is not an integer") from None
+        fold = parse_fold(row["fold"], where)
         name = f"audio/{row['filename']}"
         items.append(Item(root / name, row["category"], fold, row["src_file"], where, name=name))
     if not items:
