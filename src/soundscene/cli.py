@@ -201,6 +201,10 @@ def _print_result(result) -> None:
     print(f"  pictures: {result.run_dir / 'confusion_matrix.png'}, {result.run_dir / 'training_curves.png'}")
     print(f"  report:   {result.run_dir / 'report.md'}")
     print(f"  time:     {result.seconds:.0f} s")
+    if result.skipped:
+        print(f"  skipped {len(result.skipped)} unreadable clip(s), listed in {result.run_dir / 'skipped.txt'}:")
+        for reason in result.skipped[:10]:
+            print(f"    {reason}")
 
 
 def _cmd_demo(args) -> int:

@@ -19,13 +19,13 @@ import logging
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch.nn import functional as F
 
-from ._io import atomic_write_json
+from ._io import atomic_write_json, atomic_write_text
 from .config import Config
 from .cache import load_or_build
 from .data import (Manifest, PatchDataset, collate_batch, compute_features, median_duration,
@@ -55,6 +55,7 @@ class TrainResult:
     history: list[dict]
     best_epoch: int
     seconds: float
+    skipped: list[str] = field(default_factory=list)
 
 
 def _lightning_module(net: SceneNet, config: Config, classes: list[str], val_features, val_labels,
@@ -305,7 +306,8 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     write_evaluation(run_dir, metrics, items=test_set.items, probabilities=probs, title="Test split")
     atomic_write_json(run_dir / "history.json", history)
     plot_training_curves(history, run_dir / "training_curves.png", best_epoch=best_epoch)
-    if skipped:
-        (run_dir / "skipped.txt").write_text("".join(f"{i.path}\t{why}\n" for i, why in skipped), encoding="utf-8")
-    return TrainResult(run_dir, model_path, metrics, history, best_epoch, time.perf_counter() - started)
+    reasons = [why for _, why in skipped]
+    if reasons:
+        atomic_write_text(run_dir / "skipped.txt", "".join(f"{why}\n" for why in reasons))
+    return TrainResult(run_dir, model_path, metrics, history, best_epoch, time.perf_counter() - started, reasons)
 
