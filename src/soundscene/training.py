@@ -285,7 +285,7 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
                                  save_on_train_epoch_end=True, enable_version_counter=False)
     with _quiet_lightning():
         trainer = L.Trainer(max_epochs=config.train.epochs, accelerator=config.train.accelerator,
-                        precision=config.train.precision, devices=1, logger=False,
+                            precision=config.train.precision, devices=1, logger=False,
                             callbacks=[checkpoint, _run_folder_callback(run_dir)], limit_val_batches=0,
                             num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
                             deterministic=True, default_root_dir=run_dir, log_every_n_steps=1)
