@@ -19,7 +19,7 @@ def test_wav_bit_depths_decode_to_the_same_signal(tmp_path, subtype, tolerance):
     assert np.max(np.abs(x[0] - written[:, 0])) < tolerance
 
 
-@pytest.mark.parametrize("ext, subtype", [("flac", "PCM_24"), ("ogg", "VORBIS")])
+@pytest.mark.parametrize("ext, subtype", [("flac", "PCM_24"), ("ogg", "VORBIS"), ("mp3", "MPEG_LAYER_III")])
 def test_compressed_formats(tmp_path, ext, subtype):
     path = tmp_path / f"tone.{ext}"
     written = write_tone(path, subtype=subtype)

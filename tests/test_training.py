@@ -82,3 +82,20 @@ def test_unreadable_clip_stops_or_is_skipped_and_listed(tmp_path, tiny_dataset):
     result = train(manifest, run_dir=tmp_path / "b", config=cfg, test_fold=5, skip_bad=True, progress=False)
     assert len(result.skipped) == 1 and "broken.wav" in result.skipped[0]
     assert "broken.wav" in (tmp_path / "b" / "skipped.txt").read_text()
+
+
+def test_resume_refuses_damaged_or_mismatched_checkpoints(tmp_path, tiny_dataset):
+    cfg = Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
+    run = tmp_path / "run"
+    train(tiny_dataset, run_dir=run, config=cfg, test_fold=5, progress=False)
+    config_text = (run / "config.json").read_text()
+    edited = json.loads(config_text)
+    edited["model"]["widths"] = [4, 8, 16]
+    (run / "config.json").write_text(json.dumps(edited))
+    with pytest.raises(SoundsceneError, match="does not fit the run's configuration"):
+        train(run_dir=run, resume=True, epochs=2, progress=False)
+    (run / "config.json").write_text(config_text)
+    ckpt = run / "checkpoints" / "last.ckpt"
+    ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
+    with pytest.raises(SoundsceneError, match="checkpoint cannot be read"):
+        train(run_dir=run, resume=True, epochs=2, progress=False)

@@ -180,6 +180,22 @@ def _feature_sets(splits: dict, config: Config, classes: list[str], *, cache_dir
     return sets, skipped
 
 
+def _check_checkpoint(path: Path, net: SceneNet) -> None:
+    """Refuse, in one line, a resume checkpoint that is damaged or does not fit the run's configuration."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch.load raises many types for damaged files (zip, pickle, EOF, runtime)
+        raise SoundsceneError(f"{path}: checkpoint cannot be read ({type(exc).__name__}); the file is damaged - "
+                              "delete the run folder's checkpoints/ and start the run again") from None
+    state = {k.removeprefix("net."): v for k, v in checkpoint.get("state_dict", {}).items()}
+    missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
+    wrong = [k for k in set(state) & set(net.state_dict()) if state[k].shape != net.state_dict()[k].shape]
+    if missing or unexpected or wrong:
+        raise SoundsceneError(f"{path}: checkpoint does not fit the run's configuration (config.json was changed?): "
+                              f"{len(missing)} missing, {len(unexpected)} unexpected, {len(wrong)} mis-shaped "
+                              "weights; restore config.json or start a new run")
+
+
 def prepare_run(data: str | Path | Manifest, run_dir: str | Path, *, config: Config | None = None,
                 test_fold: int | None = None, val_fold: int | None = None,
                 test_fraction: float | None = None) -> tuple[Config, dict, list[str]]:
@@ -271,6 +287,8 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     net = build_model(config.model, in_channels=config.audio.channels, n_rows=config.features.n_rows,
                       n_classes=len(classes))
     net.set_normalisation(train_set.features)
+    if resume:
+        _check_checkpoint(last_ckpt, net)
     model_path = run_dir / MODEL_FILE
     module = _lightning_module(net, config, classes, val_set.features, val_set.labels, model_path)
 
