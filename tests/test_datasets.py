@@ -154,3 +154,11 @@ def test_check_names_unreadable_files(tmp_path, esc50, capsys):
     assert f"unreadable: {victim}" in out and "esc50.csv, row" in out and "problem: 1 file(s)" in out
     assert main(["datasets"]) == 0
     assert "urbansound8k" in capsys.readouterr().out
+
+
+def test_data_name():
+    from soundscene.datasets import data_name
+
+    assert data_name("tau2019:/data/TAU-dev") == "TAU-dev"
+    assert data_name("../shared/data/esc10/labels.csv") == "labels"
+    assert data_name("/home/me/campus") == "campus"

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import SoundsceneError
-from .datasets import resolve_dataset
+from .datasets import data_name, resolve_dataset
 from .synth import DEFAULT_DIFFICULTY
 
 DEMO_CLASSES_SECONDS = 5.0
@@ -113,8 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("data", help=DATA_HELP)
     ev.add_argument("--out", type=Path, help="folder for the report (default: beside the model)")
     ev.add_argument("--fold", type=int, help="evaluate only this fold")
-    ev.add_argument("--skip-bad", action="store_true")
-    ev.add_argument("--no-progress", action="store_true")
+    _add_data_options(ev)
     ev.set_defaults(handler=_cmd_evaluate)
 
     pr = sub.add_parser("predict", help="classify audio files")
@@ -242,18 +241,13 @@ def _cmd_train(args) -> int:
             raise SoundsceneError("give the data to train on (a folder or CSV), or --resume RUN")
         config = _config_from_args(args)
         manifest = resolve_dataset(args.data, group_pattern=args.group_pattern)
-        run_dir = args.out or _fresh_run_dir(_data_name(args.data))
+        run_dir = args.out or _fresh_run_dir(data_name(args.data))
         print(f"training run: {run_dir}")
         result = train(manifest, run_dir=run_dir, config=config, test_fold=args.test_fold, val_fold=args.val_fold,
                        test_fraction=args.test_fraction, skip_bad=args.skip_bad, **_cache_kwargs(args),
                        progress=not args.no_progress)
     _print_result(result)
     return 0
-
-
-def _data_name(spec: str) -> str:
-    path = Path(spec.split(":", 1)[1]) if ":" in spec and not Path(spec).exists() else Path(spec)
-    return (path.stem if path.is_file() else path.name) or "run"
 
 
 def _cache_kwargs(args) -> dict:
@@ -265,7 +259,7 @@ def _cmd_cv(args) -> int:
 
     config = _config_from_args(args)
     manifest = resolve_dataset(args.data, group_pattern=args.group_pattern)
-    out = args.out or _fresh_run_dir(f"cv-{_data_name(args.data)}")
+    out = args.out or _fresh_run_dir(f"cv-{data_name(args.data)}")
     print(f"cross-validation: {out}")
     result = cross_validate(manifest, out_dir=out, config=config, k=args.folds, skip_bad=args.skip_bad,
                             **{k: v for k, v in _cache_kwargs(args).items() if k != "use_cache"},
@@ -297,8 +291,9 @@ def _cmd_datasets(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .evaluation import evaluate
 
-    m = evaluate(args.model, args.data, out_dir=args.out, fold=args.fold, skip_bad=args.skip_bad,
-                 progress=not args.no_progress)
+    manifest = resolve_dataset(args.data, group_pattern=args.group_pattern)
+    m = evaluate(args.model, manifest, out_dir=args.out, fold=args.fold, skip_bad=args.skip_bad,
+                 **_cache_kwargs(args), progress=not args.no_progress)
     print(f"accuracy {m['accuracy']:.3f}, macro class-wise accuracy {m['macro_class_accuracy']:.3f}, "
           f"log loss {m['log_loss']:.3f} on {m['n_clips']} clips")
     for name, acc in m["per_class_accuracy"].items():

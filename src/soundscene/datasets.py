@@ -85,6 +85,15 @@ def resolve_dataset(spec: str | Path, *, check_files: bool = True, group_pattern
     return manifest
 
 
+def data_name(spec: str | Path) -> str:
+    """A short name for a data set spec, for folder names: "tau2019:/data/TAU-dev" -> "TAU-dev",
+    "labels.csv" -> "labels", "campus/" -> "campus"."""
+    text = str(spec)
+    name, sep, rest = text.partition(":")
+    path = Path(rest) if sep and name in LAYOUTS and rest else Path(text)
+    return (path.stem if path.suffix else path.name) or "data"
+
+
 def _detect_layout(path: Path) -> str:
     if path.is_dir():
         if (path / "meta.csv").is_file() and (path / "evaluation_setup").is_dir():

@@ -117,23 +117,27 @@ def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
     return "\n".join(lines)
 
 
-def evaluate(model: str | Path, data: str | Path, *, out_dir: str | Path | None = None, fold: int | None = None,
-             skip_bad: bool = False, progress: bool = True) -> dict:
+def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold: int | None = None,
+             skip_bad: bool = False, cache_dir: str | Path | None = None, use_cache: bool = True,
+             workers: int = 1, progress: bool = True) -> dict:
     """Evaluate a model file (or a run folder holding model.safetensors) on a labelled data set.
 
     Args:
         model: model file or run folder.
-        data: class-per-folder directory or CSV manifest; its labels must be among the model's classes.
+        data: a data set spec (see :func:`soundscene.datasets.resolve_dataset`) or Manifest; its labels
+            must be among the model's classes.
         out_dir: where to write metrics.json, report.md, confusion_matrix.png, predictions.csv
             (default: ``evaluation-<data name>`` beside the model file).
         fold: evaluate only the rows of this fold.
         skip_bad: leave out unreadable clips (listed in the returned metrics) instead of stopping.
+        cache_dir / use_cache / workers: the feature cache, as for :func:`soundscene.training.train`.
 
     Returns:
         The metrics dict, with ``out_dir`` and ``skipped`` added.
     """
-    from .data import compute_features
-    from .datasets import resolve_dataset
+    from .cache import load_or_build
+    from .data import Manifest, compute_features
+    from .datasets import data_name, resolve_dataset
     from .errors import DataError
     from .modelfile import load_model_file
     from .models import predict_clips
@@ -143,7 +147,7 @@ def evaluate(model: str | Path, data: str | Path, *, out_dir: str | Path | None 
     model = Path(model)
     model_path = model / "model.safetensors" if model.is_dir() else model
     bundle = load_model_file(model_path)
-    manifest = resolve_dataset(data)
+    manifest = data if isinstance(data, Manifest) else resolve_dataset(data)
     items = manifest.items
     if fold is not None:
         items = [i for i in items if i.fold == fold]
@@ -152,15 +156,19 @@ def evaluate(model: str | Path, data: str | Path, *, out_dir: str | Path | None 
     unknown = sorted({i.label for i in items} - set(bundle.classes))
     if unknown:
         raise DataError(f"{data}: label(s) {unknown} are not among the model's classes {bundle.classes}")
-    feature_set, skipped = compute_features(items, bundle.config, bundle.classes, skip_bad=skip_bad,
-                                            progress=progress, desc="features: evaluation")
+    if use_cache:
+        store = load_or_build(items, bundle.config, cache_dir=cache_dir, workers=workers, skip_bad=skip_bad,
+                              progress=progress)
+        feature_set, skipped = store.feature_set(items, bundle.classes)
+    else:
+        feature_set, skipped = compute_features(items, bundle.config, bundle.classes, skip_bad=skip_bad,
+                                                progress=progress, desc="features: evaluation")
     probs = predict_clips(bundle.net, feature_set.features, features_config=bundle.config.features,
                           aggregate=bundle.config.model.aggregate).numpy()
     metrics = compute_metrics(feature_set.labels.numpy(), probs, bundle.classes,
                               devices=[i.device for i in feature_set.items])
     metrics["skipped"] = [{"path": str(i.path), "reason": why} for i, why in skipped]
-    path = Path(str(data).split(":", 1)[-1]) if ":" in str(data) and not Path(str(data)).exists() else Path(data)
-    name = path.stem if path.is_file() else path.name
+    name = data_name(manifest.source)
     out_dir = Path(out_dir) if out_dir else model_path.parent / f"evaluation-{name}"
     write_evaluation(out_dir, metrics, items=feature_set.items, probabilities=probs, title=f"Evaluation on {name}")
     metrics["out_dir"] = str(out_dir)
