@@ -6,9 +6,10 @@ Input: 10-s clips written as 48 kHz, 24-bit, stereo WAV (the TAU 2019 format),
 decoded and resampled to the configured rate (22,050 Hz) once; both front ends
 then get the same mono batch.  Every figure is the median of --repeats runs.
 
-Each measurement runs in a fresh subprocess twice: with glibc's default malloc
-(SOUNDSCENE_MALLOC_TUNE=0) and with soundscene's tuning (the default), so the
-two are compared in the same run on the same machine.
+Each measurement runs in fresh subprocesses, alternating glibc's default malloc
+(SOUNDSCENE_MALLOC_TUNE=0) and soundscene's tuning (the default), two of each,
+so the two are compared in the same run on the same machine; within a process
+the compared functions (torch vs librosa) are timed in interleaved rounds.
 """
 
 from __future__ import annotations
@@ -24,15 +25,18 @@ import time
 from pathlib import Path
 
 
-def _median_time(fn, repeats: int, warmup: int = 1) -> float:
+def _times(fns: dict, repeats: int, warmup: int = 2) -> dict:
+    """Raw times (s) of each function, measured in interleaved rounds so that drift hits all alike."""
     for _ in range(warmup):
-        fn()
-    times = []
+        for fn in fns.values():
+            fn()
+    out = {name: [] for name in fns}
     for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            out[name].append(time.perf_counter() - t)
+    return out
 
 
 def worker(clips: int, repeats: int) -> dict:
@@ -82,8 +86,13 @@ def worker(clips: int, repeats: int) -> dict:
                     m = scipy.fft.dct(db, axis=-2, type=2, norm="ortho")[:fcfg.n_mfcc]
                     np.concatenate([m, librosa.feature.delta(m), librosa.feature.delta(m, order=2)])
 
-        out[f"frontend_{kind}_torch_s"] = _median_time(lambda: fe(wave), repeats)
-        out[f"frontend_{kind}_librosa_s"] = _median_time(librosa_loop, repeats)
+        # Timed one after the other with a pause between, not interleaved: on 2 cores the thread
+        # pools that numpy's OpenBLAS and torch's OpenMP leave spinning after a call slow
+        # whichever library runs next.
+        time.sleep(1.0)
+        out.update(_times({f"frontend_{kind}_torch_s": lambda: fe(wave)}, repeats))
+        time.sleep(1.0)
+        out.update(_times({f"frontend_{kind}_librosa_s": librosa_loop}, repeats))
 
     fe = FrontEnd(cfg.features, sample_rate=sr)
     net = build_model(cfg.model, in_channels=1, n_rows=cfg.features.n_rows, n_classes=10).eval()
@@ -91,13 +100,19 @@ def worker(clips: int, repeats: int) -> dict:
     feats_one = fe(one)
     feats_all = fe(torch.from_numpy(batch))
     infer = dict(features_config=cfg.features, aggregate="mean")
-    out["cnn_one_clip_s"] = _median_time(lambda: predict_clips(net, feats_one, **infer), repeats)
-    out["end_to_end_one_clip_s"] = _median_time(lambda: predict_clips(net, fe(one), **infer), repeats)
-    out["cnn_batch_per_clip_s"] = _median_time(lambda: predict_clips(net, feats_all, **infer), repeats) / clips
-
     patches = torch.randn(64, 1, cfg.features.n_rows, cfg.features.patch_frames)
-    with torch.no_grad():
-        out["cnn_batch64_patches_s"] = _median_time(lambda: net(patches), repeats)
+
+    def forward64():
+        with torch.no_grad():
+            net(patches)
+
+    out.update(_times({
+        "cnn_one_clip_s": lambda: predict_clips(net, feats_one, **infer),
+        "end_to_end_one_clip_s": lambda: predict_clips(net, fe(one), **infer),
+        "cnn_batch_s": lambda: predict_clips(net, feats_all, **infer),
+        "cnn_batch64_patches_s": forward64,
+    }, repeats))
+    out["cnn_batch_per_clip_s"] = [t / clips for t in out.pop("cnn_batch_s")]
     net.train()
     labels = torch.randint(0, 10, (64,))
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=5e-3)
@@ -108,7 +123,7 @@ def worker(clips: int, repeats: int) -> dict:
         loss.backward()
         opt.step()
 
-    out["train_step_batch64_s"] = _median_time(step, repeats, warmup=2)
+    out.update(_times({"train_step_batch64_s": step}, repeats, warmup=3))
     return out
 
 
@@ -122,28 +137,37 @@ def main() -> None:
         print(json.dumps(worker(args.clips, args.repeats)))
         return
 
-    results = {}
-    for label, flag in (("default malloc", "0"), ("tuned malloc", "1")):
+    # Two processes of each kind, alternating; each figure is the median over both processes' samples.
+    raw = {"default malloc": [], "tuned malloc": []}
+    for label, flag in (("default malloc", "0"), ("tuned malloc", "1")) * 2:
         env = {**os.environ, "SOUNDSCENE_MALLOC_TUNE": flag}
         proc = subprocess.run([sys.executable, __file__, "--worker", "--clips", str(args.clips),
                                "--repeats", str(args.repeats)], env=env, capture_output=True, text=True)
         if proc.returncode != 0:
             sys.exit(proc.stderr)
-        results[label] = json.loads(proc.stdout.strip().splitlines()[-1])
+        raw[label].append(json.loads(proc.stdout.strip().splitlines()[-1]))
+    results = {}
+    for label, runs in raw.items():
+        merged = {k: v for k, v in runs[0].items() if not isinstance(v, list)}
+        for key, value in runs[0].items():
+            if isinstance(value, list):
+                merged[key] = statistics.median([t for run in runs for t in run[key]])
+        results[label] = merged
 
     import torch
 
     d, t = results["default malloc"], results["tuned malloc"]
     clip_s = 10.0
     print(f"soundscene core benchmark: {args.clips} clips of 10 s (48 kHz 24-bit stereo -> 22050 Hz mono), "
-          f"median of {args.repeats}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"median of 2 processes x {args.repeats} interleaved repeats; torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs")
-    print(f"decode + resample: {t['decode_resample_per_clip_s'] * 1000:.1f} ms per clip")
-    print("\nfront end on the batch (tuned malloc)            torch      librosa loop   speed-up")
+    print(f"decode + resample: {t['decode_resample_per_clip_s'] * 1000:.1f} ms per clip (one pass)")
+    print("\nfront end on the batch of clips       torch (default malloc)  torch (tuned)  librosa loop  "
+          "tuned vs librosa")
     for kind in ("logmel", "mfcc"):
-        a, b = t[f"frontend_{kind}_torch_s"], t[f"frontend_{kind}_librosa_s"]
+        a0, a, b = d[f"frontend_{kind}_torch_s"], t[f"frontend_{kind}_torch_s"], t[f"frontend_{kind}_librosa_s"]
         name = "log-mel (40 bands)" if kind == "logmel" else "MFCC 13 + deltas (39)"
-        print(f"  {name:<44} {a * 1000:8.1f} ms  {b * 1000:8.1f} ms   {b / a:6.2f}x")
+        print(f"  {name:<34} {a0 * 1000:10.1f} ms  {a * 1000:12.1f} ms  {b * 1000:9.1f} ms  {b / a:10.2f}x")
     print("\nmodel (paper CNN, 1x40x100 patches)            default malloc  tuned malloc  tuned/default")
     rows = [
         ("CNN, one 10-s clip (19 patches)", "cnn_one_clip_s"),
