@@ -211,6 +211,8 @@ def _cmd_demo(args) -> int:
     from .synth import SCENE_CLASSES, write_synthetic_dataset
     from .training import train
 
+    if args.clips_per_class < 3:
+        raise SoundsceneError("--clips-per-class must be at least 3 (training, validation and test need clips)")
     started = time.perf_counter()
     run_dir = args.out or _fresh_run_dir("demo")
     config = Config().with_overrides({"audio.clip_seconds": DEMO_CLASSES_SECONDS, "train.epochs": args.epochs,
@@ -220,8 +222,8 @@ def _cmd_demo(args) -> int:
     manifest = write_synthetic_dataset(run_dir / "data", clips_per_class=args.clips_per_class,
                                        seconds=DEMO_CLASSES_SECONDS, sample_rate=config.audio.sample_rate,
                                        seed=args.seed, difficulty=args.difficulty, progress=not args.no_progress)
-    print(f"training the paper's CNN for {args.epochs} epochs (fold 5 held out for the test)")
-    result = train(manifest, run_dir=run_dir, config=config, test_fold=5, cache_dir=run_dir / "cache",
+    print(f"training the paper's CNN for {args.epochs} epochs (the last fold held out for the test)")
+    result = train(manifest, run_dir=run_dir, config=config, cache_dir=run_dir / "cache",
                    workers=min(2, os.cpu_count() or 1), progress=not args.no_progress)
     result.seconds = time.perf_counter() - started
     _print_result(result)

@@ -144,6 +144,23 @@ def _selection_key(record: dict) -> tuple[float, float, int]:
     return (record["val_acc"], -record["val_loss"], -record["epoch"])
 
 
+def _progress_bar():
+    """Lightning's tqdm bar on stderr (stdout stays for results), counting epochs from 1 like history.json."""
+    from lightning.pytorch.callbacks import TQDMProgressBar
+    from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
+
+    class StderrProgressBar(TQDMProgressBar):
+        def init_train_tqdm(self):
+            return Tqdm(desc="training", position=0, disable=self.is_disabled, leave=True, dynamic_ncols=True,
+                        file=sys.stderr, smoothing=0, bar_format=self.BAR_FORMAT)
+
+        def on_train_epoch_start(self, trainer, *args):
+            super().on_train_epoch_start(trainer, *args)
+            self.train_progress_bar.set_description(f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs}")
+
+    return StderrProgressBar()
+
+
 def _run_folder_callback(run_dir: Path):
     import lightning as L
 
@@ -304,7 +321,8 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     with _quiet_lightning():
         trainer = L.Trainer(max_epochs=config.train.epochs, accelerator=config.train.accelerator,
                             precision=config.train.precision, devices=1, logger=False,
-                            callbacks=[checkpoint, _run_folder_callback(run_dir)], limit_val_batches=0,
+                            callbacks=[checkpoint, _run_folder_callback(run_dir),
+                                       *([_progress_bar()] if progress else [])], limit_val_batches=0,
                             num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
                             deterministic=True, default_root_dir=run_dir, log_every_n_steps=1)
         trainer.fit(module, train_dataloaders=train_loader, ckpt_path=last_ckpt if resume else None,
