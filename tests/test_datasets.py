@@ -77,7 +77,7 @@ def test_tau_errors_name_file_and_row(tmp_path, tau2019):
     with pytest.raises(DataError, match=r"meta\.csv: missing column\(s\)"):
         resolve_dataset(f"tau2019:{root}")
     (root / "meta.csv").unlink()
-    with pytest.raises(DataError, match=r"meta\.csv: missing"):
+    with pytest.raises(DataError, match=r"meta\.csv: does not exist; is this the data set.s root folder"):
         resolve_dataset(f"tau2019:{root}")
 
 

@@ -10,6 +10,7 @@ predefined folds are used as they are, never reshuffled.
 from __future__ import annotations
 
 import csv
+import io
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -112,12 +113,18 @@ def load_manifest(source: str | Path, *, check_files: bool = True) -> Manifest:
     return manifest
 
 
+def _hidden(path: Path, root: Path) -> bool:
+    """Dot-files and folders, and the __MACOSX folders that zip files from macOS carry."""
+    return any(part.startswith(".") or part == "__MACOSX" for part in path.relative_to(root).parts)
+
+
 def _manifest_from_folder(root: Path) -> Manifest:
-    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    root = root.resolve()
+    class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not _hidden(p, root))
     items = []
     for class_dir in class_dirs:
         for path in sorted(class_dir.rglob("*")):
-            if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS:
+            if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS and not _hidden(path, root):
                 items.append(Item(path, class_dir.name, where=str(path),
                                   name=path.relative_to(root).as_posix()))
     if not items:
@@ -129,18 +136,43 @@ def _manifest_from_folder(root: Path) -> Manifest:
     return Manifest(items, classes, str(root))
 
 
-def _manifest_from_csv(path: Path) -> Manifest:
-    text = path.read_text(encoding="utf-8-sig")
-    delimiter = "\t" if path.suffix.lower() == ".tsv" or ("\t" in text.splitlines()[0] if text else False) else ","
-    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
-    columns = [c.strip() for c in (reader.fieldnames or [])]
-    missing = [c for c in ("path", "label") if c not in columns]
+def read_table(path: Path, *, delimiter: str | None = None, required: tuple[str, ...] = (),
+               hint: str = "") -> list[tuple[dict[str, str], int]]:
+    """Rows of a delimited UTF-8 file with a header, each with its line number (the header is line 1).
+
+    delimiter None means TAB when the header holds one, else comma.  Raises
+    DataError naming the file (and line) for a missing file, text that is not
+    UTF-8, missing columns, and rows with more fields than the header.
+    """
+    if not path.is_file():
+        raise DataError(f"{path}: does not exist{hint}")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: is not UTF-8 text (byte {exc.start}); save it with UTF-8 encoding") from None
+    if delimiter is None:
+        first = text.splitlines()[0] if text else ""
+        delimiter = "\t" if "\t" in first else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    columns = [c.strip() for c in reader.fieldnames or []]
+    missing = [c for c in required if c not in columns]
     if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; found {columns}; "
-                        "a manifest needs path,label and optionally fold,group")
+        sep = "TAB" if delimiter == "\t" else repr(delimiter)
+        raise DataError(f"{path}: missing column(s) {missing}; found {columns} ({sep}-separated){hint}")
+    rows = []
+    for row in reader:
+        if None in row:
+            raise DataError(f"{path}, row {reader.line_num}: more fields than the header {columns}; "
+                            "quote values that contain the separator")
+        rows.append(({(k or "").strip(): (v or "").strip() for k, v in row.items()}, reader.line_num))
+    return rows
+
+
+def _manifest_from_csv(path: Path) -> Manifest:
+    rows = read_table(path, delimiter="\t" if path.suffix.lower() == ".tsv" else None, required=("path", "label"),
+                      hint="; a manifest needs path,label and optionally fold,group")
     items = []
-    for row_number, row in enumerate(reader, start=2):
-        row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+    for row, row_number in rows:
         where = f"{path}, row {row_number}"
         if not row.get("path"):
             raise DataError(f"{where}: empty path")
@@ -284,9 +316,20 @@ def read_split(path: Path) -> dict[str, list[Item]]:
     return splits
 
 
-def median_duration(items: Iterable[Item]) -> float:
-    """Median duration in seconds of the items' files (read from headers only)."""
-    durations = [audio_info(i.path).duration_seconds for i in items]
+def median_duration(items: Iterable[Item], *, skip_bad: bool = False) -> float:
+    """Median duration in seconds of the items' files (read from headers only).
+
+    With skip_bad, unreadable files are left out of the median instead of raising AudioError.
+    """
+    durations = []
+    for item in items:
+        try:
+            durations.append(audio_info(item.path).duration_seconds)
+        except AudioError:
+            if not skip_bad:
+                raise
+    if not durations:
+        raise DataError("no readable audio file to take the clip length from")
     return float(np.median(durations))
 
 

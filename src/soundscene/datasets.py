@@ -24,14 +24,13 @@ ESC-50 root), else read as a class folder or CSV manifest.
 
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
-from .data import Item, Manifest, load_manifest, parse_fold
+from .data import Item, Manifest, load_manifest, parse_fold, read_table
 from .errors import DataError
 
 LAYOUTS: dict[str, str] = {
@@ -112,18 +111,8 @@ def _tau_has_mobile_devices(meta: Path) -> bool:
 
 
 def _read_table(path: Path, *, delimiter: str, required: tuple[str, ...]) -> list[tuple[dict, int]]:
-    """Rows of a delimited file with a header, with their line numbers; checks the columns."""
-    if not path.is_file():
-        raise DataError(f"{path}: missing; is this the data set's root folder?")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
-        columns = [c.strip() for c in reader.fieldnames or []]
-        missing = [c for c in required if c not in columns]
-        if missing:
-            sep = "TAB" if delimiter == "\t" else repr(delimiter)
-            raise DataError(f"{path}: missing column(s) {missing}; found {columns} ({sep}-separated)")
-        return [({(k or "").strip(): (v or "").strip() for k, v in row.items()}, n)
-                for n, row in enumerate(reader, start=2)]
+    return read_table(path, delimiter=delimiter, required=required,
+                      hint="; is this the data set's root folder?" if not path.is_file() else "")
 
 
 def load_tau(root: str | Path, *, mobile: bool = False) -> Manifest:
@@ -133,7 +122,7 @@ def load_tau(root: str | Path, *, mobile: bool = False) -> Manifest:
     "train") and fold1_evaluate.csv (subset "test"); labels, identifier (the
     group: city-location) and device (source_label) come from meta.csv.
     """
-    root = Path(root)
+    root = Path(root).resolve()
     meta_rows = _read_table(root / "meta.csv", delimiter="\t", required=("filename", "scene_label", "identifier"))
     meta = {row["filename"]: (row, n) for row, n in meta_rows}
     setup = root / "evaluation_setup"
@@ -162,7 +151,7 @@ def _device_from_name(filename: str) -> str | None:
 
 def load_urbansound8k(root: str | Path) -> Manifest:
     """UrbanSound8K: metadata/UrbanSound8K.csv and audio/fold<N>/<slice_file_name>; groups by fsID."""
-    root = Path(root)
+    root = Path(root).resolve()
     path = root / "metadata" / "UrbanSound8K.csv"
     rows = _read_table(path, delimiter=",", required=("slice_file_name", "fsID", "fold", "class"))
     items = []
@@ -178,7 +167,7 @@ def load_urbansound8k(root: str | Path) -> Manifest:
 
 def load_esc50(root: str | Path, *, esc10: bool = False) -> Manifest:
     """ESC-50 (or its ESC-10 subset): meta/esc50.csv and audio/<filename>; groups by src_file."""
-    root = Path(root)
+    root = Path(root).resolve()
     path = root / "meta" / "esc50.csv"
     rows = _read_table(path, delimiter=",", required=("filename", "fold", "category", "esc10", "src_file"))
     items = []

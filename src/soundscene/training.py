@@ -171,9 +171,14 @@ def _run_folder_callback(run_dir: Path):
             atomic_write_json(run_dir / "history.json", pl_module.history)
 
         def on_exception(self, trainer, pl_module, exception):
-            if isinstance(exception, KeyboardInterrupt):
+            if not isinstance(exception, KeyboardInterrupt):
+                return
+            if (run_dir / LAST_CHECKPOINT).exists():
                 print(f"\ninterrupted: progress up to the last finished epoch is saved; "
                       f"continue with: soundscene train --resume {run_dir}", file=sys.stderr)
+            else:
+                print("\ninterrupted before the first epoch finished; run the same command again to start over",
+                      file=sys.stderr)
 
     return RunFolder()
 
@@ -215,13 +220,15 @@ def _check_checkpoint(path: Path, net: SceneNet) -> None:
 
 def prepare_run(data: str | Path | Manifest, run_dir: str | Path, *, config: Config | None = None,
                 test_fold: int | None = None, val_fold: int | None = None,
-                test_fraction: float | None = None) -> tuple[Config, dict, list[str]]:
+                test_fraction: float | None = None, skip_bad: bool = False) -> tuple[Config, dict, list[str]]:
     """Create a run folder: the split, the class names and the configuration (clip length fixed).
 
-    Returns (config, splits, classes).  Refuses a folder that already holds a run.
+    Returns (config, splits, classes).  Refuses a folder that holds a run with a
+    finished epoch (resume that instead); a run that stopped before its first
+    checkpoint is started again.
     """
     run_dir = Path(run_dir)
-    if (run_dir / CONFIG_FILE).exists():
+    if (run_dir / LAST_CHECKPOINT).exists():
         raise SoundsceneError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                               "or choose another --out folder")
     config = config or Config()
@@ -233,7 +240,7 @@ def prepare_run(data: str | Path | Manifest, run_dir: str | Path, *, config: Con
     splits = split_manifest(manifest, test_fold=test_fold, val_fold=val_fold, test_fraction=test_fraction,
                             val_fraction=config.train.val_fraction, seed=config.train.seed)
     if config.audio.clip_seconds is None:
-        seconds = max(config.audio.min_seconds, round(median_duration(splits["train"]), 1))
+        seconds = max(config.audio.min_seconds, round(median_duration(splits["train"], skip_bad=skip_bad), 1))
         config = config.with_overrides({"audio.clip_seconds": seconds})
     run_dir.mkdir(parents=True, exist_ok=True)
     write_split(splits, run_dir / SPLIT_FILE)
@@ -294,7 +301,7 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
         if data is None:
             raise DataError("no data given to train on")
         config, splits, classes = prepare_run(data, run_dir, config=config, test_fold=test_fold,
-                                              val_fold=val_fold, test_fraction=test_fraction)
+                                              val_fold=val_fold, test_fraction=test_fraction, skip_bad=skip_bad)
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     feature_sets, skipped = _feature_sets(splits, config, classes, cache_dir=cache_dir, use_cache=use_cache,
