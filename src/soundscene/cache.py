@@ -125,8 +125,11 @@ def _open(folder: Path, paths: list[str]) -> tuple[FeatureStore | None, str]:
     meta_path, data_path = folder / "meta.json", folder / "data.npy"
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None, "meta.json is missing or damaged"
+    keys = {"format", "paths", "file_bytes", "shape", "crc32", "bad"}
+    if not isinstance(meta, dict) or not keys <= set(meta) or not isinstance(meta["bad"], dict):
+        return None, "meta.json is incomplete"
     if meta.get("format") != CACHE_FORMAT or meta.get("paths") != paths:
         return None, "it was written for other files or by another version"
     if not data_path.is_file() or data_path.stat().st_size != meta.get("file_bytes"):
@@ -166,7 +169,8 @@ def _build(folder: Path, paths: list[str], by_path: dict[str, Item], config: Con
         else:
             import multiprocessing
 
-            context = multiprocessing.get_context("fork")
+            methods = multiprocessing.get_all_start_methods()
+            context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
                 futures = {pool.submit(_fill, partial / "data.npy", [(k, paths[k]) for k in rows], config): rows
                            for rows in chunks}
@@ -180,8 +184,10 @@ def _build(folder: Path, paths: list[str], by_path: dict[str, Item], config: Con
         bar.close()
     if bad and not skip_bad:
         shutil.rmtree(partial, ignore_errors=True)
-        k = min(bad)
-        raise AudioError(_with_row(bad[k], by_path[paths[k]]))
+        first = [_with_row(bad[k], by_path[paths[k]], advice=False) for k in sorted(bad)[:3]]
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise AudioError(f"{len(bad)} unusable clip(s): {'; '.join(first)}{more}; fix or remove them, "
+                         "or pass --skip-bad")
     data = np.load(partial / "data.npy", mmap_mode="r")
     atomic_write_json(partial / "meta.json", {
         "format": CACHE_FORMAT, "paths": paths, "shape": list(shape), "bad": {str(k): v for k, v in bad.items()},
@@ -230,6 +236,6 @@ def _crc32(data: np.ndarray, block_rows: int = 256) -> int:
     return crc
 
 
-def _with_row(reason: str, item: Item) -> str:
+def _with_row(reason: str, item: Item, advice: bool = True) -> str:
     where = f" ({item.where})" if item.where and item.where != str(item.path) else ""
-    return f"{reason}{where}; fix or remove it, or pass --skip-bad"
+    return f"{reason}{where}" + ("; fix or remove it, or pass --skip-bad" if advice else "")

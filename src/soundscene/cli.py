@@ -264,7 +264,7 @@ def _cmd_cv(args) -> int:
     out = args.out or _fresh_run_dir(f"cv-{data_name(args.data)}")
     print(f"cross-validation: {out}")
     result = cross_validate(manifest, out_dir=out, config=config, k=args.folds, skip_bad=args.skip_bad,
-                            **{k: v for k, v in _cache_kwargs(args).items() if k != "use_cache"},
+                            **_cache_kwargs(args),
                             progress=not args.no_progress)
     print(f"\n{len(result.folds)} folds in {result.seconds:.0f} s")
     for key, name in (("accuracy", "accuracy"), ("macro_class_accuracy", "macro class-wise accuracy"),

@@ -28,6 +28,8 @@ from .errors import ConfigError
 FEATURE_KINDS = ("logmel", "mfcc")
 PAD_MODES = ("repeat", "zeros")
 AGGREGATIONS = ("mean", "log_mean", "max", "vote")
+ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
+PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
 CONFIG_FORMAT = 1
 
 
@@ -199,6 +201,8 @@ class TrainConfig:
         _check(0 <= self.weight_decay < 1, "train.weight_decay", "must be in [0, 1)")
         _check(0 < self.val_fraction < 0.9, "train.val_fraction", "must be in (0, 0.9)")
         _check(0 <= self.num_workers <= 64, "train.num_workers", "must be in 0..64")
+        _check(self.accelerator in ACCELERATORS, "train.accelerator", f"must be one of {ACCELERATORS}")
+        _check(self.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}")
 
 
 @dataclass

@@ -19,7 +19,7 @@ import numpy as np
 
 from ._io import atomic_write_json, atomic_write_text
 from .config import Config
-from .data import Manifest
+from .data import Manifest, median_duration
 from .datasets import resolve_dataset
 from .errors import DataError
 from .plots import plot_confusion_matrix
@@ -55,8 +55,8 @@ def assign_grouped_folds(manifest: Manifest, *, k: int, seed: int = 0) -> Manife
 
 
 def cross_validate(data: str | Path | Manifest, *, out_dir: str | Path, config: Config | None = None,
-                   k: int = 5, cache_dir: str | Path | None = None, workers: int = 1, skip_bad: bool = False,
-                   progress: bool = True) -> CrossValResult:
+                   k: int = 5, cache_dir: str | Path | None = None, use_cache: bool = True, workers: int = 1,
+                   skip_bad: bool = False, progress: bool = True) -> CrossValResult:
     """Train and test once per fold; write cv_summary.json, cv_report.md and confusion_matrix_mean.png.
 
     Args:
@@ -71,8 +71,14 @@ def cross_validate(data: str | Path | Manifest, *, out_dir: str | Path, config: 
     started = time.perf_counter()
     out_dir = Path(out_dir)
     manifest = data if isinstance(data, Manifest) else resolve_dataset(data)
+    config = config or Config()
+    if config.audio.clip_seconds is None:  # one clip length for every fold, so folds compare and share a cache
+        seconds = max(config.audio.min_seconds, round(median_duration(manifest.items, skip_bad=skip_bad), 1))
+        config = config.with_overrides({"audio.clip_seconds": seconds})
+    if k < 2:
+        raise DataError(f"cross-validation needs at least 2 folds, got {k}")
     if not manifest.has_folds:
-        manifest = assign_grouped_folds(manifest, k=k, seed=(config or Config()).train.seed)
+        manifest = assign_grouped_folds(manifest, k=k, seed=config.train.seed)
     folds = sorted({i.fold for i in manifest.items})
     if len(folds) < 2:
         raise DataError(f"{manifest.source}: cross-validation needs at least two folds")
@@ -83,14 +89,11 @@ def cross_validate(data: str | Path | Manifest, *, out_dir: str | Path, config: 
         if metrics_path.is_file():
             metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         else:
+            # A fold with a finished epoch resumes; one stopped earlier starts again (train() allows that).
             resume = (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_CHECKPOINT).is_file()
-            if (run_dir / CONFIG_FILE).is_file() and not resume:
-                import shutil
-
-                shutil.rmtree(run_dir)  # started but not one epoch finished: start the fold again
             result = train(None if resume else manifest, run_dir=run_dir, config=config, test_fold=fold,
-                           resume=resume, skip_bad=skip_bad, cache_dir=cache_dir, workers=workers,
-                           progress=progress)
+                           resume=resume, skip_bad=skip_bad, cache_dir=cache_dir, use_cache=use_cache,
+                           workers=workers, progress=progress)
             metrics = result.test_metrics
         per_fold.append({"fold": fold, **{key: metrics[key] for key in SUMMARY_KEYS},
                          "n_clips": metrics["n_clips"], "confusion_matrix": metrics["confusion_matrix"]})

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from .audio import AUDIO_EXTENSIONS, audio_info, load_clip
 from .config import Config
-from .errors import AudioError, DataError
+from .errors import AudioError, DataError, warn
 from .features import FrontEnd, n_patches
 
 SPLITS = ("train", "val", "test")
@@ -224,6 +224,8 @@ def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold
     for name, fold in (("test", test_fold), ("validation", val_fold)):
         if fold is not None and fold not in folds:
             raise DataError(f"{name} fold {fold} is not in {manifest.source} (folds: {folds})")
+    if test_fold is not None and test_fraction is not None:
+        raise DataError("give either a test fold or a test fraction, not both")
     if test_fold is not None and test_fold == val_fold:
         raise DataError("the test fold and the validation fold must differ")
     if test_fold is None and test_fraction is None and manifest.has_official_split:
@@ -231,7 +233,7 @@ def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold
         rest = [i for i in items if i.subset == "train"]
     elif test_fold is None and test_fraction is None:
         if manifest.has_folds and len(folds) >= 2:
-            test_fold = folds[-1]
+            test_fold = [f for f in folds if f != val_fold][-1]
         else:
             test_fraction = 0.2
     if test_fold is not None:
@@ -247,6 +249,13 @@ def split_manifest(manifest: Manifest, *, test_fold: int | None = None, val_fold
     for name, part in (("training", train), ("validation", val), ("test", test)):
         if not part:
             raise DataError(f"the {name} split of {manifest.source} is empty; use more data or other split options")
+    for name, part in (("training", train), ("test", test)):
+        absent = sorted(set(manifest.classes) - {i.label for i in part})
+        if absent and name == "training":
+            raise DataError(f"class(es) {absent} of {manifest.source} have no clip in the training split; "
+                            "add data or choose other split options")
+        if absent:
+            warn(f"class(es) {absent} have no clip in the test split; their accuracy cannot be measured")
     official = test_fold is None and test_fraction is None and manifest.has_official_split
     # An official train/test list is the protocol as published; validation is still carved by group.
     _check_no_group_crosses({"train": train, "val": val} if official else {"train": train, "val": val, "test": test})

@@ -152,10 +152,10 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
     if fold is not None:
         items = [i for i in items if i.fold == fold]
         if not items:
-            raise DataError(f"{data}: no rows with fold {fold}")
+            raise DataError(f"{manifest.source}: no rows with fold {fold}")
     unknown = sorted({i.label for i in items} - set(bundle.classes))
     if unknown:
-        raise DataError(f"{data}: label(s) {unknown} are not among the model's classes {bundle.classes}")
+        raise DataError(f"{manifest.source}: label(s) {unknown} are not among the model's classes {bundle.classes}")
     if use_cache:
         store = load_or_build(items, bundle.config, cache_dir=cache_dir, workers=workers, skip_bad=skip_bad,
                               progress=progress)

@@ -83,9 +83,7 @@ class SceneClassifier:
 
     def predict_waveform(self, waveform: np.ndarray, *, sample_rate: int) -> np.ndarray:
         """Probabilities ``(n_classes,)`` for one waveform at ``sample_rate`` Hz (resampled if needed)."""
-        waveform = np.asarray(waveform, dtype=np.float32)
-        if waveform.ndim == 1:
-            waveform = waveform[None]
+        waveform = self._prepare_shape(waveform)
         if not np.isfinite(waveform).all():
             raise AudioError("waveform contains NaN or infinite samples")
         waveform = resample(waveform, orig_rate=sample_rate, target_rate=self.sample_rate)
@@ -130,10 +128,21 @@ class SceneClassifier:
         flush()
         return [r for r in results if r is not None]
 
-    def _prepare(self, waveform: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _prepare_shape(waveform: np.ndarray) -> np.ndarray:
+        """(samples,) or (channels, samples) float32; AudioError for empty or (samples, channels) input."""
         w = np.asarray(waveform, dtype=np.float32)
         if w.ndim == 1:
             w = w[None]
+        if w.ndim != 2 or w.shape[-1] == 0:
+            raise AudioError(f"waveform must be (samples,) or (channels, samples) with samples > 0, got {w.shape}")
+        if w.shape[0] > w.shape[1] or w.shape[0] > 16:
+            raise AudioError(f"waveform of shape {w.shape} looks like (samples, channels) as soundfile returns it; "
+                             "pass its transpose, (channels, samples)")
+        return w
+
+    def _prepare(self, waveform: np.ndarray) -> np.ndarray:
+        w = self._prepare_shape(waveform)
         channels = self.config.audio.channels
         if channels == 1 and w.shape[0] > 1:
             w = w.mean(axis=0, keepdims=True)

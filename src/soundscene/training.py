@@ -103,6 +103,7 @@ def _lightning_module(net: SceneNet, config: Config, classes: list[str], val_fea
             }
             self.history.append(record)
             self._sums.zero_()
+            atomic_write_json(model_path.parent / "history.json", self.history)
             if max(self.history, key=_selection_key) is record:
                 save_model_file(model_path, self.net, config, classes, extra={"best_epoch": str(record["epoch"])})
             self.log("val_acc", record["val_acc"], prog_bar=True)
@@ -165,10 +166,7 @@ def _run_folder_callback(run_dir: Path):
     import lightning as L
 
     class RunFolder(L.Callback):
-        """Writes history.json after each epoch and tells how to resume after an interruption."""
-
-        def on_train_epoch_end(self, trainer, pl_module):
-            atomic_write_json(run_dir / "history.json", pl_module.history)
+        """Tells how to continue after an interruption."""
 
         def on_exception(self, trainer, pl_module, exception):
             if not isinstance(exception, KeyboardInterrupt):
@@ -325,13 +323,20 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
 
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
                                  save_on_train_epoch_end=True, enable_version_counter=False)
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
     with _quiet_lightning():
-        trainer = L.Trainer(max_epochs=config.train.epochs, accelerator=config.train.accelerator,
-                            precision=config.train.precision, devices=1, logger=False,
-                            callbacks=[checkpoint, _run_folder_callback(run_dir),
-                                       *([_progress_bar()] if progress else [])], limit_val_batches=0,
-                            num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
-                            deterministic=True, default_root_dir=run_dir, log_every_n_steps=1)
+        try:
+            trainer = L.Trainer(max_epochs=config.train.epochs, accelerator=config.train.accelerator,
+                                precision=config.train.precision, devices=1, logger=False,
+                                callbacks=[checkpoint, _run_folder_callback(run_dir),
+                                           *([_progress_bar()] if progress else [])], limit_val_batches=0,
+                                num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
+                                deterministic=True, default_root_dir=run_dir, log_every_n_steps=1)
+        except (MisconfigurationException, ValueError, RuntimeError) as exc:
+            raise SoundsceneError(f"cannot train with train.accelerator={config.train.accelerator!r} and "
+                                  f"train.precision={config.train.precision!r} here: "
+                                  f"{str(exc).strip().splitlines()[0]}") from None
         trainer.fit(module, train_dataloaders=train_loader, ckpt_path=last_ckpt if resume else None,
                     weights_only=True)
 
