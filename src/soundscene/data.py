@@ -283,6 +283,10 @@ def _grouped_fraction(items: Sequence[Item], fraction: float, seed: int) -> tupl
         warnings.simplefilter("ignore", UserWarning)  # "least populated class has only k members"
         keep_idx, held_idx = next(splitter.split(np.zeros(len(items)), labels, groups))
     held = set(held_idx.tolist())
+    share = len(held) / len(items)
+    if abs(share - fraction) > 0.1:
+        warn(f"asked to hold out {fraction:.0%} of the data but whole groups and classes allow {share:.0%} "
+             f"({len(held)} of {len(items)} files)")
     return ([i for k, i in enumerate(items) if k not in held], [i for k, i in enumerate(items) if k in held])
 
 
