@@ -36,7 +36,7 @@ import torch
 from ._io import atomic_write_json
 from .audio import load_clip
 from .config import Config
-from .data import FeatureSet, Item
+from .data import FeatureSet, Item, describe_bad_clip
 from .errors import AudioError, DataError, warn
 from .features import FrontEnd
 
@@ -115,7 +115,7 @@ def load_or_build(items: Sequence[Item], config: Config, *, cache_dir: str | Pat
             return store
         if store is not None:  # built earlier with --skip-bad; now bad clips must stop the run
             k, reason = next(iter(store.bad.items()))
-            raise AudioError(_with_row(reason, by_path[paths[k]]))
+            raise AudioError(describe_bad_clip(reason, by_path[paths[k]]))
         warn(f"feature cache {folder} is unusable ({problem}); rebuilding it")
         shutil.rmtree(folder, ignore_errors=True)
     return _build(folder, paths, by_path, config, workers=workers, skip_bad=skip_bad, progress=progress)
@@ -184,7 +184,7 @@ def _build(folder: Path, paths: list[str], by_path: dict[str, Item], config: Con
         bar.close()
     if bad and not skip_bad:
         shutil.rmtree(partial, ignore_errors=True)
-        first = [_with_row(bad[k], by_path[paths[k]], advice=False) for k in sorted(bad)[:3]]
+        first = [describe_bad_clip(bad[k], by_path[paths[k]], advice=False) for k in sorted(bad)[:3]]
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise AudioError(f"{len(bad)} unusable clip(s): {'; '.join(first)}{more}; fix or remove them, "
                          "or pass --skip-bad")
@@ -234,8 +234,3 @@ def _crc32(data: np.ndarray, block_rows: int = 256) -> int:
     for i in range(0, data.shape[0], block_rows):
         crc = zlib.crc32(np.ascontiguousarray(data[i:i + block_rows]).view(np.uint8), crc)
     return crc
-
-
-def _with_row(reason: str, item: Item, advice: bool = True) -> str:
-    where = f" ({item.where})" if item.where and item.where != str(item.path) else ""
-    return f"{reason}{where}" + ("; fix or remove it, or pass --skip-bad" if advice else "")

@@ -391,8 +391,7 @@ def compute_features(items: Sequence[Item], config: Config, classes: Sequence[st
             waveform = load_clip(item.path, config.audio)
         except AudioError as exc:
             if not skip_bad:
-                where = f" ({item.where})" if item.where and item.where != str(item.path) else ""
-                raise AudioError(f"{exc}{where}; fix or remove it, or pass --skip-bad") from None
+                raise AudioError(describe_bad_clip(str(exc), item)) from None
             skipped.append((item, str(exc)))
             continue
         pending.append((waveform, item))
@@ -402,6 +401,12 @@ def compute_features(items: Sequence[Item], config: Config, classes: Sequence[st
     if not kept:
         raise DataError("no usable audio: every file was skipped")
     return FeatureSet(torch.cat(feats), torch.tensor(labels, dtype=torch.long), kept), skipped
+
+
+def describe_bad_clip(reason: str, item: Item, *, advice: bool = True) -> str:
+    """An audio error for a data set item: the reason, where the item was declared, and what to do."""
+    where = f" ({item.where})" if item.where and item.where != str(item.path) else ""
+    return f"{reason}{where}" + ("; fix or remove it, or pass --skip-bad" if advice else "")
 
 
 class PatchDataset(Dataset):

@@ -97,6 +97,23 @@ def write_dcase_output(path: str | Path, filenames: Sequence[str], probabilities
     return atomic_write_text(path, "\n".join(lines) + "\n")
 
 
+def score_and_report(net, config, classes: Sequence[str], feature_set, out_dir: str | Path, *, title: str,
+                     extra: dict | None = None) -> dict:
+    """Run a network on a FeatureSet's clips, compute the metrics (plus ``extra``) and write the report.
+
+    Returns the metrics dict as written to ``out_dir/metrics.json``.
+    """
+    from .models import predict_clips
+
+    probs = predict_clips(net, feature_set.features, features_config=config.features,
+                          aggregate=config.model.aggregate).numpy()
+    metrics = compute_metrics(feature_set.labels.numpy(), probs, classes,
+                              devices=[i.device for i in feature_set.items])
+    metrics.update(extra or {})
+    write_evaluation(out_dir, metrics, items=feature_set.items, probabilities=probs, title=title)
+    return metrics
+
+
 def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
     """A short Markdown summary: headline figures and a per-class table."""
     lines = [
@@ -140,7 +157,6 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
     from .datasets import data_name, resolve_dataset
     from .errors import DataError
     from .modelfile import load_model_file
-    from .models import predict_clips
     from .runtime import tune_malloc
 
     tune_malloc()
@@ -163,13 +179,10 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
     else:
         feature_set, skipped = compute_features(items, bundle.config, bundle.classes, skip_bad=skip_bad,
                                                 progress=progress, desc="features: evaluation")
-    probs = predict_clips(bundle.net, feature_set.features, features_config=bundle.config.features,
-                          aggregate=bundle.config.model.aggregate).numpy()
-    metrics = compute_metrics(feature_set.labels.numpy(), probs, bundle.classes,
-                              devices=[i.device for i in feature_set.items])
-    metrics["skipped"] = [{"path": str(i.path), "reason": why} for i, why in skipped]
     name = data_name(manifest.source)
     out_dir = Path(out_dir) if out_dir else model_path.parent / f"evaluation-{name}"
-    write_evaluation(out_dir, metrics, items=feature_set.items, probabilities=probs, title=f"Evaluation on {name}")
+    metrics = score_and_report(bundle.net, bundle.config, bundle.classes, feature_set, out_dir,
+                               title=f"Evaluation on {name}",
+                               extra={"skipped": [{"path": str(i.path), "reason": why} for i, why in skipped]})
     metrics["out_dir"] = str(out_dir)
     return metrics

@@ -32,7 +32,7 @@ from .data import (Manifest, PatchDataset, collate_batch, compute_features, medi
                    read_split, split_manifest, write_split)
 from .datasets import resolve_dataset
 from .errors import DataError, SoundsceneError, warn
-from .evaluation import compute_metrics, write_evaluation
+from .evaluation import score_and_report
 from .modelfile import load_model_file, save_model_file
 from .models import SceneNet, build_model, predict_clips
 from .plots import plot_training_curves
@@ -347,11 +347,8 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     best_epoch = max(history, key=_selection_key)["epoch"]
     net = load_model_file(model_path).net
 
-    probs = predict_clips(net, test_set.features, features_config=config.features,
-                          aggregate=config.model.aggregate).numpy()
-    metrics = compute_metrics(test_set.labels.numpy(), probs, classes, devices=[i.device for i in test_set.items])
-    metrics["best_epoch"] = best_epoch
-    write_evaluation(run_dir, metrics, items=test_set.items, probabilities=probs, title="Test split")
+    metrics = score_and_report(net, config, classes, test_set, run_dir, title="Test split",
+                               extra={"best_epoch": best_epoch})
     atomic_write_json(run_dir / "history.json", history)
     plot_training_curves(history, run_dir / "training_curves.png", best_epoch=best_epoch)
     reasons = [why for _, why in skipped]
