@@ -20,7 +20,7 @@ TINY_CLASSES = ("street_traffic", "park", "metro", "rain")
 TINY = {
     "audio": {"sample_rate": 8000, "clip_seconds": 1.5, "min_seconds": 0.2},
     "features": {"n_mels": 32, "patch_frames": 32, "patch_hop_frames": 16},
-    "model": {"widths": [8, 16, 32]},
+    "model": {"params": {"widths": [8, 16, 32]}},
     "train": {"epochs": 4, "batch_size": 32, "val_fraction": 0.25},
 }
 
@@ -70,3 +70,20 @@ def _private_feature_cache(tmp_path_factory):
         os.environ.pop("SOUNDSCENE_CACHE", None)
     else:
         os.environ["SOUNDSCENE_CACHE"] = old
+
+
+def two_class_folder(root: Path, per_class: int = 4) -> Path:
+    """A class-per-folder data set: park/ and street/ with per_class 1.5-s tones at 8 kHz."""
+    for label in ("park", "street"):
+        (root / label).mkdir(parents=True)
+        for k in range(per_class):
+            write_tone(root / label / f"{k}.wav", sample_rate=8000, seconds=1.5, frequency=200 + 300 * k)
+    return root
+
+
+def shared_data(name: str) -> Path:
+    """``../shared/data/<name>``, or skip the calling test with the reason when that folder is absent."""
+    path = SHARED / name
+    if not path.exists():
+        pytest.skip(f"../shared/data/{name} is absent (real recordings live outside the repository)")
+    return path

@@ -112,7 +112,7 @@ def test_too_short_silent_and_too_long(tmp_path):
         load_audio(silent, sample_rate=16000)
     long = tmp_path / "long.wav"
     write_tone(long, seconds=3.0)
-    with pytest.raises(AudioError, match="longer than the limit"):
+    with pytest.raises(AudioError, match="longer than audio.max_seconds"):
         load_audio(long, sample_rate=16000, max_seconds=2.0)
 
 
@@ -138,3 +138,51 @@ def test_audio_info(tmp_path):
     info = audio_info(path)
     assert (info.sample_rate, info.channels, info.frames) == (48000, 2, 24000)
     assert info.duration_seconds == pytest.approx(0.5)
+
+
+def test_absurd_sample_rates_are_refused_before_any_work(tmp_path):
+    from soundscene.audio import audio_info
+
+    path = tmp_path / "one_hz.wav"
+    sf.write(str(path), np.full(3000, 0.1, dtype=np.float32), 1, subtype="PCM_16")
+    with pytest.raises(AudioError, match=r"sample rate of 1 Hz, outside 1000\.\.768000 Hz"):
+        audio_info(path)
+    with pytest.raises(AudioError, match="1 Hz"):
+        load_audio(path, sample_rate=22050)
+
+
+@pytest.mark.parametrize("peak", [1e19, 1e30, 5e3])
+def test_samples_far_beyond_full_scale_are_refused_not_turned_into_nan(tmp_path, peak):
+    path = tmp_path / "huge.wav"
+    sf.write(str(path), (np.sin(np.arange(16000)) * peak).astype(np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioError, match=r"huge\.wav: samples reach .*beyond ±1000"):
+        load_audio(path, sample_rate=16000)
+    ok = tmp_path / "hot.wav"  # a float file a little over full scale is fine
+    sf.write(str(ok), (np.sin(np.arange(16000)) * 2.5).astype(np.float32), 16000, subtype="FLOAT")
+    assert np.abs(load_audio(ok, sample_rate=16000)).max() > 2
+
+
+def test_decoder_chatter_on_stderr_is_swallowed(capfd):
+    import os
+
+    from soundscene.audio import quiet_decoder
+
+    with quiet_decoder():
+        os.write(2, b"Warning: Xing stream size off by more than 1%\n")
+    os.write(2, b"ours\n")
+    assert capfd.readouterr().err == "ours\n"
+
+
+def test_a_fixed_length_clip_reads_only_what_it_needs(tmp_path, monkeypatch):
+    from soundscene.audio import load_clip
+    from soundscene.config import AudioConfig
+
+    path = tmp_path / "long.wav"
+    write_tone(path, sample_rate=16000, seconds=20.0)
+    asked = []
+    real_read = sf.read
+    monkeypatch.setattr(sf, "read", lambda *a, **k: asked.append(k.get("frames")) or real_read(*a, **k))
+    clip = load_clip(path, AudioConfig(sample_rate=8000, clip_seconds=2.0))
+    assert clip.shape == (1, 16000) and asked == [int(2.5 * 16000)]
+    whole = load_audio(path, sample_rate=8000)
+    np.testing.assert_allclose(clip, whole[:, :16000], atol=1e-6)  # the same samples as cutting the whole file

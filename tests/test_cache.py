@@ -6,13 +6,21 @@ import torch
 
 import soundscene.cache as cache_mod
 from soundscene.cache import cache_key, load_or_build
-from soundscene.data import PatchDataset, compute_features, load_manifest
+from soundscene.data import PatchDataset, load_manifest
 from soundscene.errors import AudioError, SoundsceneWarning
 
 
 @pytest.fixture
 def items(tiny_dataset):
     return load_manifest(tiny_dataset).items[:12]
+
+
+def in_memory(items, config, classes, **kwargs):
+    """Features of items computed in memory by the one feature-set builder (no cache)."""
+    from soundscene.cache import feature_sets
+
+    sets, skipped = feature_sets({"all": items}, config, classes, use_cache=False, progress=False, **kwargs)
+    return sets["all"], skipped
 
 
 def _no_decoding(monkeypatch):
@@ -26,7 +34,7 @@ def test_cache_matches_in_memory_features_and_is_reused(tmp_path, items, tiny_co
     classes = sorted({i.label for i in items})
     store = load_or_build(items, tiny_config, cache_dir=tmp_path, progress=False)
     cached, _ = store.feature_set(items, classes)
-    direct, _ = compute_features(items, tiny_config, classes, progress=False)
+    direct, _ = in_memory(items, tiny_config, classes)
     torch.testing.assert_close(cached.features, direct.features)
     assert cached.labels.tolist() == direct.labels.tolist()
     _no_decoding(monkeypatch)  # second run: no decoding, no resampling
@@ -47,6 +55,15 @@ def test_changed_configuration_or_file_gets_a_new_cache(tmp_path, items, tiny_co
     assert cache_key(paths, tiny_config.with_overrides({"features.n_mels": 24})) != key
     assert cache_key(paths, tiny_config.with_overrides({"train.epochs": 9})) == key  # training is not in the key
     assert cache_key(paths[:-1], tiny_config) != key
+
+
+@pytest.mark.parametrize("library", ["soundscene", "soxr", "librosa", "torch", "libsndfile"])
+def test_a_new_version_of_the_code_that_shapes_features_gets_a_new_cache(items, tiny_config, monkeypatch, library):
+    paths = [i.path for i in items]
+    key = cache_key(paths, tiny_config)
+    real = cache_mod.code_versions
+    monkeypatch.setattr(cache_mod, "code_versions", lambda: {**real(), library: "999.0"})
+    assert cache_key(paths, tiny_config) != key
 
 
 @pytest.mark.parametrize("damage", ["flip", "truncate", "meta", "no_meta"])
@@ -96,7 +113,7 @@ def test_bad_clip_stops_naming_its_row_or_is_skipped(tmp_path, items, tiny_confi
 
 
 def test_augment_hook_sees_every_batch(items, tiny_config):
-    fs, _ = compute_features(items, tiny_config, sorted({i.label for i in items}), progress=False)
+    fs, _ = in_memory(items, tiny_config, sorted({i.label for i in items}))
     calls = []
 
     def roll(patches, labels):
@@ -109,3 +126,29 @@ def test_augment_hook_sees_every_batch(items, tiny_config):
     p, _, _ = plain.__getitems__([0, 5])
     torch.testing.assert_close(a, torch.roll(p, 3, dims=-1))
     assert calls == [2]
+
+
+def test_cache_lists_every_bad_clip_at_once(tmp_path, tiny_dataset, tiny_config):
+    from dataclasses import replace
+
+    from soundscene.cache import load_or_build
+
+    items = load_manifest(tiny_dataset).items[:6]
+    bad = []
+    for k in range(2):
+        path = tmp_path / f"broken{k}.wav"
+        path.write_bytes(b"junk")
+        bad.append(replace(items[k], path=path))
+    with pytest.raises(AudioError, match=r"2 unusable clip\(s\): .*broken0.*broken1"):
+        load_or_build(bad + items[2:], tiny_config, cache_dir=tmp_path / "c", progress=False)
+
+
+def test_cache_meta_that_is_valid_json_but_wrong_is_rebuilt(tmp_path, tiny_dataset, tiny_config):
+    from soundscene.cache import load_or_build
+    from soundscene.errors import SoundsceneWarning
+
+    items = load_manifest(tiny_dataset).items[:4]
+    store = load_or_build(items, tiny_config, cache_dir=tmp_path, progress=False)
+    (store.folder / "meta.json").write_text("null")
+    with pytest.warns(SoundsceneWarning, match="rebuilding"):
+        load_or_build(items, tiny_config, cache_dir=tmp_path, progress=False)

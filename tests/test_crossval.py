@@ -6,6 +6,7 @@ from conftest import TINY
 from soundscene.config import Config
 from soundscene.crossval import assign_grouped_folds, cross_validate
 from soundscene.data import load_manifest
+from soundscene.errors import DataError
 
 
 def test_grouped_folds_for_own_data(tiny_dataset):
@@ -45,3 +46,61 @@ def test_cv_over_predefined_folds_reports_mean_and_sd(tmp_path, tiny_dataset, mo
     monkeypatch.setattr(crossval, "train", lambda *a, **k: trained.append(k["test_fold"]) or real_train(*a, **k))
     again = cross_validate(tiny_dataset, out_dir=out, config=cfg, progress=False)
     assert trained == [5] and again.per_fold[:4] == result.per_fold[:4]
+
+
+def test_cv_needs_two_folds(tmp_path, tiny_dataset):
+    from soundscene.crossval import cross_validate
+
+    with pytest.raises(DataError, match="at least 2 folds"):
+        cross_validate(tiny_dataset, out_dir=tmp_path, config=Config.from_dict(TINY), k=1, progress=False)
+
+
+def _no_groups(manifest):
+    from soundscene.data import Manifest
+
+    return Manifest([type(i)(i.path, i.label) for i in manifest.items], manifest.classes, manifest.source)
+
+
+def test_cv_on_data_without_groups_warns(tmp_path, tiny_dataset, monkeypatch):
+    import soundscene.crossval as crossval
+    from soundscene.errors import SoundsceneWarning
+
+    monkeypatch.setattr(crossval, "train", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
+    with pytest.warns(SoundsceneWarning, match="gives no groups"), pytest.raises(KeyboardInterrupt):
+        cross_validate(_no_groups(load_manifest(tiny_dataset)), out_dir=tmp_path / "cv", k=3,
+                       config=Config.from_dict(TINY), progress=False)
+
+
+def test_cv_refuses_an_out_folder_of_another_configuration(tmp_path, tiny_dataset, monkeypatch):
+    import soundscene.crossval as crossval
+    from soundscene.errors import SoundsceneError
+
+    calls = []
+
+    def fake_train(*args, run_dir, **kwargs):  # make a fold folder as train() would, then stop
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.json").write_text(kwargs["config"].to_json())
+        calls.append(run_dir.name)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(crossval, "train", fake_train)
+    out = tmp_path / "cv"
+    cfg = Config.from_dict(TINY)
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(tiny_dataset, out_dir=out, config=cfg, progress=False)
+    other = cfg.with_overrides({"train.learning_rate": 0.01})
+    with pytest.raises(SoundsceneError, match=r"another configuration or data \(config\.train\.learning_rate "
+                                              r"differ\).*--restart"):
+        cross_validate(tiny_dataset, out_dir=out, config=other, progress=False)
+    assert (out / "fold-1").is_dir()  # refused: nothing deleted
+    with pytest.raises(KeyboardInterrupt):  # the same configuration continues
+        cross_validate(tiny_dataset, out_dir=out, config=cfg, progress=False)
+    (out / "fold-1" / "marker").write_text("old")
+    with pytest.raises(KeyboardInterrupt):
+        cross_validate(tiny_dataset, out_dir=out, config=other, restart=True, progress=False)
+    assert not (out / "fold-1" / "marker").exists()
+    assert json.loads((out / "cv.json").read_text())["config"]["train"]["learning_rate"] == 0.01
+    # folds left by a cross-validation made before cv.json existed are compared by their config.json
+    (out / "cv.json").unlink()
+    with pytest.raises(SoundsceneError, match="another configuration"):
+        cross_validate(tiny_dataset, out_dir=out, config=cfg, progress=False)

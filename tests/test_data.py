@@ -3,11 +3,19 @@ import csv
 import pytest
 import torch
 
-from conftest import write_tone
+from conftest import two_class_folder, write_tone
 from soundscene.config import Config
-from soundscene.data import (PatchDataset, compute_features, load_manifest, read_split, split_manifest,
+from soundscene.data import (PatchDataset, load_manifest, read_split, split_manifest,
                              write_split)
 from soundscene.errors import AudioError, DataError
+
+
+def in_memory(items, config, classes, **kwargs):
+    """Features of items computed in memory by the one feature-set builder (no cache)."""
+    from soundscene.cache import feature_sets
+
+    sets, skipped = feature_sets({"all": items}, config, classes, use_cache=False, progress=False, **kwargs)
+    return sets["all"], skipped
 
 
 def _write_csv(path, rows, header=("path", "label", "fold", "group")):
@@ -102,7 +110,7 @@ def test_split_round_trip(tmp_path, tiny_dataset):
 
 def test_features_and_patches(tiny_dataset, tiny_config):
     m = load_manifest(tiny_dataset)
-    fs, skipped = compute_features(m.items[:5], tiny_config, m.classes, progress=False)
+    fs, skipped = in_memory(m.items[:5], tiny_config, m.classes)
     assert not skipped
     frames = 1 + tiny_config.audio.clip_samples // tiny_config.features.hop_length(8000)
     assert fs.features.shape == (5, 1, 32, frames)
@@ -118,15 +126,15 @@ def test_bad_clip_stops_or_is_skipped_and_listed(tmp_path, tiny_config):
     (tmp_path / "bad.wav").write_bytes(b"RIFF....garbage")
     m = load_manifest(_write_csv(tmp_path / "l.csv", [["good.wav", "x", "", ""], ["bad.wav", "y", "", ""]]))
     with pytest.raises(AudioError, match=r"bad\.wav.*row 3.*--skip-bad"):
-        compute_features(m.items, tiny_config, m.classes, progress=False)
-    fs, skipped = compute_features(m.items, tiny_config, m.classes, skip_bad=True, progress=False)
+        in_memory(m.items, tiny_config, m.classes)
+    fs, skipped = in_memory(m.items, tiny_config, m.classes, skip_bad=True)
     assert len(fs.items) == 1 and skipped[0][0].path.name == "bad.wav"
 
 
 def test_unknown_label_is_refused(tiny_dataset, tiny_config):
     m = load_manifest(tiny_dataset)
-    with pytest.raises(DataError, match="not one of the model's classes"):
-        compute_features(m.items[:1], tiny_config, ["cafe", "office"], progress=False)
+    with pytest.raises(DataError, match="not one of the"):
+        in_memory(m.items[:1], tiny_config, ["cafe", "office"])
 
 
 def test_auto_clip_length_is_fixed_at_training(tmp_path, tiny_dataset):
@@ -137,3 +145,32 @@ def test_auto_clip_length_is_fixed_at_training(tmp_path, tiny_dataset):
     assert config.audio.clip_seconds is None
     fixed, _, _ = prepare_run(tiny_dataset, tmp_path / "run", config=config)
     assert fixed.audio.clip_seconds == 1.5
+
+
+def test_csv_row_with_extra_fields_names_its_line(tmp_path):
+    write_tone(tmp_path / "a.wav")
+    (tmp_path / "l.csv").write_text("path,label\n\na.wav,x\na.wav,y,\n")
+    with pytest.raises(DataError, match=r"l\.csv, row 4: more fields than the header"):
+        load_manifest(tmp_path / "l.csv")
+
+
+def test_manifest_that_is_not_utf8(tmp_path):
+    (tmp_path / "l.csv").write_bytes("path,label\ncaf\xe9.wav,x\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_manifest(tmp_path / "l.csv")
+
+
+def test_macos_leftovers_are_ignored(tmp_path):
+    root = two_class_folder(tmp_path / "d", per_class=1)
+    (root / "__MACOSX" / "park").mkdir(parents=True)
+    (root / "__MACOSX" / "park" / "._0.wav").write_bytes(b"\x00\x05\x16\x07")
+    (root / "park" / "._0.wav").write_bytes(b"\x00\x05\x16\x07")
+    m = load_manifest(root)
+    assert m.classes == ["park", "street"] and len(m) == 2
+
+
+def test_default_test_fold_avoids_the_validation_fold(tiny_dataset):
+    s = split_manifest(load_manifest(tiny_dataset), val_fold=5)
+    assert {i.fold for i in s["val"]} == {5} and {i.fold for i in s["test"]} == {4}
+    with pytest.raises(DataError, match="not both"):
+        split_manifest(load_manifest(tiny_dataset), test_fold=5, test_fraction=0.2)

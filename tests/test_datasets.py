@@ -151,7 +151,7 @@ def test_check_names_unreadable_files(tmp_path, esc50, capsys):
     victim.write_bytes(b"garbage")
     assert main(["datasets", str(root)]) == 1
     out = capsys.readouterr().out
-    assert f"unreadable: {victim}" in out and "esc50.csv, row" in out and "problem: 1 file(s)" in out
+    assert f"refused: {victim}" in out and "esc50.csv, row" in out and "problem: 1 file(s)" in out
     assert main(["datasets"]) == 0
     assert "urbansound8k" in capsys.readouterr().out
 
@@ -162,3 +162,29 @@ def test_data_name():
     assert data_name("tau2019:/data/TAU-dev") == "TAU-dev"
     assert data_name("../shared/data/esc10/labels.csv") == "labels"
     assert data_name("/home/me/campus") == "campus"
+
+
+def test_full_check_names_every_file_training_would_refuse_and_warns_on_near_silence(tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    from conftest import write_tone
+    from soundscene.cli import main
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for k in range(3):
+        write_tone(tmp_path / "a" / f"{k}.wav", sample_rate=8000, seconds=1.0)
+        write_tone(tmp_path / "b" / f"{k}.wav", sample_rate=8000, seconds=1.0, frequency=900)
+    write_tone(tmp_path / "a" / "short.wav", sample_rate=8000, seconds=0.1)
+    write_tone(tmp_path / "b" / "long.wav", sample_rate=8000, seconds=4.0)
+    sf.write(str(tmp_path / "a" / "dither.wav"), np.random.default_rng(0).integers(-1, 2, 8000).astype(np.int16),
+             8000, subtype="PCM_16")
+    with open(tmp_path / "labels.csv", "w") as f:
+        f.write("path,label\n" + "".join(f"{p.relative_to(tmp_path)},{p.parent.name}\n"
+                                         for p in sorted(tmp_path.glob("*/*.wav"))))
+    assert main(["datasets", str(tmp_path / "labels.csv"), "--full", "--set", "audio.max_seconds=3"]) == 1
+    out = capsys.readouterr().out
+    assert "short.wav: 0.10 s is shorter than audio.min_seconds (0.5 s) (" in out and "labels.csv, row" in out
+    assert "long.wav: 4.0 s is longer than audio.max_seconds (3 s)" in out
+    assert "warning: " in out and "dither.wav: near-silent: level -9" in out

@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ from soundscene.models import build_model
 
 def _net(config, n_classes=3):
     torch.manual_seed(0)
-    net = build_model(config.model, in_channels=1, n_rows=config.features.n_rows, n_classes=n_classes)
+    net = build_model(config, n_classes=n_classes)
     net.set_normalisation(torch.randn(4, 1, config.features.n_rows, 40) * 3 + 1)
     return net.eval()
 
@@ -64,8 +65,61 @@ def test_refuses_configuration_that_does_not_fit(tmp_path, tiny_config):
     cfg["features"]["n_melz"] = 3
     with pytest.raises(ModelFileError, match="does not fit this version.*n_melz"):
         load_model_file(_rewrite(tmp_path, good, config=json.dumps(cfg)))
-    wider = Config.from_dict({**json.loads(tiny_config.to_json()), "model": {"widths": [16, 16, 32]}})
+    wider = Config.from_dict({**json.loads(tiny_config.to_json()), "model": {"params": {"widths": [16, 16, 32]}}})
     with pytest.raises(ModelFileError, match="weights do not fit"):
         load_model_file(_rewrite(tmp_path, good, config=wider.to_json()))
     with pytest.raises(ModelFileError, match="format 7 is not supported"):
         load_model_file(_rewrite(tmp_path, good, format="7"))
+
+
+def test_damaged_weights_are_refused_by_their_digest(tmp_path, tiny_config):
+    good = save_model_file(tmp_path / "good.safetensors", _net(tiny_config), tiny_config, ["a", "b", "c"])
+    raw = bytearray(good.read_bytes())
+    start = len(raw) - 6000  # inside the tensor data, after the JSON header
+    raw[start:start + 4096] = bytes(range(256)) * 16
+    damaged = tmp_path / "damaged.safetensors"
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(ModelFileError, match="do not match the digest.*damaged"):
+        load_model_file(damaged)
+
+
+def test_non_finite_weights_are_refused_even_without_a_digest(tmp_path, tiny_config):
+    good = save_model_file(tmp_path / "good.safetensors", _net(tiny_config), tiny_config, ["a", "b", "c"])
+    from safetensors import safe_open
+
+    with safe_open(str(good), framework="pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if k != "weights_sha256"}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors["backbone.classifier.weight"][0, 0] = float("nan")
+    save_file(tensors, str(tmp_path / "nan.safetensors"), metadata=meta)
+    with pytest.raises(ModelFileError, match="NaN or infinite"):
+        load_model_file(tmp_path / "nan.safetensors")
+
+
+def test_a_model_file_written_by_release_1_still_loads_and_predicts():
+    """tests/fixtures/model_format1.safetensors was written by the code before configuration format 2."""
+    import numpy as np
+
+    from soundscene.inference import SceneClassifier
+
+    fixtures = Path(__file__).parent / "fixtures"
+    assert read_model_metadata(fixtures / "model_format1.safetensors")["format"] == "1"
+    expected = json.loads((fixtures / "model_format1_expected.json").read_text())
+    clf = SceneClassifier.from_file(fixtures / "model_format1.safetensors")
+    assert clf.classes == expected["classes"] and clf.config.features.n_rows == 39
+    assert dict(clf.config.model.params) == {"widths": (4, 8, 8), "dropout": 0.5}
+    wave = np.load(fixtures / "model_format1_input.npy")
+    # predict_waveforms analyses its input as one clip, as release 1's predict_waveform did
+    probs = clf.predict_waveforms([wave])[0]
+    np.testing.assert_allclose(probs, expected["probabilities"], atol=1e-5)
+
+
+def test_a_run_folder_names_its_model_file(tmp_path, tiny_config):
+    from soundscene.runs import model_path
+
+    save_model_file(tmp_path / "model.safetensors", _net(tiny_config), tiny_config, ["a", "b", "c"])
+    assert load_model_file(tmp_path).classes == ["a", "b", "c"]
+    assert model_path(tmp_path) == tmp_path / "model.safetensors"
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelFileError, match="neither a run folder"):
+        load_model_file(tmp_path / "empty")

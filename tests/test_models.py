@@ -1,13 +1,17 @@
 import pytest
 import torch
 
-from soundscene.config import ModelConfig
+from soundscene.config import Config
 from soundscene.errors import ConfigError
 from soundscene.models import PaperCNN, aggregate_patches, available_models, build_model, register_model
 
 
+def _config(**model):
+    return Config().with_overrides({f"model.{k}": v for k, v in model.items()})
+
+
 def test_paper_cnn_shapes_and_layers():
-    net = build_model(ModelConfig(), in_channels=1, n_rows=40, n_classes=10)
+    net = build_model(Config(), n_classes=10)
     out = net(torch.randn(4, 1, 40, 100))
     assert out.shape == (4, 10)
     convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -21,20 +25,34 @@ def test_paper_cnn_shapes_and_layers():
 def test_registry():
     assert "paper_cnn" in available_models()
     with pytest.raises(ConfigError, match="unknown model 'resnet9000'"):
-        build_model(ModelConfig(name="resnet9000"), in_channels=1, n_rows=40, n_classes=3)
+        build_model(_config(name="resnet9000"), n_classes=3)
 
-    @register_model("tiny_test_net")
-    def _tiny(config, *, in_channels, n_classes):
-        return PaperCNN(in_channels=in_channels, n_classes=n_classes, widths=(4, 4, 4))
+    @register_model("tiny_test_net", params={"width": 4})
+    def _tiny(params, *, in_channels, n_classes):
+        return PaperCNN(in_channels=in_channels, n_classes=n_classes, widths=(params["width"],) * 3)
 
-    net = build_model(ModelConfig(name="tiny_test_net"), in_channels=2, n_rows=16, n_classes=3)
+    stereo = Config().with_overrides({"audio.channels": 2, "model.name": "tiny_test_net",
+                                      "model.params.width": 6, "features.n_mels": 16})
+    net = build_model(stereo, n_classes=3)
     assert net(torch.randn(1, 2, 16, 16)).shape == (1, 3)
+    assert [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)][0] == 6
     with pytest.raises(ValueError, match="already registered"):
         register_model("tiny_test_net")(_tiny)
 
 
+def test_each_model_validates_its_own_parameters():
+    net = build_model(_config(**{"params.widths": [8, 16, 24], "params.dropout": 0.1}), n_classes=4)
+    assert [m.out_channels for m in net.modules() if isinstance(m, torch.nn.Conv2d)] == [8, 8, 16, 16, 24, 24]
+    with pytest.raises(ConfigError, match=r"model\.params\.depth.*takes \['dropout', 'widths'\]"):
+        build_model(_config(**{"params.depth": 3}), n_classes=4)
+    with pytest.raises(ConfigError, match=r"model\.params\.widths: must be three"):
+        build_model(_config(**{"params.widths": [8, 16]}), n_classes=4)
+    with pytest.raises(ConfigError, match=r"model\.params\.dropout: expected a value like 0\.5"):
+        build_model(_config(**{"params.dropout": "high"}), n_classes=4)
+
+
 def test_normalisation_is_learnt_per_row():
-    net = build_model(ModelConfig(), in_channels=1, n_rows=3, n_classes=2)
+    net = build_model(Config().with_overrides({"features.n_mels": 3, "features.n_mfcc": 3}), n_classes=2)
     feats = torch.randn(10, 1, 3, 50) * torch.tensor([1.0, 5.0, 10.0]).view(1, 1, 3, 1) + 7
     net.set_normalisation(feats)
     torch.testing.assert_close(net.feature_mean.flatten(), feats.mean(dim=(0, 3)).flatten())

@@ -3,9 +3,11 @@ import json
 import pytest
 
 from soundscene.config import Config
-from soundscene.errors import SoundsceneError
+from soundscene.errors import DataError, SoundsceneError
 from soundscene.training import train
-from conftest import TINY
+from conftest import TINY, two_class_folder
+from soundscene.data import load_manifest
+from soundscene.errors import AudioError
 
 
 def test_tiny_run_writes_everything_and_learns(tiny_run):
@@ -90,7 +92,7 @@ def test_resume_refuses_damaged_or_mismatched_checkpoints(tmp_path, tiny_dataset
     train(tiny_dataset, run_dir=run, config=cfg, test_fold=5, progress=False)
     config_text = (run / "config.json").read_text()
     edited = json.loads(config_text)
-    edited["model"]["widths"] = [4, 8, 16]
+    edited["model"]["params"]["widths"] = [4, 8, 16]
     (run / "config.json").write_text(json.dumps(edited))
     with pytest.raises(SoundsceneError, match="does not fit the run's configuration"):
         train(run_dir=run, resume=True, epochs=2, progress=False)
@@ -99,3 +101,32 @@ def test_resume_refuses_damaged_or_mismatched_checkpoints(tmp_path, tiny_dataset
     ckpt.write_bytes(ckpt.read_bytes()[: ckpt.stat().st_size // 2])
     with pytest.raises(SoundsceneError, match="checkpoint cannot be read"):
         train(run_dir=run, resume=True, epochs=2, progress=False)
+
+
+def test_a_run_that_failed_before_its_first_epoch_can_be_started_again(tmp_path):
+    from soundscene.training import train
+
+    root = two_class_folder(tmp_path / "d", per_class=6)
+    bad = root / "park" / "9.wav"
+    bad.write_bytes(b"not audio")
+    cfg = Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
+    with pytest.raises(AudioError, match="9.wav"):
+        train(root, run_dir=tmp_path / "run", config=cfg, test_fraction=0.34, progress=False)
+    bad.unlink()
+    result = train(root, run_dir=tmp_path / "run", config=cfg, test_fraction=0.34, progress=False)
+    assert result.model_path.is_file()
+
+
+def test_skip_bad_also_covers_the_clip_length_from_the_data(tmp_path):
+    from soundscene.training import prepare_run
+
+    root = two_class_folder(tmp_path / "d", per_class=6)
+    (root / "park" / "9.wav").write_bytes(b"not audio")
+    cfg = Config.from_dict({"audio": {"sample_rate": 8000, "min_seconds": 0.2},
+                            "features": {"patch_frames": 32, "patch_hop_frames": 16}})
+    from soundscene.data import median_duration
+
+    with pytest.raises(AudioError):
+        median_duration(load_manifest(root).items)
+    fixed, _, _ = prepare_run(root, tmp_path / "b", config=cfg, test_fraction=0.34, skip_bad=True)
+    assert fixed.audio.clip_seconds == 1.5

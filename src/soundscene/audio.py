@@ -4,11 +4,25 @@ Every function returns float32 arrays shaped ``(channels, samples)``.
 Anything wrong with a file raises :class:`AudioError` with one line naming
 the file and the problem.  No function here has a hidden default sample rate:
 the caller always says which rate it wants.
+
+Limits, each refused in one line: sample rates outside 1 kHz..768 kHz (a
+damaged header; a 1-Hz WAV would otherwise be resampled into gigabytes),
+samples beyond ±1000 (full scale is ±1: such float files are damaged or
+integer-scaled, and their power overflows float32 into NaN), NaN/inf,
+exact digital silence.  Near-silence is not refused; :func:`level_dbfs`
+measures it and callers report it (``LOW_LEVEL_DBFS``).  What the decoders
+print on the process's stderr (libmpg123's "Xing stream size" chatter) is
+swallowed so that our one-line messages stand alone.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import struct
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +34,46 @@ from .config import AudioConfig
 from .errors import AudioError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
+MIN_SAMPLE_RATE = 1000
+MAX_SAMPLE_RATE = 768000
+MAX_ABS_SAMPLE = 1000.0
+LOW_LEVEL_DBFS = -80.0  # RMS level below which a recording is reported as near-silent
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_decoder():
+    """Swallow what C decoders write straight to file descriptor 2 while the block runs.
+
+    The descriptor is restored afterwards; a lock keeps threads from
+    interleaving redirections.  Python-level writes to sys.stderr are unaffected.
+    """
+    with _STDERR_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        try:
+            with tempfile.TemporaryFile() as sink:
+                os.dup2(sink.fileno(), 2)
+                try:
+                    yield
+                finally:
+                    os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+
+
+def level_dbfs(waveform: np.ndarray) -> float:
+    """RMS level of ``(..., samples)`` audio in dB relative to full scale (a full-scale sine is -3 dBFS).
+
+    Digital silence gives -inf; callers that print it should clamp or say "silent".
+    """
+    w = np.asarray(waveform, dtype=np.float64)
+    rms = float(np.sqrt(np.mean(np.square(w)))) if w.size else 0.0
+    return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
 
 @dataclass(frozen=True)
@@ -48,17 +102,22 @@ def audio_info(path: str | Path) -> AudioInfo:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
-        info = sf.info(str(path))
+        with quiet_decoder():
+            info = sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(f"{path}: contains no audio frames")
+    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{path}: declares a sample rate of {info.samplerate} Hz, outside "
+                         f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; the header is damaged")
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                      str(info.format), str(info.subtype))
 
 
 def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
-               min_seconds: float = 0.0, max_seconds: float | None = None) -> np.ndarray:
+               min_seconds: float = 0.0, max_seconds: float | None = None,
+               first_seconds: float | None = None) -> np.ndarray:
     """Decode, check, mix down and resample one file.
 
     Args:
@@ -67,6 +126,7 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
         channels: 1 averages all channels to mono; N > 1 requires a file with N channels.
         min_seconds: refuse files shorter than this (seconds, before resampling).
         max_seconds: refuse files longer than this (seconds); None for no limit.
+        first_seconds: decode only the first this many seconds (the rest of a long file is not read).
 
     Returns:
         float32 array, shape ``(channels, samples)``, at ``sample_rate`` Hz.
@@ -78,28 +138,30 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
     info = audio_info(path)
     path = info.path
     if max_seconds is not None and info.duration_seconds > max_seconds:
-        raise AudioError(f"{path}: {info.duration_seconds:.1f} s is longer than the limit of "
-                         f"{max_seconds:.0f} s; split the recording or raise audio.max_seconds")
+        raise AudioError(f"{path}: {info.duration_seconds:.1f} s is longer than audio.max_seconds "
+                         f"({max_seconds:g} s); split the recording, or raise the limit (e.g. "
+                         f"--set audio.max_seconds={int(info.duration_seconds) + 1})")
+    wanted = info.frames
+    if first_seconds is not None:
+        wanted = min(info.frames, max(1, int(np.ceil(first_seconds * info.sample_rate))))
     try:
-        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        with quiet_decoder():
+            data, file_rate = sf.read(str(path), frames=wanted, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"{path}: decoding failed ({_short(exc)}); the file is damaged") from None
-    if data.shape[0] != info.frames:
+    if data.shape[0] != wanted:
         raise AudioError(f"{path}: truncated: header declares {info.frames} frames but only "
                          f"{data.shape[0]} could be read")
     declared = _declared_wav_frames(path)
-    if declared is not None and declared > data.shape[0]:
+    if declared is not None and declared > info.frames:
         raise AudioError(f"{path}: truncated: WAV header declares {declared} frames but the file "
-                         f"holds only {data.shape[0]}")
+                         f"holds only {info.frames}")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio frames")
-    if not np.isfinite(data).all():
-        raise AudioError(f"{path}: contains NaN or infinite samples")
-    duration = data.shape[0] / file_rate
+    check_samples(data, path)
+    duration = info.duration_seconds
     if duration < min_seconds:
         raise AudioError(f"{path}: {duration:.2f} s is shorter than the minimum of {min_seconds:g} s")
-    if not np.any(data):
-        raise AudioError(f"{path}: is digital silence (every sample is 0)")
     waveform = data.T  # (channels, frames)
     if channels == 1:
         waveform = waveform.mean(axis=0, keepdims=True)
@@ -107,6 +169,19 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
         raise AudioError(f"{path}: has {waveform.shape[0]} channels but the configuration expects "
                          f"{channels}; set audio.channels=1 to mix down")
     return resample(waveform, orig_rate=int(file_rate), target_rate=sample_rate)
+
+
+def check_samples(data: np.ndarray, where: str | Path, *, silence_ok: bool = False) -> None:
+    """Refuse, in one line naming ``where``, samples that are NaN/inf, beyond ±MAX_ABS_SAMPLE, or (unless
+    silence_ok, for one block of a longer recording) all zero."""
+    if not np.isfinite(data).all():
+        raise AudioError(f"{where}: contains NaN or infinite samples")
+    peak = float(np.max(np.abs(data))) if data.size else 0.0
+    if peak > MAX_ABS_SAMPLE:
+        raise AudioError(f"{where}: samples reach {peak:.3g}, beyond ±{MAX_ABS_SAMPLE:g} (full scale is ±1); "
+                         "the file is damaged or holds integer-scaled floats - rescale it to ±1")
+    if peak == 0.0 and not silence_ok:
+        raise AudioError(f"{where}: is digital silence (every sample is 0)")
 
 
 def resample(waveform: np.ndarray, *, orig_rate: int, target_rate: int) -> np.ndarray:
@@ -149,9 +224,10 @@ def load_clip(path: str | Path, audio: AudioConfig, *, fixed_length: bool = True
     padded to exactly audio.clip_samples; otherwise the whole file is kept,
     padded up to one clip length when shorter.
     """
-    waveform = load_audio(path, sample_rate=audio.sample_rate, channels=audio.channels,
-                          min_seconds=audio.min_seconds, max_seconds=audio.max_seconds)
     target = audio.clip_samples
+    first = audio.clip_seconds + 0.5 if fixed_length and target is not None else None  # margin for the resampler
+    waveform = load_audio(path, sample_rate=audio.sample_rate, channels=audio.channels,
+                          min_seconds=audio.min_seconds, max_seconds=audio.max_seconds, first_seconds=first)
     if target is None:
         return waveform
     if fixed_length or waveform.shape[-1] < target:

@@ -9,10 +9,16 @@ clip), so training patches cut from them match what a deployed model sees.
 Spectrogram augmentations (time roll, masking, mixup) apply to patches cut
 from the cache in the training loop (``augment`` hook of PatchDataset).
 
+:func:`feature_sets` is the one function that turns the splits of a data set
+into features, through the cache or, with ``use_cache=False``, in memory;
+both run the same :func:`soundscene.data.featurize`.
+
 Layout: ``<cache_dir>/features-<key>/data.npy`` (a memory-mapped .npy) and
-``meta.json``.  The key hashes the audio and feature configuration and each
-file's path, size and modification time, so a changed configuration or file
-gets a new cache.  A cache is built in a ``.partial`` folder and renamed into
+``meta.json``.  The key hashes the audio and feature configuration, each
+file's path, size and modification time, and the versions of soundscene and
+of every library that shapes features (numpy, scipy, torch, soundfile and
+libsndfile, soxr, librosa), so a changed configuration, file, front end or
+library gets a new cache.  A cache is built in a ``.partial`` folder and renamed into
 place only when complete; ``meta.json`` records the data's size and CRC-32,
 checked on every load, so a damaged or half-written cache is rebuilt, never
 used.
@@ -36,11 +42,12 @@ import torch
 from ._io import atomic_write_json
 from .audio import load_clip
 from .config import Config
-from .data import FeatureSet, Item, describe_bad_clip
+from ._version import __version__
+from .data import FeatureSet, Item, describe_bad_clip, featurize
 from .errors import AudioError, DataError, warn
 from .features import FrontEnd
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 CHUNK_CLIPS = 8
 
 
@@ -50,8 +57,26 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "soundscene"
 
 
+def code_versions() -> dict[str, str]:
+    """Versions of soundscene and of the libraries that shape features (part of the cache key)."""
+    import importlib.metadata
+
+    import scipy
+    import soundfile
+    import soxr
+
+    versions = {"soundscene": __version__, "numpy": np.__version__, "scipy": scipy.__version__,
+                "torch": torch.__version__, "soundfile": soundfile.__version__,
+                "libsndfile": soundfile.__libsndfile_version__, "soxr": soxr.__version__}
+    try:
+        versions["librosa"] = importlib.metadata.version("librosa")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - librosa is a dependency
+        versions["librosa"] = "absent"
+    return versions
+
+
 def cache_key(paths: Sequence[Path], config: Config) -> str:
-    """Hex key of (audio + feature configuration, each file's path, size and mtime)."""
+    """Hex key of (audio + feature configuration, code versions, each file's path, size and mtime)."""
     files = []
     for p in paths:
         try:
@@ -60,7 +85,8 @@ def cache_key(paths: Sequence[Path], config: Config) -> str:
         except OSError:
             files.append([str(p), -1, -1])
     blob = json.dumps({"format": CACHE_FORMAT, "audio": config.to_dict()["audio"],
-                       "features": config.to_dict()["features"], "files": files}, sort_keys=True)
+                       "features": config.to_dict()["features"], "code": code_versions(), "files": files},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
@@ -68,9 +94,9 @@ def cache_key(paths: Sequence[Path], config: Config) -> str:
 class FeatureStore:
     """A loaded cache: memory-mapped features for ``paths`` (row k is paths[k]) and unusable rows."""
 
-    folder: Path
+    folder: Path | None  # None: computed in memory
     paths: list[str]
-    features: np.ndarray  # memmap, (clips, channels, rows, frames)
+    features: np.ndarray  # memmap or array, (clips, channels, rows, frames)
     bad: dict[int, str]
 
     def feature_set(self, items: Sequence[Item], classes: Sequence[str]) -> tuple[FeatureSet, list[tuple[Item, str]]]:
@@ -96,6 +122,31 @@ class FeatureStore:
         return FeatureSet(torch.from_numpy(block), labels, kept), skipped
 
 
+def feature_sets(splits: dict[str, Sequence[Item]], config: Config, classes: Sequence[str], *,
+                 use_cache: bool = True, cache_dir: str | Path | None = None, workers: int = 1,
+                 skip_bad: bool = False, progress: bool = True) -> tuple[dict[str, FeatureSet], list[tuple[Item, str]]]:
+    """Features of each split: from the disk cache (built once), or computed in memory with ``use_cache=False``.
+
+    Returns ({split name: FeatureSet}, [(item, reason) of every clip left out]).  Without skip_bad an
+    unusable clip stops with an AudioError naming it and its manifest row.
+    """
+    items = [i for part in splits.values() for i in part]
+    if use_cache:
+        store = load_or_build(items, config, cache_dir=cache_dir, workers=workers, skip_bad=skip_bad,
+                              progress=progress)
+    else:
+        store = _build(None, *_paths(items), config, workers=1, skip_bad=skip_bad, progress=progress)
+    sets, skipped = {}, []
+    for name, part in splits.items():
+        sets[name], bad = store.feature_set(part, classes)
+        skipped += bad
+    return sets, skipped
+
+
+def _paths(items: Sequence[Item]) -> tuple[list[str], dict[str, Item]]:
+    return sorted({str(i.path) for i in items}), {str(i.path): i for i in items}
+
+
 def load_or_build(items: Sequence[Item], config: Config, *, cache_dir: str | Path | None = None,
                   workers: int = 1, skip_bad: bool = False, progress: bool = True) -> FeatureStore:
     """The feature cache for these items and configuration: loaded if valid, else built.
@@ -105,8 +156,7 @@ def load_or_build(items: Sequence[Item], config: Config, *, cache_dir: str | Pat
     error names the file and its manifest row).
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    paths = sorted({str(i.path) for i in items})
-    by_path = {str(i.path): i for i in items}
+    paths, by_path = _paths(items)
     key = cache_key([Path(p) for p in paths], config)
     folder = cache_dir / f"features-{key}"
     if folder.exists():
@@ -143,28 +193,32 @@ def _open(folder: Path, paths: list[str]) -> tuple[FeatureStore | None, str]:
     return FeatureStore(folder, paths, data, {int(k): v for k, v in meta["bad"].items()}), ""
 
 
-def _build(folder: Path, paths: list[str], by_path: dict[str, Item], config: Config, *, workers: int,
+def _build(folder: Path | None, paths: list[str], by_path: dict[str, Item], config: Config, *, workers: int,
            skip_bad: bool, progress: bool) -> FeatureStore:
+    """Featurise every path into ``folder`` (a cache; built in a .partial folder, then renamed) or,
+    with folder None, into memory."""
     from tqdm.auto import tqdm
 
-    front_end = FrontEnd(config.features, sample_rate=config.audio.sample_rate)
     clip = config.audio.clip_samples
     if clip is None:
-        raise DataError("audio.clip_seconds must be fixed before features are cached")
-    shape = (len(paths), config.audio.channels, config.features.n_rows, front_end.frames(clip))
-    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    data = np.lib.format.open_memmap(partial / "data.npy", mode="w+", dtype=np.float32, shape=shape)
-    del data
+        raise DataError("audio.clip_seconds must be fixed before features are computed")
+    shape = (len(paths), config.audio.channels, config.features.n_rows, FrontEnd.from_config(config).frames(clip))
     chunks = [list(range(i, min(i + CHUNK_CLIPS, len(paths)))) for i in range(0, len(paths), CHUNK_CLIPS)]
     bad: dict[int, str] = {}
-    bar = tqdm(total=len(paths), desc=f"caching features ({workers} worker{'s' * (workers > 1)})", unit="clip",
-               disable=not progress)
+    if folder is None:
+        target = np.empty(shape, dtype=np.float32)
+    else:
+        partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        target = partial / "data.npy"
+        np.lib.format.open_memmap(target, mode="w+", dtype=np.float32, shape=shape).flush()
+    desc = "computing features" if folder is None else f"caching features ({workers} worker{'s' * (workers > 1)})"
+    bar = tqdm(total=len(paths), desc=desc, unit="clip", disable=not progress)
     try:
-        if workers <= 1:
+        if workers <= 1 or folder is None:
             for rows in chunks:
-                bad.update(_fill(partial / "data.npy", [(k, paths[k]) for k in rows], config))
+                bad.update(_fill(target, [(k, paths[k]) for k in rows], config))
                 bar.update(len(rows))
         else:
             import multiprocessing
@@ -172,27 +226,32 @@ def _build(folder: Path, paths: list[str], by_path: dict[str, Item], config: Con
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-                futures = {pool.submit(_fill, partial / "data.npy", [(k, paths[k]) for k in rows], config): rows
+                futures = {pool.submit(_fill, target, [(k, paths[k]) for k in rows], config): rows
                            for rows in chunks}
                 for future in as_completed(futures):
                     bad.update(future.result())
                     bar.update(len(futures[future]))
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(partial, ignore_errors=True)
         raise
     finally:
         bar.close()
     if bad and not skip_bad:
-        shutil.rmtree(partial, ignore_errors=True)
+        if folder is not None:
+            shutil.rmtree(partial, ignore_errors=True)
         first = [describe_bad_clip(bad[k], by_path[paths[k]], advice=False) for k in sorted(bad)[:3]]
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise AudioError(f"{len(bad)} unusable clip(s): {'; '.join(first)}{more}; fix or remove them, "
                          "or pass --skip-bad")
+    if folder is None:
+        return FeatureStore(None, paths, target, bad)
     data = np.load(partial / "data.npy", mmap_mode="r")
     atomic_write_json(partial / "meta.json", {
         "format": CACHE_FORMAT, "paths": paths, "shape": list(shape), "bad": {str(k): v for k, v in bad.items()},
         "file_bytes": (partial / "data.npy").stat().st_size, "crc32": _crc32(data),
         "config": {"audio": config.to_dict()["audio"], "features": config.to_dict()["features"]},
+        "code": code_versions(),
     })
     del data
     try:
@@ -209,24 +268,17 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _fill(data_path: Path, rows: list[tuple[int, str]], config: Config) -> dict[int, str]:
-    """Decode, resample and featurise some clips into rows of the memory-mapped array; returns bad rows."""
-    front_end = FrontEnd(config.features, sample_rate=config.audio.sample_rate)
-    data = np.load(data_path, mmap_mode="r+")
-    bad, good, waves = {}, [], []
-    for k, path in rows:
-        try:
-            waves.append(load_clip(path, config.audio))
-            good.append(k)
-        except AudioError as exc:
-            bad[k] = str(exc)
-    if good:
-        feats = front_end(torch.from_numpy(np.stack(waves))).numpy()
-        for k, f in zip(good, feats):
-            data[k] = f
+def _fill(target: Path | np.ndarray, rows: list[tuple[int, str]], config: Config) -> dict[int, str]:
+    """Featurise some clips into rows of ``target`` (an array, or a memory-mapped .npy by path, from a
+    worker process); returns the bad rows."""
+    feats, good, bad = featurize([p for _, p in rows], config, FrontEnd.from_config(config))
+    data = np.load(target, mmap_mode="r+") if isinstance(target, Path) else target
+    for j, f in zip(good, feats):
+        data[rows[j][0]] = f
+    if isinstance(target, Path):
         data.flush()
     del data
-    return bad
+    return {rows[j][0]: reason for j, reason in bad.items()}
 
 
 def _crc32(data: np.ndarray, block_rows: int = 256) -> int:

@@ -4,13 +4,19 @@ A :class:`Config` has four sections:
 
 * ``audio``    — how a file becomes a waveform (rate, channels, clip length);
 * ``features`` — the front end (log-mel or MFCC + deltas) and the patches;
-* ``model``    — which registered network, its sizes, how patches vote;
+* ``model``    — which registered network, its own parameters, how patches vote;
 * ``train``    — the optimiser and loop (paper defaults).
 
 It is stored as JSON inside every model file and run folder, and validated
 whenever it is read: unknown keys, wrong types and out-of-range values are
 refused with one line naming the key.  Training, evaluation and inference
 all read the same object, so no setting is repeated anywhere.
+
+A Config is frozen: change it with :meth:`Config.with_overrides`, which
+returns a validated copy.  Format 2 (this version) keeps each network's own
+parameters in ``model.params`` (validated by the network's builder, see
+:mod:`soundscene.models`); format-1 files (``model.widths``/``model.dropout``)
+are read and converted.
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from .errors import ConfigError
 
@@ -30,10 +36,11 @@ PAD_MODES = ("repeat", "zeros")
 AGGREGATIONS = ("mean", "log_mean", "max", "vote")
 ACCELERATORS = ("auto", "cpu", "gpu", "cuda", "mps")
 PRECISIONS = ("32-true", "32", "16-mixed", "bf16-mixed", "64-true")
-CONFIG_FORMAT = 1
+CONFIG_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 
 
-@dataclass
+@dataclass(frozen=True)
 class AudioConfig:
     """How a file becomes a waveform.
 
@@ -73,7 +80,7 @@ class AudioConfig:
         return int(round(self.clip_seconds * self.sample_rate))
 
 
-@dataclass
+@dataclass(frozen=True)
 class FeatureConfig:
     """The front end and the patches cut from it.
 
@@ -84,7 +91,10 @@ class FeatureConfig:
         fmax None means sample_rate / 2.
     top_db: floor of the dB scale below each clip's peak (None: no floor).
     n_mfcc: MFCC coefficients (DCT-II, ortho) when kind == "mfcc".
-    deltas: append first- and second-order deltas (MFCC: 13 -> 39 rows).
+    deltas: append first- and second-order deltas.  None (the default) means
+        "as the kind implies": on for MFCC (the paper's 39 features: 13 MFCCs
+        + deltas + delta-deltas), off for log-mel.  Set false explicitly for
+        13-row MFCCs.
     delta_width: frames in the delta filter (odd, >= 3; librosa's default 9).
     patch_frames / patch_hop_frames: the network sees patches this many frames
         long, cut every patch_hop_frames frames.
@@ -99,7 +109,7 @@ class FeatureConfig:
     fmax: float | None = None
     top_db: float | None = 80.0
     n_mfcc: int = 13
-    deltas: bool = False
+    deltas: bool | None = None
     delta_width: int = 9
     patch_frames: int = 100
     patch_hop_frames: int = 50
@@ -140,19 +150,25 @@ class FeatureConfig:
         return 1 << math.ceil(math.log2(self.win_length(sample_rate)))
 
     @property
+    def use_deltas(self) -> bool:
+        """Whether deltas are appended: ``deltas``, or for None, True exactly for MFCC."""
+        return self.kind == "mfcc" if self.deltas is None else self.deltas
+
+    @property
     def n_rows(self) -> int:
         """Feature rows (frequency axis) the front end emits."""
         base = self.n_mels if self.kind == "logmel" else self.n_mfcc
-        return base * (3 if self.deltas else 1)
+        return base * (3 if self.use_deltas else 1)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ModelConfig:
-    """Which registered network, its sizes, and how a clip's patches vote.
+    """Which registered network, its own parameters, and how a clip's patches vote.
 
     name: a name from :func:`soundscene.models.available_models`.
-    widths: filters of the three convolution stages (the paper: 32, 64, 128).
-    dropout: dropout before the classifier (the paper: 0.5).
+    params: the network's own parameters (e.g. for ``paper_cnn``: ``widths``
+        [32, 64, 128] and ``dropout`` 0.5); missing ones take the network's
+        defaults, unknown ones are refused by its builder.
     aggregate: how patch probabilities make the clip's probabilities —
         "mean" (average probability, default), "log_mean" (geometric mean,
         renormalised), "max" (per-class max, renormalised), "vote" (fraction
@@ -160,18 +176,21 @@ class ModelConfig:
     """
 
     name: str = "paper_cnn"
-    widths: list[int] = field(default_factory=lambda: [32, 64, 128])
-    dropout: float = 0.5
+    params: Mapping[str, Any] = field(default_factory=dict)
     aggregate: str = "mean"
 
+    def __post_init__(self):
+        object.__setattr__(self, "params", _freeze(dict(self.params)))
+
     def validate(self) -> None:
-        _check(len(self.widths) == 3 and all(isinstance(w, int) and 1 <= w <= 1024 for w in self.widths),
-               "model.widths", "must be three integers in 1..1024")
-        _check(0.0 <= self.dropout < 1.0, "model.dropout", "must be in [0, 1)")
+        _check(bool(self.name), "model.name", "must not be empty")
         _check(self.aggregate in AGGREGATIONS, "model.aggregate", f"must be one of {AGGREGATIONS}")
+        for key, value in self.params.items():
+            _check(isinstance(key, str) and key.isidentifier(), f"model.params.{key}", "must be a name")
+            _check(_json_value(value), f"model.params.{key}", "must be a number, string, bool or list of them")
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainConfig:
     """The training loop (defaults from the paper).
 
@@ -205,7 +224,7 @@ class TrainConfig:
         _check(self.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}")
 
 
-@dataclass
+@dataclass(frozen=True)
 class Config:
     """All settings; see the section classes for each field's meaning and units."""
 
@@ -228,8 +247,12 @@ class Config:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict, with the format version."""
-        return {"format": CONFIG_FORMAT, **dataclasses.asdict(self)}
+        """A JSON-ready dict (plain dicts and lists), with the format version."""
+        sections = {}
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            sections[f.name] = {g.name: _thaw(getattr(section, g.name)) for g in dataclasses.fields(section)}
+        return {"format": CONFIG_FORMAT, **sections}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
@@ -239,17 +262,20 @@ class Config:
         """Build and validate a Config from a (possibly partial) dict.
 
         Missing keys take their defaults; unknown keys and wrong types raise
-        ConfigError naming the key.
+        ConfigError naming the key.  Format-1 dicts are converted (their
+        ``model.widths`` and ``model.dropout`` become ``model.params``).
         """
         if not isinstance(data, dict):
             raise ConfigError("configuration must be a JSON object")
         data = dict(data)
         fmt = data.pop("format", CONFIG_FORMAT)
-        if fmt != CONFIG_FORMAT:
+        if fmt not in READABLE_FORMATS:
             raise ConfigError(f"configuration format {fmt} is not supported by this version "
-                              f"(expects {CONFIG_FORMAT}); upgrade soundscene or re-train")
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
-        unknown = set(data) - set(sections)
+                              f"(reads {list(READABLE_FORMATS)}); upgrade soundscene or re-train")
+        if fmt == 1:
+            data = _from_format_1(data)
+        sections = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - sections
         if unknown:
             raise ConfigError(f"unknown configuration section(s) {sorted(unknown)}; "
                               f"known: {sorted(sections)}")
@@ -274,20 +300,42 @@ class Config:
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
-        return cls.from_json(path.read_text(encoding="utf-8"))
+        try:
+            return cls.from_json(path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError:
+            raise ConfigError(f"config file {path} is not UTF-8 text") from None
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "Config":
-        """Return a validated copy with dotted keys replaced, e.g. {"train.epochs": 5}."""
+    def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
+        """Return a validated copy with dotted keys replaced, e.g. ``{"train.epochs": 5}``.
+
+        A network's own parameters are ``model.params.NAME`` (e.g.
+        ``{"model.params.widths": [16, 32, 64]}``); ``model.params`` replaces them all.
+        """
         data = self.to_dict()
         for dotted, value in overrides.items():
             section, _, key = dotted.partition(".")
             if section not in data or not isinstance(data[section], dict) or not key:
                 raise ConfigError(f"unknown setting '{dotted}'; use section.key, e.g. train.epochs")
+            if section == "model" and key.startswith("params."):
+                data["model"]["params"][key.removeprefix("params.")] = value
+                continue
             if key not in data[section]:
                 raise ConfigError(f"unknown setting '{dotted}'; known in {section}: "
                                   f"{sorted(data[section])}")
             data[section][key] = value
         return Config.from_dict(data)
+
+
+def _from_format_1(data: dict[str, Any]) -> dict[str, Any]:
+    """Format 1 kept the paper CNN's sizes as model.widths / model.dropout; format 2 keeps them in model.params."""
+    model = data.get("model")
+    if isinstance(model, dict):
+        model = dict(model)
+        params = {k: model.pop(k) for k in ("widths", "dropout") if k in model}
+        if params:
+            model["params"] = params
+        data["model"] = model
+    return data
 
 
 def parse_override(text: str) -> tuple[str, Any]:
@@ -300,6 +348,44 @@ def parse_override(text: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         value = raw
     return key.strip(), value
+
+
+class FrozenDict(dict):
+    """A dict that refuses changes (and still pickles, for worker processes)."""
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError("configuration values cannot be changed in place; use Config.with_overrides")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse
+
+    def __reduce__(self):
+        return (FrozenDict, (dict(self),))
+
+
+def _freeze(value: Any) -> Any:
+    """Lists become tuples and dicts read-only mappings, so a frozen Config cannot be changed in place."""
+    if isinstance(value, dict):
+        return FrozenDict({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    """The inverse of :func:`_freeze`: plain dicts and lists, ready for JSON."""
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_thaw(v) for v in value]
+    return value
+
+
+def _json_value(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(_json_value(v) for v in value)
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return value is None or isinstance(value, (bool, int, str))
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -332,9 +418,13 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(value, inner[0], key)
     if origin is list:
-        if not isinstance(value, list):
+        if not isinstance(value, (list, tuple)):
             raise ConfigError(f"invalid {key}: expected a list, got {value!r}")
         return [_coerce(v, args[0], key) for v in value]
+    if origin is not None and isinstance(origin, type) and issubclass(origin, Mapping):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"invalid {key}: expected an object, got {value!r}")
+        return dict(value)
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"invalid {key}: expected a number, got {value!r}")

@@ -6,12 +6,17 @@ group.  The summary gives per-fold and mean ± standard deviation of accuracy,
 macro class-wise accuracy and log loss, and the confusion matrix averaged over
 folds.  Features are cached once and shared by every fold.  An interrupted
 cross-validation continues where it stopped: finished folds are kept, a fold
-with a checkpoint is resumed.
+with a checkpoint is resumed.  ``<out>/cv.json`` records the configuration and
+the fold of every file; an ``--out`` folder that holds a cross-validation of
+another configuration or data is refused (or, with ``restart``, emptied of it),
+never silently reused.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -19,11 +24,14 @@ import numpy as np
 
 from ._io import atomic_write_json, atomic_write_text
 from .config import Config
-from .data import Manifest, median_duration
+from .data import Manifest, median_duration, warn_if_no_groups
 from .datasets import resolve_dataset
-from .errors import DataError
+from .errors import DataError, SoundsceneError
 from .plots import plot_confusion_matrix
-from .training import CONFIG_FILE, LAST_CHECKPOINT, train
+from .runs import RunFolder
+from .training import train
+
+PLAN_FILE = "cv.json"
 
 SUMMARY_KEYS = ("accuracy", "macro_class_accuracy", "log_loss")
 
@@ -56,7 +64,7 @@ def assign_grouped_folds(manifest: Manifest, *, k: int, seed: int = 0) -> Manife
 
 def cross_validate(data: str | Path | Manifest, *, out_dir: str | Path, config: Config | None = None,
                    k: int = 5, cache_dir: str | Path | None = None, use_cache: bool = True, workers: int = 1,
-                   skip_bad: bool = False, progress: bool = True) -> CrossValResult:
+                   skip_bad: bool = False, restart: bool = False, progress: bool = True) -> CrossValResult:
     """Train and test once per fold; write cv_summary.json, cv_report.md and confusion_matrix_mean.png.
 
     Args:
@@ -65,6 +73,8 @@ def cross_validate(data: str | Path | Manifest, *, out_dir: str | Path, config: 
             gets k stratified, grouped folds.
         out_dir: folder for the fold runs and the summary.
         k: number of folds for data without predefined folds.
+        restart: when out_dir holds a cross-validation of another configuration or data, delete its
+            folds and start again (without it, such a folder is refused).
     """
     import time
 
@@ -78,19 +88,21 @@ def cross_validate(data: str | Path | Manifest, *, out_dir: str | Path, config: 
     if k < 2:
         raise DataError(f"cross-validation needs at least 2 folds, got {k}")
     if not manifest.has_folds:
+        warn_if_no_groups(manifest)
         manifest = assign_grouped_folds(manifest, k=k, seed=config.train.seed)
     folds = sorted({i.fold for i in manifest.items})
     if len(folds) < 2:
         raise DataError(f"{manifest.source}: cross-validation needs at least two folds")
+    _claim_out_dir(out_dir, _plan(config, manifest), restart=restart)
     per_fold = []
     for fold in folds:
-        run_dir = out_dir / f"fold-{fold}"
-        metrics_path = run_dir / "metrics.json"
+        run = RunFolder(out_dir / f"fold-{fold}")
+        run_dir, metrics_path = run.root, run.metrics
         if metrics_path.is_file():
             metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
         else:
             # A fold with a finished epoch resumes; one stopped earlier starts again (train() allows that).
-            resume = (run_dir / CONFIG_FILE).is_file() and (run_dir / LAST_CHECKPOINT).is_file()
+            resume = run.is_run() and run.has_finished_epoch()
             result = train(None if resume else manifest, run_dir=run_dir, config=config, test_fold=fold,
                            resume=resume, skip_bad=skip_bad, cache_dir=cache_dir, use_cache=use_cache,
                            workers=workers, progress=progress)
@@ -111,6 +123,58 @@ def cross_validate(data: str | Path | Manifest, *, out_dir: str | Path, config: 
                           title=f"Mean over {len(folds)} folds: normalized confusion matrix")
     atomic_write_text(out_dir / "cv_report.md", _report(summary, per_fold))
     return CrossValResult(out_dir, folds, per_fold, summary, seconds)
+
+
+def _plan(config: Config, manifest: Manifest) -> dict:
+    """What a cross-validation is made of: the configuration and a digest of every file's fold."""
+    folds = sorted(f"{i.path}\t{i.label}\t{i.fold}" for i in manifest.items)
+    return {"config": config.to_dict(), "source": manifest.source,
+            "folds_sha256": hashlib.sha256("\n".join(folds).encode()).hexdigest()}
+
+
+def _claim_out_dir(out_dir: Path, plan: dict, *, restart: bool) -> None:
+    """Record the plan in out_dir, refusing (or with restart, clearing) folds of another cross-validation."""
+    plan_path = out_dir / PLAN_FILE
+    old_runs = sorted(out_dir.glob("fold-*"))
+    differs = None
+    if plan_path.is_file():
+        try:
+            old = json.loads(plan_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            old = {}
+        differs = _differences(old, plan)
+    elif old_runs:  # folds without a plan: compare each fold's own configuration
+        for run in map(RunFolder, old_runs):
+            try:
+                old_config = json.loads(run.config.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                old_config = {}
+            differs = _differences({"config": old_config}, {"config": plan["config"]}) or differs
+    if differs:
+        if not restart:
+            raise SoundsceneError(f"{out_dir} holds a cross-validation of another configuration or data "
+                                  f"({', '.join(differs[:4])} differ); choose another --out or pass --restart "
+                                  "to delete those folds and start again")
+        for path in [*old_runs, plan_path, out_dir / "cv_summary.json", out_dir / "cv_report.md",
+                     out_dir / "confusion_matrix_mean.png"]:
+            if path.is_dir():
+                shutil.rmtree(path)
+            elif path.exists():
+                path.unlink()
+    atomic_write_json(plan_path, plan)
+
+
+def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts (clip length fixed from data is not a difference
+    when the new plan leaves it open)."""
+    keys = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
 
 
 def _report(summary: dict, per_fold: list[dict]) -> str:

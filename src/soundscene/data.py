@@ -10,9 +10,10 @@ predefined folds are used as they are, never reshuffled.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -23,7 +24,7 @@ from torch.utils.data import Dataset
 from .audio import AUDIO_EXTENSIONS, audio_info, load_clip
 from .config import Config
 from .errors import AudioError, DataError, warn
-from .features import FrontEnd, n_patches
+from .features import FrontEnd, patch_view
 
 SPLITS = ("train", "val", "test")
 # Columns read as the group (recording session, location, source) when no "group" column exists.
@@ -40,6 +41,7 @@ class Item:
     name: the file name as the data set writes it (e.g. "audio/x.wav", for DCASE output).
     device: recording device, if known (TAU 2020 Mobile: a, b, c, s1-s6).
     subset: "train" or "test" when the data set has an official split list.
+    digest: the file's content digest (:func:`file_digest`), once computed.
     """
 
     path: Path
@@ -50,6 +52,7 @@ class Item:
     name: str = ""
     device: str | None = None
     subset: str | None = None
+    digest: str | None = None
 
     @property
     def display_name(self) -> str:
@@ -300,23 +303,21 @@ def _check_no_group_crosses(splits: dict[str, list[Item]]) -> None:
 
 
 def write_split(splits: dict[str, list[Item]], path: Path) -> None:
-    """Record a split as CSV (path,label,fold,group,split) so a run can be resumed or audited."""
+    """Record a split as CSV (path,label,fold,group,split,name,device,digest) so a run can be resumed or audited."""
     from ._io import atomic_write_text
 
-    lines = [["path", "label", "fold", "group", "split", "name", "device"]]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(["path", "label", "fold", "group", "split", "name", "device", "digest"])
     for name, part in splits.items():
         for i in part:
-            lines.append([str(i.path), i.label, "" if i.fold is None else str(i.fold), i.group or "", name,
-                          i.name, i.device or ""])
-    import io
-
-    buf = io.StringIO()
-    csv.writer(buf).writerows(lines)
+            writer.writerow([str(i.path), i.label, "" if i.fold is None else str(i.fold), i.group or "", name,
+                             i.name, i.device or "", i.digest or ""])
     atomic_write_text(path, buf.getvalue())
 
 
 def read_split(path: Path) -> dict[str, list[Item]]:
-    """Read a split written by :func:`write_split`."""
+    """Read a split written by :func:`write_split` (runs made before digests were recorded have none)."""
     if not path.is_file():
         raise DataError(f"{path}: split file is missing; the run folder is incomplete")
     splits: dict[str, list[Item]] = {s: [] for s in SPLITS}
@@ -324,9 +325,39 @@ def read_split(path: Path) -> dict[str, list[Item]]:
         for n, row in enumerate(csv.DictReader(f), start=2):
             item = Item(Path(row["path"]), row["label"], int(row["fold"]) if row["fold"] else None,
                         row["group"] or None, f"{path}, row {n}", name=row.get("name") or "",
-                        device=row.get("device") or None)
+                        device=row.get("device") or None, digest=row.get("digest") or None)
             splits[row["split"]].append(item)
     return splits
+
+
+def file_digest(path: str | Path) -> str:
+    """BLAKE2b-128 of a file's bytes, hex: the same recording has the same digest wherever it is copied."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def with_digests(items: Sequence[Item]) -> list[Item]:
+    """The items with their content digests filled in (unreadable files keep None)."""
+    out = []
+    for item in items:
+        if item.digest is None:
+            try:
+                item = replace(item, digest=file_digest(item.path))
+            except OSError:
+                pass
+        out.append(item)
+    return out
+
+
+def warn_if_no_groups(manifest: Manifest) -> None:
+    """Warn when a data set gives no groups and a split is about to be made file by file."""
+    if all(i.group is None for i in manifest.items):
+        warn(f"{manifest.source} gives no groups: if its clips are segments of longer recordings, segments of one "
+             "recording can land in training and test and inflate accuracy; add a group column or use "
+             "--group-pattern default")
 
 
 def median_duration(items: Iterable[Item], *, skip_bad: bool = False) -> float:
@@ -356,51 +387,33 @@ class FeatureSet:
     items: list[Item]
 
 
-def compute_features(items: Sequence[Item], config: Config, classes: Sequence[str], *,
-                     batch_size: int = 32, skip_bad: bool = False, progress: bool = True,
-                     desc: str = "computing features") -> tuple[FeatureSet, list[tuple[Item, str]]]:
-    """Decode, resample and run the front end on every item once.
+def featurize(paths: Sequence[str | Path], config: Config, front_end: FrontEnd) -> tuple[np.ndarray, list[int], dict[int, str]]:
+    """Decode, resample and run the front end on some files, as training and evaluation see them.
 
-    Clips are cropped/padded to config.audio.clip_seconds.  An unreadable clip
-    stops with its error (naming the file and row) unless ``skip_bad``, in which
-    case it is left out and returned in the second value as (item, reason).
-    Labels not in ``classes`` raise DataError.
+    Each clip is cropped or padded to ``config.audio.clip_seconds``.  A file that
+    cannot be used (unreadable, silent, too short, NaN...) or whose features are
+    not finite is returned in ``bad`` with its one-line reason instead of raising.
 
     Returns:
-        (FeatureSet, skipped)
+        (features ``(n_good, channels, rows, frames)`` float32, indices of the good paths,
+        {index: reason} for the others)
     """
-    from tqdm.auto import tqdm
-
-    index = {c: k for k, c in enumerate(classes)}
-    front_end = FrontEnd(config.features, sample_rate=config.audio.sample_rate)
-    feats, labels, kept, skipped, pending = [], [], [], [], []
-
-    def flush():
-        if pending:
-            batch = torch.from_numpy(np.stack([w for w, _ in pending]))
-            feats.append(front_end(batch))
-            for _, item in pending:
-                labels.append(index[item.label])
-                kept.append(item)
-            pending.clear()
-
-    for item in tqdm(items, desc=desc, unit="clip", disable=not progress):
-        if item.label not in index:
-            raise DataError(f"{item.where}: label '{item.label}' is not one of the model's classes {list(classes)}")
+    bad: dict[int, str] = {}
+    good: list[int] = []
+    waves = []
+    for k, path in enumerate(paths):
         try:
-            waveform = load_clip(item.path, config.audio)
+            waves.append(load_clip(path, config.audio))
+            good.append(k)
         except AudioError as exc:
-            if not skip_bad:
-                raise AudioError(describe_bad_clip(str(exc), item)) from None
-            skipped.append((item, str(exc)))
-            continue
-        pending.append((waveform, item))
-        if len(pending) >= batch_size:
-            flush()
-    flush()
-    if not kept:
-        raise DataError("no usable audio: every file was skipped")
-    return FeatureSet(torch.cat(feats), torch.tensor(labels, dtype=torch.long), kept), skipped
+            bad[k] = str(exc)
+    if not good:
+        return np.zeros((0, config.audio.channels, config.features.n_rows, 0), np.float32), [], bad
+    feats = front_end(torch.from_numpy(np.stack(waves))).numpy()
+    finite = np.isfinite(feats).reshape(len(good), -1).all(axis=1)
+    for k in [g for g, ok in zip(good, finite) if not ok]:
+        bad[k] = f"{paths[k]}: its features are not finite (samples too large?)"
+    return feats[finite], [g for g, ok in zip(good, finite) if ok], bad
 
 
 def describe_bad_clip(reason: str, item: Item, *, advice: bool = True) -> str:
@@ -423,30 +436,22 @@ class PatchDataset(Dataset):
 
     def __init__(self, features: FeatureSet, *, patch_frames: int, hop_frames: int,
                  augment: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None):
-        self.features = features.features
+        # (clips, n_patches, channels, rows, patch_frames), a view of the features cut by the same code as inference
+        self.patches = patch_view(features.features, patch_frames=patch_frames, hop_frames=hop_frames).transpose(1, 2)
         self.labels = features.labels
-        self.patch_frames = patch_frames
         self.augment = augment
-        frames = self.features.shape[-1]
-        if frames < patch_frames:
-            raise DataError(f"clips have {frames} frames, fewer than a patch ({patch_frames}); "
-                            "lower features.patch_frames or raise audio.clip_seconds")
-        per_clip = n_patches(frames, patch_frames=patch_frames, hop_frames=hop_frames)
-        n = self.features.shape[0]
-        self.clip_index = torch.arange(n).repeat_interleave(per_clip)
-        self.start = (torch.arange(per_clip) * hop_frames).repeat(n)
+        self.per_clip = self.patches.shape[1]
 
     def __len__(self) -> int:
-        return int(self.clip_index.numel())
+        return int(self.patches.shape[0] * self.per_clip)
 
     def __getitem__(self, k: int):
         return self.__getitems__([k])
 
     def __getitems__(self, indices: list[int]):
         idx = torch.as_tensor(indices, dtype=torch.long)
-        clips, starts = self.clip_index[idx], self.start[idx]
-        patches = torch.stack([self.features[c, ..., s:s + self.patch_frames]
-                               for c, s in zip(clips.tolist(), starts.tolist())])
+        clips, which = idx // self.per_clip, idx % self.per_clip
+        patches = self.patches[clips, which]
         labels = self.labels[clips]
         if self.augment is not None:
             patches, labels = self.augment(patches, labels)

@@ -30,6 +30,7 @@ from typing import Callable
 
 import numpy as np
 
+from .config import AudioConfig
 from .data import Item, Manifest, load_manifest, parse_fold, read_table
 from .errors import DataError
 
@@ -204,29 +205,46 @@ def with_groups_from_names(manifest: Manifest, pattern: str) -> Manifest:
     return Manifest(items, manifest.classes, manifest.source)
 
 
-def check_dataset(manifest: Manifest, *, full: bool = False, min_seconds: float = 0.5,
+def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig | None = None,
                   progress: bool = True) -> dict:
     """Look at every file of a data set before training on it.
 
     Reads each header (with ``full``, decodes each file completely, which also
-    finds truncated files and NaN samples).  Returns a dict with n_files,
+    finds truncated files, NaN or out-of-range samples and near-silent
+    recordings).  Every file that training or prediction would refuse is
+    named with its manifest row: unreadable, too short (``audio.min_seconds``),
+    too long (``audio.max_seconds``), damaged.  Returns a dict with n_files,
     class_counts, duration_seconds (min/median/max), sample_rates, channels,
     subtypes and devices (value -> count), folds and official split sizes,
-    n_groups, unreadable [{file, where, reason}] and problems (sentences).
+    n_groups, unreadable [{file, where, reason}] (every file that would be
+    refused), quiet [{file, where, reason}] (with ``full``: RMS level below
+    ``LOW_LEVEL_DBFS``) and problems (sentences).
     """
     from collections import Counter
 
     from tqdm.auto import tqdm
 
-    from .audio import audio_info, load_audio
+    from .audio import LOW_LEVEL_DBFS, audio_info, level_dbfs, load_audio
     from .errors import AudioError
 
-    durations, rates, channels, subtypes, unreadable = [], Counter(), Counter(), Counter(), []
+    audio = audio or AudioConfig()
+    durations, rates, channels, subtypes, unreadable, quiet = [], Counter(), Counter(), Counter(), [], []
     for item in tqdm(manifest.items, desc="checking files", unit="file", disable=not progress):
         try:
             info = audio_info(item.path)
+            if info.duration_seconds < audio.min_seconds:
+                raise AudioError(f"{item.path}: {info.duration_seconds:.2f} s is shorter than audio.min_seconds "
+                                 f"({audio.min_seconds:g} s)")
+            if info.duration_seconds > audio.max_seconds:
+                raise AudioError(f"{item.path}: {info.duration_seconds:.1f} s is longer than audio.max_seconds "
+                                 f"({audio.max_seconds:g} s)")
             if full:
-                load_audio(item.path, sample_rate=info.sample_rate, channels=1, min_seconds=0.0)
+                waveform = load_audio(item.path, sample_rate=info.sample_rate, channels=1, min_seconds=0.0)
+                level = level_dbfs(waveform)
+                if level < LOW_LEVEL_DBFS:
+                    quiet.append({"file": str(item.path), "where": item.where,
+                                  "reason": f"{item.path}: near-silent: level {level:.1f} dBFS is below "
+                                            f"{LOW_LEVEL_DBFS:g} dBFS"})
         except AudioError as exc:
             unreadable.append({"file": str(item.path), "where": item.where, "reason": str(exc)})
             continue
@@ -249,10 +267,14 @@ def check_dataset(manifest: Manifest, *, full: bool = False, min_seconds: float 
         "official_split": dict(Counter(i.subset for i in manifest.items if i.subset)),
         "n_groups": len({i.group for i in manifest.items if i.group is not None}),
         "unreadable": unreadable,
+        "quiet": quiet,
     }
     problems = []
     if unreadable:
-        problems.append(f"{len(unreadable)} file(s) cannot be used; fix them or train with --skip-bad")
+        problems.append(f"{len(unreadable)} file(s) would be refused; fix them or train with --skip-bad")
+    if quiet:
+        problems.append(f"{len(quiet)} file(s) are near-silent (below {LOW_LEVEL_DBFS:g} dBFS); check their labels "
+                        "and gain")
     if report["n_groups"] == 0 and not report["folds"]:
         problems.append("no groups: if clips are segments of longer recordings, a random split inflates accuracy "
                         "(add a group column or use --group-pattern default)")
@@ -261,9 +283,6 @@ def check_dataset(manifest: Manifest, *, full: bool = False, min_seconds: float 
         problems.append(f"class(es) with fewer than 5 files: {[c for c, n in counts.items() if n < 5]}")
     if max(counts.values()) > 5 * max(smallest, 1):
         problems.append("classes are imbalanced by more than 5:1; watch the macro class-wise accuracy")
-    if durations and min(durations) < min_seconds:
-        short = sum(d < min_seconds for d in durations)
-        problems.append(f"{short} file(s) shorter than {min_seconds:g} s will be refused as too short")
     report["problems"] = problems
     return report
 
@@ -281,6 +300,8 @@ def format_check(report: dict) -> str:
             lines.append(f"{label}: " + ", ".join(f"{k}: {v}" for k, v in report[key].items()))
     lines.append(f"groups: {report['n_groups']}")
     for bad in report["unreadable"]:
-        lines.append(f"unreadable: {bad['reason']}" + (f" ({bad['where']})" if bad["where"] != bad["file"] else ""))
+        lines.append(f"refused: {bad['reason']}" + (f" ({bad['where']})" if bad["where"] != bad["file"] else ""))
+    for q in report.get("quiet", []):
+        lines.append(f"warning: {q['reason']}" + (f" ({q['where']})" if q["where"] != q["file"] else ""))
     lines += [f"problem: {p}" for p in report["problems"]] or ["no problems found"]
     return "\n".join(lines)

@@ -87,6 +87,21 @@ def write_evaluation(out_dir: str | Path, metrics: dict, *, items: Sequence | No
     return written
 
 
+def _provenance(metrics: dict) -> list[str]:
+    """Report lines on what was left out of (or wrongly included in) the scoring."""
+    lines = []
+    if metrics.get("left_out"):
+        lines.append(f"- left out: {metrics['left_out']} clip(s) the model was trained or validated on")
+    if metrics.get("training_clips_scored"):
+        lines.append(f"- **includes {metrics['training_clips_scored']} clip(s) the model was trained or validated "
+                     "on (--include-training): these figures are inflated**")
+    if metrics.get("skipped"):
+        lines.append(f"- skipped: {len(metrics['skipped'])} unusable clip(s): "
+                     + "; ".join(s["reason"] for s in metrics["skipped"][:5])
+                     + (" ..." if len(metrics["skipped"]) > 5 else ""))
+    return lines
+
+
 def write_dcase_output(path: str | Path, filenames: Sequence[str], probabilities: np.ndarray,
                        classes: Sequence[str]) -> Path:
     """The DCASE task-1 output format: TAB-separated, header ``filename  scene_label  <class>...``,
@@ -103,10 +118,13 @@ def score_and_report(net, config, classes: Sequence[str], feature_set, out_dir: 
 
     Returns the metrics dict as written to ``out_dir/metrics.json``.
     """
+    from .errors import ModelFileError
     from .models import predict_clips
 
     probs = predict_clips(net, feature_set.features, features_config=config.features,
                           aggregate=config.model.aggregate).numpy()
+    if not np.isfinite(probs).all():  # features are checked finite when computed, so the network is at fault
+        raise ModelFileError("the model gives non-finite probabilities on finite features; its weights are damaged")
     metrics = compute_metrics(feature_set.labels.numpy(), probs, classes,
                               devices=[i.device for i in feature_set.items])
     metrics.update(extra or {})
@@ -121,7 +139,8 @@ def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
         f"- clips: {metrics['n_clips']}",
         f"- accuracy: {metrics['accuracy']:.4f}",
         f"- macro class-wise accuracy: {metrics['macro_class_accuracy']:.4f}",
-        f"- log loss: {metrics['log_loss']:.4f}", "",
+        f"- log loss: {metrics['log_loss']:.4f}",
+        *_provenance(metrics), "",
         "| class | clips | accuracy |", "|---|---:|---:|",
     ]
     counts = np.array(metrics["confusion_counts"]).sum(axis=1)
@@ -135,9 +154,15 @@ def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
 
 
 def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold: int | None = None,
-             skip_bad: bool = False, cache_dir: str | Path | None = None, use_cache: bool = True,
-             workers: int = 1, progress: bool = True) -> dict:
-    """Evaluate a model file (or a run folder holding model.safetensors) on a labelled data set.
+             official_test: bool = False, include_training: bool = False, skip_bad: bool = False,
+             cache_dir: str | Path | None = None, use_cache: bool = True, workers: int = 1,
+             progress: bool = True) -> dict:
+    """Evaluate a model file (or a run folder) on a labelled data set, leaving out what it learnt from.
+
+    By default every clip the model was trained or validated on is left out:
+    those whose content digest is recorded in the model file, and, for a run
+    folder, those its ``split.csv`` lists for training or validation.  How many
+    were left out, and why, is returned and written into the report.
 
     Args:
         model: model file or run folder.
@@ -146,25 +171,30 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
         out_dir: where to write metrics.json, report.md, confusion_matrix.png, predictions.csv
             (default: ``evaluation-<data name>`` beside the model file).
         fold: evaluate only the rows of this fold.
-        skip_bad: leave out unreadable clips (listed in the returned metrics) instead of stopping.
+        official_test: evaluate only the data set's official evaluation list (TAU's fold1_evaluate.csv).
+        include_training: score training and validation clips too (the report says so: figures are inflated).
+        skip_bad: leave out unusable clips (missing, unreadable...; listed in the returned metrics) instead
+            of stopping.
         cache_dir / use_cache / workers: the feature cache, as for :func:`soundscene.training.train`.
 
     Returns:
-        The metrics dict, with ``out_dir`` and ``skipped`` added.
+        The metrics dict, with ``out_dir``, ``skipped`` and ``left_out`` added.
     """
-    from .cache import load_or_build
-    from .data import Manifest, compute_features
+    from .cache import feature_sets
+    from .data import Manifest, with_digests
     from .datasets import data_name, resolve_dataset
     from .errors import DataError
     from .modelfile import load_model_file
-    from .runtime import tune_malloc
+    from .runs import run_of_model
 
-    tune_malloc()
-    model = Path(model)
-    model_path = model / "model.safetensors" if model.is_dir() else model
-    bundle = load_model_file(model_path)
-    manifest = data if isinstance(data, Manifest) else resolve_dataset(data)
+    bundle = load_model_file(model)
+    manifest = data if isinstance(data, Manifest) else resolve_dataset(data, check_files=not skip_bad)
+    name = data_name(manifest.source)
     items = manifest.items
+    if official_test:
+        if not manifest.has_official_split:
+            raise DataError(f"{manifest.source}: has no official evaluation list (only TAU data sets have one)")
+        items = [i for i in items if i.subset == "test"]
     if fold is not None:
         items = [i for i in items if i.fold == fold]
         if not items:
@@ -172,17 +202,29 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
     unknown = sorted({i.label for i in items} - set(bundle.classes))
     if unknown:
         raise DataError(f"{manifest.source}: label(s) {unknown} are not among the model's classes {bundle.classes}")
-    if use_cache:
-        store = load_or_build(items, bundle.config, cache_dir=cache_dir, workers=workers, skip_bad=skip_bad,
-                              progress=progress)
-        feature_set, skipped = store.feature_set(items, bundle.classes)
-    else:
-        feature_set, skipped = compute_features(items, bundle.config, bundle.classes, skip_bad=skip_bad,
-                                                progress=progress, desc="features: evaluation")
-    name = data_name(manifest.source)
-    out_dir = Path(out_dir) if out_dir else model_path.parent / f"evaluation-{name}"
-    metrics = score_and_report(bundle.net, bundle.config, bundle.classes, feature_set, out_dir,
-                               title=f"Evaluation on {name}",
-                               extra={"skipped": [{"path": str(i.path), "reason": why} for i, why in skipped]})
+    items = with_digests(items)
+    seen_paths: dict[str, str] = {}
+    run = run_of_model(bundle.path)
+    if run is not None:
+        _, splits, _ = run.read()
+        seen_paths = {str(i.path): part for part in ("train", "val") for i in splits[part]}
+    trained_on = bundle.trained_on
+    left_out = [i for i in items if (i.digest in trained_on) or str(i.path) in seen_paths]
+    if left_out and not include_training:
+        kept_paths = {str(i.path) for i in left_out}
+        items = [i for i in items if str(i.path) not in kept_paths]
+        if not items:
+            raise DataError(f"every one of the {len(left_out)} clips of {name} was used to train or validate the "
+                            "model; evaluate on other data, or pass --include-training to score them anyway "
+                            "(inflated)")
+    feature_set_of, skipped = feature_sets({"eval": items}, bundle.config, bundle.classes, cache_dir=cache_dir,
+                                           use_cache=use_cache, workers=workers, skip_bad=skip_bad,
+                                           progress=progress)
+    out_dir = Path(out_dir) if out_dir else bundle.path.parent / f"evaluation-{name}"
+    note = {"left_out": len(left_out) if not include_training else 0,
+            "training_clips_scored": len(left_out) if include_training else 0,
+            "skipped": [{"path": str(i.path), "reason": why} for i, why in skipped]}
+    metrics = score_and_report(bundle.net, bundle.config, bundle.classes, feature_set_of["eval"], out_dir,
+                               title=f"Evaluation on {name}", extra=note)
     metrics["out_dir"] = str(out_dir)
     return metrics

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import FeatureConfig
+from .config import Config, FeatureConfig
 
 AMIN = 1e-10  # smallest power before the logarithm, as librosa.power_to_db
 
@@ -123,19 +123,24 @@ def deltas(features: torch.Tensor, *, width: int = 9, order: int = 1,
     return out.reshape(features.shape)
 
 
-def cut_patches(features: torch.Tensor, *, patch_frames: int, hop_frames: int) -> torch.Tensor:
-    """Cut ``(..., rows, frames)`` features into ``(..., n_patches, rows, patch_frames)``.
+def patch_view(features: torch.Tensor, *, patch_frames: int, hop_frames: int) -> torch.Tensor:
+    """Patches of ``(..., rows, frames)`` features as a view ``(..., n_patches, rows, patch_frames)``.
 
     Patches start every hop_frames frames; frames after the last whole patch
-    are not used.  Input shorter than one patch is tiled up to one patch.
-    n_patches = 1 + (frames - patch_frames) // hop_frames.
+    are not used.  Input shorter than one patch is first tiled up to one patch
+    (the only case that copies).  n_patches = 1 + (frames - patch_frames) // hop_frames.
+    Training, validation, evaluation and inference all cut patches with this function.
     """
     frames = features.shape[-1]
     if frames < patch_frames:
         reps = -(-patch_frames // frames)
         features = features.repeat(*([1] * (features.ndim - 1)), reps)[..., :patch_frames]
-    patches = features.unfold(-1, patch_frames, hop_frames)  # (..., rows, n, patch)
-    return patches.movedim(-2, -3).contiguous()
+    return features.unfold(-1, patch_frames, hop_frames).movedim(-2, -3)  # (..., n, rows, patch)
+
+
+def cut_patches(features: torch.Tensor, *, patch_frames: int, hop_frames: int) -> torch.Tensor:
+    """:func:`patch_view`, copied into a contiguous ``(..., n_patches, rows, patch_frames)`` tensor."""
+    return patch_view(features, patch_frames=patch_frames, hop_frames=hop_frames).contiguous()
 
 
 def n_patches(frames: int, *, patch_frames: int, hop_frames: int) -> int:
@@ -164,9 +169,14 @@ class FrontEnd(nn.Module):
         if config.kind == "mfcc":
             self.register_buffer("dct", dct_matrix(n_input=config.n_mels, n_output=config.n_mfcc),
                                  persistent=False)
-        if config.deltas:
+        if config.use_deltas:
             self.register_buffer("delta1", savgol_operator(width=config.delta_width, order=1), persistent=False)
             self.register_buffer("delta2", savgol_operator(width=config.delta_width, order=2), persistent=False)
+
+    @classmethod
+    def from_config(cls, config: Config) -> "FrontEnd":
+        """The front end a configuration describes (the one place it is built from one)."""
+        return cls(config.features, sample_rate=config.audio.sample_rate)
 
     def frames(self, samples: int) -> int:
         """Frames produced from ``samples`` samples."""
@@ -180,7 +190,7 @@ class FrontEnd(nn.Module):
         feats = power_to_db(mel_power, top_db=self.config.top_db)
         if self.config.kind == "mfcc":
             feats = torch.matmul(self.dct, feats)
-        if self.config.deltas:
+        if self.config.use_deltas:
             d1 = deltas(feats, width=self.config.delta_width, order=1, operator=self.delta1)
             d2 = deltas(feats, width=self.config.delta_width, order=2, operator=self.delta2)
             feats = torch.cat([feats, d1, d2], dim=-2)

@@ -2,35 +2,51 @@
 
 Add a network with::
 
-    @register_model("my_net")
-    def build_my_net(config: ModelConfig, *, in_channels: int, n_classes: int) -> nn.Module: ...
+    @register_model("my_net", params={"width": 32, "dropout": 0.5})
+    def build_my_net(params: dict, *, in_channels: int, n_classes: int) -> nn.Module: ...
 
-The builder returns a module mapping patches ``(batch, in_channels, rows, frames)``
-to logits ``(batch, n_classes)``.  :class:`SceneNet` wraps it with the feature
+``params`` are the network's own parameters with their defaults; a
+configuration's ``model.params`` overrides them, and keys the network does not
+declare, or values of another type, are refused in one line naming
+``model.params.KEY``.  The builder checks ranges (raise ConfigError) and
+returns a module mapping patches ``(batch, in_channels, rows, frames)`` to
+logits ``(batch, n_classes)``.  :class:`SceneNet` wraps it with the feature
 normalisation learnt from the training data, so a saved network needs nothing
-else to predict.
+else to predict.  :func:`build_model` is the one place a network is built
+from a configuration.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-from .config import FeatureConfig, ModelConfig
+from .config import Config, FeatureConfig
 from .errors import ConfigError
 from .features import cut_patches
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
+
+@dataclass(frozen=True)
+class _Entry:
+    builder: Callable[..., nn.Module]
+    defaults: Mapping[str, Any]
 
 
-def register_model(name: str):
-    """Decorator: register a builder ``(config, *, in_channels, n_classes) -> nn.Module`` under ``name``."""
+_REGISTRY: dict[str, _Entry] = {}
+
+
+def register_model(name: str, *, params: Mapping[str, Any] | None = None):
+    """Decorator: register ``builder(params, *, in_channels, n_classes) -> nn.Module`` under ``name``.
+
+    params: the network's parameters and their defaults (JSON values).
+    """
     def decorate(builder):
         if name in _REGISTRY:
             raise ValueError(f"model '{name}' is already registered")
-        _REGISTRY[name] = builder
+        _REGISTRY[name] = _Entry(builder, dict(params or {}))
         return builder
     return decorate
 
@@ -38,6 +54,42 @@ def register_model(name: str):
 def available_models() -> list[str]:
     """Names accepted by ``model.name``."""
     return sorted(_REGISTRY)
+
+
+def model_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The network's defaults overridden by ``params``, checked: unknown keys and wrong types raise ConfigError."""
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown model '{name}'; available: {', '.join(available_models())}")
+    defaults = _REGISTRY[name].defaults
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ConfigError(f"unknown key(s) {[f'model.params.{k}' for k in unknown]} for model '{name}'; "
+                          f"it takes {sorted(defaults)}")
+    merged = dict(defaults)
+    for key, value in params.items():
+        default = defaults[key]
+        if isinstance(default, (list, tuple)):
+            ok = isinstance(value, (list, tuple)) and all(_same_kind(v, default[0]) for v in value) if default \
+                else isinstance(value, (list, tuple))
+        else:
+            ok = _same_kind(value, default)
+        if not ok:
+            raise ConfigError(f"invalid model.params.{key}: expected a value like {default!r}, got {value!r}")
+        merged[key] = list(value) if isinstance(value, (list, tuple)) else value
+    return merged
+
+
+def _same_kind(value: Any, default: Any) -> bool:
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float))
+    return isinstance(value, type(default))
+
+
+def check_model_config(config: Config) -> None:
+    """Refuse, in one line, a configuration whose network cannot be built (before any work is done)."""
+    build_model(config, n_classes=2)
 
 
 class ConvStage(nn.Module):
@@ -80,10 +132,14 @@ class PaperCNN(nn.Module):
         return self.classifier(self.dropout(x))
 
 
-@register_model("paper_cnn")
-def _build_paper_cnn(config: ModelConfig, *, in_channels: int, n_classes: int) -> nn.Module:
-    return PaperCNN(in_channels=in_channels, n_classes=n_classes, widths=tuple(config.widths),
-                    dropout=config.dropout)
+@register_model("paper_cnn", params={"widths": [32, 64, 128], "dropout": 0.5})
+def _build_paper_cnn(params: dict, *, in_channels: int, n_classes: int) -> nn.Module:
+    widths = params["widths"]
+    if len(widths) != 3 or not all(1 <= w <= 1024 for w in widths):
+        raise ConfigError("invalid model.params.widths: must be three integers in 1..1024")
+    if not 0.0 <= params["dropout"] < 1.0:
+        raise ConfigError("invalid model.params.dropout: must be in [0, 1)")
+    return PaperCNN(in_channels=in_channels, n_classes=n_classes, widths=tuple(widths), dropout=params["dropout"])
 
 
 class SceneNet(nn.Module):
@@ -112,14 +168,15 @@ class SceneNet(nn.Module):
         return torch.softmax(self(patches), dim=-1)
 
 
-def build_model(config: ModelConfig, *, in_channels: int, n_rows: int, n_classes: int) -> SceneNet:
-    """Build the registered network ``config.name`` wrapped in a SceneNet."""
-    if config.name not in _REGISTRY:
-        raise ConfigError(f"unknown model '{config.name}'; available: {', '.join(available_models())}")
+def build_model(config: Config, *, n_classes: int) -> SceneNet:
+    """The network ``config.model.name`` with its ``config.model.params``, wrapped in a SceneNet whose input
+    is the front end's output for ``config.audio.channels`` channels (the one place a network is built)."""
+    params = model_params(config.model.name, config.model.params)
     if n_classes < 2:
         raise ConfigError("a classifier needs at least two classes")
-    backbone = _REGISTRY[config.name](config, in_channels=in_channels, n_classes=n_classes)
-    return SceneNet(backbone, in_channels=in_channels, n_rows=n_rows)
+    channels = config.audio.channels
+    backbone = _REGISTRY[config.model.name].builder(params, in_channels=channels, n_classes=n_classes)
+    return SceneNet(backbone, in_channels=channels, n_rows=config.features.n_rows)
 
 
 def aggregate_patches(probabilities: torch.Tensor, how: str) -> torch.Tensor:

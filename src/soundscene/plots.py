@@ -1,6 +1,9 @@
-"""Pictures a user would rather see than read: the confusion matrix and training curves.
+"""Pictures a user would rather see than read: the confusion matrix, training curves, a recording's timeline.
 
-Both are written atomically as PNG with matplotlib's non-interactive Agg backend.
+Each is written atomically as PNG.  Figures are made with matplotlib's
+object-oriented API (``matplotlib.figure.Figure``, rendered by the Agg canvas),
+so nothing here touches pyplot or switches the process's backend: a notebook
+that imports soundscene keeps its own.
 """
 
 from __future__ import annotations
@@ -13,22 +16,23 @@ import numpy as np
 from ._io import atomic_write
 
 
-def _pyplot():
-    import matplotlib
+def _figure(**kwargs):
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    return Figure(**kwargs)
 
-    return plt
+
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=dpi, format="png"))
 
 
 def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str | Path, *,
                           title: str = "Normalized confusion matrix") -> Path:
     """Draw a row-normalised confusion matrix ``(n_classes, n_classes)`` (rows: true class) to a PNG."""
-    plt = _pyplot()
     n = len(classes)
     size = max(5.0, 0.6 * n + 2.5)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
+    fig = _figure(figsize=(size + 1.0, size))
+    ax = fig.subplots()
     image = ax.imshow(matrix, cmap="Blues", vmin=0.0, vmax=1.0)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="share of the true class")
     ax.set_xticks(range(n), labels=classes, rotation=45, ha="right")
@@ -43,9 +47,7 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
                 ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=8,
                         color="white" if value > 0.5 else "black")
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
-    plt.close(fig)
-    return out
+    return _save(fig, path, 120)
 
 
 def plot_training_curves(history: Sequence[dict], path: str | Path, *, best_epoch: int | None = None) -> Path:
@@ -53,9 +55,9 @@ def plot_training_curves(history: Sequence[dict], path: str | Path, *, best_epoc
 
     history: one dict per epoch with keys epoch, train_loss, train_acc, val_loss, val_acc.
     """
-    plt = _pyplot()
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    fig = _figure(figsize=(11, 4))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", ms=3, label="train (patches)")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", ms=3, label="validation (clips)")
     ax_loss.set_xlabel("epoch")
@@ -74,6 +76,45 @@ def plot_training_curves(history: Sequence[dict], path: str | Path, *, best_epoc
         ax.grid(alpha=0.3)
         ax.legend()
     fig.tight_layout()
-    out = atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return out
+    return _save(fig, path, 110)
+
+
+def plot_timeline(*, overview: np.ndarray, duration: float, segments: Sequence, windows: Sequence,
+                  classes: Sequence[str], path: str | Path, title: str = "") -> Path:
+    """A recording's scene timeline over its spectrogram, to a PNG.
+
+    overview: ``(rows, columns)`` coarse log-mel (or MFCC) image spanning 0..duration seconds.
+    segments: objects with start, end, label, confidence (seconds).  windows: objects with start, end
+    and probabilities ``(n_classes,)``, drawn as the top class's probability over time.
+    """
+    from matplotlib import colormaps
+
+    fig = _figure(figsize=(12, 5.2))
+    ax_spec, ax_seg, ax_prob = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 0.9, 1.4]})
+    ax_spec.imshow(overview, origin="lower", aspect="auto", cmap="magma", extent=(0, duration, 0, overview.shape[0]))
+    ax_spec.set_ylabel("feature band")
+    ax_spec.set_title(title or "Scene timeline")
+    palette = colormaps["tab10" if len(classes) <= 10 else "tab20"]
+    colour = {c: palette(k % palette.N) for k, c in enumerate(classes)}
+    for seg in segments:
+        ax_seg.axvspan(seg.start, seg.end, color=colour[seg.label], alpha=0.85)
+        if seg.end - seg.start > duration * 0.04:
+            ax_seg.text((seg.start + seg.end) / 2, 0.5, seg.label.replace("_", " "), ha="center", va="center",
+                        fontsize=8, color="white", fontweight="bold")
+    ax_seg.set_yticks([])
+    ax_seg.set_ylabel("scene", rotation=0, ha="right", va="center")
+    for w in windows:
+        k = int(np.argmax(w.probabilities))
+        ax_prob.plot([w.start, w.end], [w.probabilities[k]] * 2, color=colour[classes[k]], lw=2.5)
+    ax_prob.set_ylim(0, 1.05)
+    ax_prob.set_ylabel("window\nconfidence")
+    ax_prob.set_xlabel("time (s)")
+    ax_prob.set_xlim(0, duration)
+    ax_prob.grid(alpha=0.3)
+    from matplotlib.patches import Patch
+
+    used = list(dict.fromkeys(s.label for s in segments))
+    ax_seg.legend(handles=[Patch(color=colour[c], label=c) for c in used], loc="upper center",
+                  bbox_to_anchor=(0.5, -0.05), ncol=min(len(used), 6), fontsize=8, frameon=False)
+    fig.tight_layout()
+    return _save(fig, path, 110)

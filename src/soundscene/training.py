@@ -26,23 +26,17 @@ import torch
 from torch.nn import functional as F
 
 from ._io import atomic_write_json, atomic_write_text
+from .cache import feature_sets
 from .config import Config
-from .cache import load_or_build
-from .data import (Manifest, PatchDataset, collate_batch, compute_features, median_duration,
-                   read_split, split_manifest, write_split)
+from .data import Manifest, PatchDataset, collate_batch, median_duration, split_manifest, warn_if_no_groups, with_digests
 from .datasets import resolve_dataset
-from .errors import DataError, SoundsceneError, warn
+from .errors import DataError, SoundsceneError
 from .evaluation import score_and_report
 from .modelfile import load_model_file, save_model_file
-from .models import SceneNet, build_model, predict_clips
+from .models import SceneNet, build_model, check_model_config, predict_clips
 from .plots import plot_training_curves
+from .runs import RunFolder
 from .runtime import tune_malloc
-
-CONFIG_FILE = "config.json"
-SPLIT_FILE = "split.csv"
-CLASSES_FILE = "classes.json"
-MODEL_FILE = "model.safetensors"
-LAST_CHECKPOINT = "checkpoints/last.ckpt"
 
 
 @dataclass
@@ -59,7 +53,7 @@ class TrainResult:
 
 
 def _lightning_module(net: SceneNet, config: Config, classes: list[str], val_features, val_labels,
-                      model_path: Path):
+                      model_path: Path, trained_on: list[str]):
     """Build the LightningModule (import kept local: Lightning is slow to import).
 
     After each epoch it scores the validation clips exactly as evaluation does;
@@ -103,9 +97,10 @@ def _lightning_module(net: SceneNet, config: Config, classes: list[str], val_fea
             }
             self.history.append(record)
             self._sums.zero_()
-            atomic_write_json(model_path.parent / "history.json", self.history)
+            atomic_write_json(RunFolder(model_path.parent).history, self.history)
             if max(self.history, key=_selection_key) is record:
-                save_model_file(model_path, self.net, config, classes, extra={"best_epoch": str(record["epoch"])})
+                save_model_file(model_path, self.net, config, classes, extra={"best_epoch": str(record["epoch"])},
+                                trained_on=trained_on)
             self.log("val_acc", record["val_acc"], prog_bar=True)
             self.log("val_loss", record["val_loss"], prog_bar=True)
 
@@ -171,7 +166,7 @@ def _run_folder_callback(run_dir: Path):
         def on_exception(self, trainer, pl_module, exception):
             if not isinstance(exception, KeyboardInterrupt):
                 return
-            if (run_dir / LAST_CHECKPOINT).exists():
+            if RunFolder(run_dir).has_finished_epoch():
                 print(f"\ninterrupted: progress up to the last finished epoch is saved; "
                       f"continue with: soundscene train --resume {run_dir}", file=sys.stderr)
             else:
@@ -179,25 +174,6 @@ def _run_folder_callback(run_dir: Path):
                       file=sys.stderr)
 
     return RunFolder()
-
-
-def _feature_sets(splits: dict, config: Config, classes: list[str], *, cache_dir, use_cache: bool, workers: int,
-                  skip_bad: bool, progress: bool) -> tuple[dict, list]:
-    """Features of every split: from the disk cache (built once) or computed in memory."""
-    skipped: list = []
-    sets = {}
-    if use_cache:
-        store = load_or_build([i for part in splits.values() for i in part], config, cache_dir=cache_dir,
-                              workers=workers, skip_bad=skip_bad, progress=progress)
-        for name, part in splits.items():
-            sets[name], bad = store.feature_set(part, classes)
-            skipped += bad
-    else:
-        for name, part in splits.items():
-            sets[name], bad = compute_features(part, config, classes, skip_bad=skip_bad, progress=progress,
-                                               desc=f"features: {name}")
-            skipped += bad
-    return sets, skipped
 
 
 def _check_checkpoint(path: Path, net: SceneNet) -> None:
@@ -219,42 +195,35 @@ def _check_checkpoint(path: Path, net: SceneNet) -> None:
 def prepare_run(data: str | Path | Manifest, run_dir: str | Path, *, config: Config | None = None,
                 test_fold: int | None = None, val_fold: int | None = None,
                 test_fraction: float | None = None, skip_bad: bool = False) -> tuple[Config, dict, list[str]]:
-    """Create a run folder: the split, the class names and the configuration (clip length fixed).
+    """Create a run folder: the split (with each file's content digest), the class names and the
+    configuration (clip length fixed).
 
     Returns (config, splits, classes).  Refuses a folder that holds a run with a
     finished epoch (resume that instead); a run that stopped before its first
     checkpoint is started again.
     """
-    run_dir = Path(run_dir)
-    if (run_dir / LAST_CHECKPOINT).exists():
-        raise SoundsceneError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+    run = RunFolder(run_dir)
+    if run.has_finished_epoch():
+        raise SoundsceneError(f"{run.root} already holds a run; continue it with --resume {run.root} "
                               "or choose another --out folder")
     config = config or Config()
+    check_model_config(config)
     manifest = data if isinstance(data, Manifest) else resolve_dataset(data)
-    if all(i.group is None for i in manifest.items) and not (test_fold or val_fold):
-        warn(f"{manifest.source} gives no groups: if its clips are segments of longer recordings, segments of one "
-             "recording can land in training and test and inflate accuracy; add a group column or use "
-             "--group-pattern default")
+    if not (test_fold or val_fold):
+        warn_if_no_groups(manifest)
     splits = split_manifest(manifest, test_fold=test_fold, val_fold=val_fold, test_fraction=test_fraction,
                             val_fraction=config.train.val_fraction, seed=config.train.seed)
+    splits = {name: with_digests(part) for name, part in splits.items()}
     if config.audio.clip_seconds is None:
         seconds = max(config.audio.min_seconds, round(median_duration(splits["train"], skip_bad=skip_bad), 1))
         config = config.with_overrides({"audio.clip_seconds": seconds})
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_split(splits, run_dir / SPLIT_FILE)
-    atomic_write_json(run_dir / CLASSES_FILE, manifest.classes)
-    atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+    run.write_start(config, splits, manifest.classes)
     return config, splits, list(manifest.classes)
 
 
 def load_run(run_dir: str | Path) -> tuple[Config, dict, list[str]]:
     """Read a run folder's configuration, split and class names (to resume or evaluate it)."""
-    run_dir = Path(run_dir)
-    if not (run_dir / CONFIG_FILE).is_file():
-        raise SoundsceneError(f"{run_dir}: not a run folder (no {CONFIG_FILE})")
-    config = Config.load(run_dir / CONFIG_FILE)
-    classes = json.loads((run_dir / CLASSES_FILE).read_text(encoding="utf-8"))
-    return config, read_split(run_dir / SPLIT_FILE), classes
+    return RunFolder(run_dir).read()
 
 
 def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, config: Config | None = None,
@@ -283,18 +252,19 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     import lightning as L
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    tune_malloc()
+    tune_malloc()  # training is an entry point: keep freed memory for reuse (see runtime.py)
     started = time.perf_counter()
-    run_dir = Path(run_dir)
-    last_ckpt = run_dir / LAST_CHECKPOINT
+    run = RunFolder(run_dir)
+    run_dir, last_ckpt = run.root, run.last_checkpoint
     if resume:
-        config, splits, classes = load_run(run_dir)
+        config, splits, classes = run.read()
         if not last_ckpt.is_file():
-            raise SoundsceneError(f"{run_dir}: no finished epoch to resume from ({LAST_CHECKPOINT} is missing); "
+            raise SoundsceneError(f"{run_dir}: no finished epoch to resume from ({last_ckpt} is missing); "
                                   "start the run again")
         if epochs is not None:
             config = config.with_overrides({"train.epochs": epochs})
-            atomic_write_json(run_dir / CONFIG_FILE, config.to_dict())
+            atomic_write_json(run.config, config.to_dict())
+        splits = {name: with_digests(part) for name, part in splits.items()}
     else:
         if data is None:
             raise DataError("no data given to train on")
@@ -302,17 +272,17 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
                                               val_fold=val_fold, test_fraction=test_fraction, skip_bad=skip_bad)
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
-    feature_sets, skipped = _feature_sets(splits, config, classes, cache_dir=cache_dir, use_cache=use_cache,
-                                          workers=workers, skip_bad=skip_bad, progress=progress)
-    train_set, val_set, test_set = feature_sets["train"], feature_sets["val"], feature_sets["test"]
+    sets, skipped = feature_sets(splits, config, classes, cache_dir=cache_dir, use_cache=use_cache,
+                                 workers=workers, skip_bad=skip_bad, progress=progress)
+    train_set, val_set, test_set = sets["train"], sets["val"], sets["test"]
+    trained_on = [i.digest for part in (splits["train"], splits["val"]) for i in part if i.digest]
 
-    net = build_model(config.model, in_channels=config.audio.channels, n_rows=config.features.n_rows,
-                      n_classes=len(classes))
+    net = build_model(config, n_classes=len(classes))
     net.set_normalisation(train_set.features)
     if resume:
         _check_checkpoint(last_ckpt, net)
-    model_path = run_dir / MODEL_FILE
-    module = _lightning_module(net, config, classes, val_set.features, val_set.labels, model_path)
+    model_path = run.model
+    module = _lightning_module(net, config, classes, val_set.features, val_set.labels, model_path, trained_on)
 
     loader_gen = torch.Generator().manual_seed(config.train.seed)
     train_loader = torch.utils.data.DataLoader(
@@ -321,7 +291,7 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
         batch_size=config.train.batch_size, shuffle=True, generator=loader_gen, collate_fn=collate_batch,
         num_workers=config.train.num_workers, persistent_workers=config.train.num_workers > 0)
 
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", save_top_k=1,
+    checkpoint = ModelCheckpoint(dirpath=run.checkpoints, filename="last", save_top_k=1,
                                  save_on_train_epoch_end=True, enable_version_counter=False)
     from lightning.fabric.utilities.exceptions import MisconfigurationException
 
@@ -349,10 +319,10 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
 
     metrics = score_and_report(net, config, classes, test_set, run_dir, title="Test split",
                                extra={"best_epoch": best_epoch})
-    atomic_write_json(run_dir / "history.json", history)
-    plot_training_curves(history, run_dir / "training_curves.png", best_epoch=best_epoch)
+    atomic_write_json(run.history, history)
+    plot_training_curves(history, run.training_curves, best_epoch=best_epoch)
     reasons = [why for _, why in skipped]
     if reasons:
-        atomic_write_text(run_dir / "skipped.txt", "".join(f"{why}\n" for why in reasons))
+        atomic_write_text(run.skipped, "".join(f"{why}\n" for why in reasons))
     return TrainResult(run_dir, model_path, metrics, history, best_epoch, time.perf_counter() - started, reasons)
 

@@ -1,0 +1,98 @@
+"""Evaluation: metrics and reports, and the rule that a model is never scored on what it learnt from."""
+
+import json
+
+import numpy as np
+import pytest
+
+from soundscene.data import load_manifest
+from soundscene.errors import DataError, ModelFileError
+from soundscene.evaluation import compute_metrics, evaluate
+
+
+def test_metrics_of_known_predictions():
+    probs = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    m = compute_metrics(np.array([0, 1, 1, 1]), probs, ["a", "b"])
+    assert m["accuracy"] == 0.75 and m["per_class_accuracy"] == {"a": 1.0, "b": pytest.approx(2 / 3)}
+    assert m["confusion_matrix"] == [[1.0, 0.0], [pytest.approx(1 / 3), pytest.approx(2 / 3)]]
+
+
+def test_evaluate_leaves_out_what_the_run_trained_and_validated_on(tiny_run, tiny_dataset, tmp_path):
+    split = {}
+    for line in (tiny_run.run_dir / "split.csv").read_text().splitlines()[1:]:
+        split[line.split(",")[4]] = split.get(line.split(",")[4], 0) + 1
+    m = evaluate(tiny_run.run_dir, tiny_dataset, out_dir=tmp_path / "ev", progress=False)
+    assert m["left_out"] == split["train"] + split["val"] and m["n_clips"] == split["test"]
+    saved = json.loads((tiny_run.run_dir / "metrics.json").read_text())
+    assert m["accuracy"] == pytest.approx(saved["accuracy"])  # exactly the run's own test split
+    assert "left out: " in (tmp_path / "ev" / "report.md").read_text()
+
+
+def test_evaluate_recognises_training_files_by_content_wherever_they_are(tiny_run, tiny_dataset, tmp_path):
+    """The model file alone (copied out of its run, data copied elsewhere) still knows what it learnt from."""
+    import shutil
+
+    model = tmp_path / "elsewhere" / "model.safetensors"
+    model.parent.mkdir()
+    shutil.copy(tiny_run.model_path, model)
+    data = tmp_path / "copy"
+    shutil.copytree(tiny_dataset.parent, data)
+    m = evaluate(model, data / tiny_dataset.name, out_dir=tmp_path / "ev", progress=False)
+    assert m["n_clips"] == len(load_manifest(tiny_dataset)) - m["left_out"] and m["left_out"] > 0
+
+
+def test_scoring_training_clips_needs_a_flag_and_the_report_says_so(tiny_run, tiny_dataset, tmp_path):
+    m = evaluate(tiny_run.run_dir, tiny_dataset, out_dir=tmp_path / "ev", include_training=True, progress=False)
+    assert m["n_clips"] == len(load_manifest(tiny_dataset)) and m["training_clips_scored"] > 0
+    assert "these figures are inflated" in (tmp_path / "ev" / "report.md").read_text()
+    train_only = [i for i in load_manifest(tiny_dataset).items if i.fold in (1, 2)]
+    from soundscene.data import Manifest
+
+    with pytest.raises(DataError, match="--include-training"):
+        evaluate(tiny_run.run_dir, Manifest(train_only, load_manifest(tiny_dataset).classes, "x"),
+                 out_dir=tmp_path / "ev2", progress=False)
+
+
+def test_skip_bad_skips_and_lists_a_row_whose_file_is_missing(tiny_run, tiny_dataset, tmp_path):
+    from soundscene.datasets import resolve_dataset
+
+    lines = tiny_dataset.read_text().splitlines()
+    lines.insert(1, "rain/does_not_exist.wav,rain,5,ghost")
+    (tiny_dataset.parent / "with_missing.csv").write_text("\n".join(lines) + "\n")
+    manifest = resolve_dataset(tiny_dataset.parent / "with_missing.csv", check_files=False)
+    m = evaluate(tiny_run.run_dir, manifest, out_dir=tmp_path / "ev", skip_bad=True, progress=False)
+    assert len(m["skipped"]) == 1 and "does_not_exist.wav: file does not exist" in m["skipped"][0]["reason"]
+    assert m["n_clips"] > 0
+
+
+def test_the_official_evaluation_list_can_be_selected(tiny_run, tmp_path):
+    from soundscene.data import Item, Manifest
+
+    manifest = load_manifest(_tiny_labels(tiny_run))
+    tau_like = Manifest([Item(i.path, i.label, None, i.group, i.where, subset="test" if i.fold == 5 else "train")
+                         for i in manifest.items], manifest.classes, "tau-like")
+    m = evaluate(tiny_run.run_dir, tau_like, official_test=True, out_dir=tmp_path / "ev", progress=False)
+    assert m["n_clips"] == sum(i.fold == 5 for i in manifest.items) and m["left_out"] == 0
+    with pytest.raises(DataError, match="no official evaluation list"):
+        evaluate(tiny_run.run_dir, manifest, official_test=True, out_dir=tmp_path / "ev2", progress=False)
+
+
+def _tiny_labels(run):
+    from soundscene.data import read_split
+
+    return read_split(run.run_dir / "split.csv")["test"][0].path.parent.parent / "labels.csv"
+
+
+def test_a_model_giving_non_finite_probabilities_is_refused_before_scoring(tiny_run, tiny_dataset, tmp_path):
+    from soundscene.evaluation import score_and_report
+    from soundscene.modelfile import load_model_file
+    from soundscene.cache import feature_sets
+
+    bundle = load_model_file(tiny_run.model_path)
+    sets, _ = feature_sets({"x": load_manifest(tiny_dataset).items[:4]}, bundle.config, bundle.classes,
+                           use_cache=False, progress=False)
+    with np.errstate(all="ignore"):
+        bundle.net.backbone.classifier.bias.data[:] = float("nan")
+    with pytest.raises(ModelFileError, match="non-finite"):
+        score_and_report(bundle.net, bundle.config, bundle.classes, sets["x"], tmp_path, title="t")
+    assert not (tmp_path / "metrics.json").exists()
