@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from soundscene.cli import main
-from conftest import SHARED
+from conftest import shared_data, write_tone
 
 
 def _one_error_line(capsys):
@@ -28,8 +28,6 @@ def test_predict_formats(tiny_run, tiny_dataset, capsys):
 
 
 def test_clear_one_line_errors(tiny_run, tmp_path, capsys):
-    assert main(["predict", str(tiny_run.model_path), str(tmp_path / "missing.wav")]) == 2
-    assert "missing.wav: does not exist" in _one_error_line(capsys)
     assert main(["train", str(tmp_path / "no_such_data")]) == 2
     assert "does not exist" in _one_error_line(capsys)
     assert main(["predict", str(tmp_path / "model.safetensors"), str(tmp_path)]) == 2
@@ -68,9 +66,91 @@ def test_demo_command_end_to_end(tmp_path):
         assert (tmp_path / "demo" / name).is_file()
 
 
-@pytest.mark.skipif(not (SHARED / "tut2018-samples").is_dir(), reason="../shared/data/tut2018-samples is absent")
 def test_real_tut_scene_clips_flow_through_predict(tiny_run, capsys):
-    # 48 kHz, 24-bit, stereo, 10 s: the TAU 2019 format
-    assert main(["predict", str(tiny_run.model_path), str(SHARED / "tut2018-samples"), "--format", "json"]) == 0
+    tut = shared_data("tut2018-samples")  # 48 kHz, 24-bit, stereo, 10 s: the TAU 2019 format
+    assert main(["predict", str(tiny_run.model_path), str(tut), "--format", "json"]) == 0
     preds = json.loads(capsys.readouterr().out)
-    assert len(preds) == 10 and not any(p["error"] for p in preds)
+    assert len(preds) == 10 and not any("error" in p for p in preds)
+    assert all(len(p["windows"]) > 1 and p["segments"][-1]["end"] == pytest.approx(10.0) for p in preds)
+
+
+def _errors(text):
+    return [line for line in text.strip().splitlines() if line.startswith("error: ")]
+
+
+def test_predict_keeps_every_good_result_and_names_each_failure(tiny_run, tiny_dataset, tmp_path, capsys):
+    """Exit codes: 0 all classified, 1 some inputs failed (each named, the rest kept), 2 usage or fatal."""
+    good = sorted((tiny_dataset.parent / "rain").glob("*.wav"))[:2]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    write_tone(folder / "ok.wav", sample_rate=8000, seconds=1.0)
+    (folder / "broken.wav").write_bytes(b"RIFF nonsense")
+    args = ["predict", str(tiny_run.model_path), str(good[0]), str(tmp_path / "missing.wav"), str(folder),
+            str(good[1]), "--format", "json"]
+    assert main(args) == 1
+    captured = capsys.readouterr()
+    records = json.loads(captured.out)
+    assert [r["path"] for r in records if "label" in r] == [str(good[0]), str(folder / "ok.wav"), str(good[1])]
+    errors = _errors(captured.err)
+    assert len(errors) == 2 and any("missing.wav: does not exist" in e for e in errors)
+    assert any("broken.wav" in e for e in errors)
+    assert main(["predict", str(tiny_run.model_path), str(good[0]), str(tmp_path / "missing.wav")]) == 1
+    captured = capsys.readouterr()
+    assert str(good[0]) in captured.out and _errors(captured.err) == [f"error: {tmp_path / 'missing.wav'}: does not exist"]
+    assert main(["predict", str(tmp_path / "model.safetensors"), str(good[0])]) == 2
+    assert "model file does not exist" in _one_error_line(capsys)
+
+
+def test_predict_never_prints_a_non_finite_probability(tiny_run, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    huge = tmp_path / "huge.wav"
+    sf.write(str(huge), np.full(12000, 1e30, dtype=np.float32) * np.sign(np.sin(np.arange(12000))), 8000,
+             subtype="FLOAT")
+    assert main(["predict", str(tiny_run.model_path), str(huge), "--format", "json"]) == 1
+    captured = capsys.readouterr()
+    assert "NaN" not in captured.out and "nan" not in captured.out
+    json.loads(captured.out, parse_constant=lambda c: pytest.fail(f"non-finite constant {c} in JSON"))
+    assert _errors(captured.err) == [f"error: {huge}: samples reach 1e+30, beyond ±1000 (full scale is ±1); the file "
+                                     "is damaged or holds integer-scaled floats - rescale it to ±1"]
+
+
+def test_predict_refuses_a_damaged_model_file(tiny_run, tiny_dataset, tmp_path, capsys):
+    damaged = tmp_path / "damaged.safetensors"
+    raw = bytearray(tiny_run.model_path.read_bytes())
+    raw[-5000:-5000 + 4096] = b"\xff" * 4096  # 4 KB of the weights overwritten
+    damaged.write_bytes(bytes(raw))
+    clip = next((tiny_dataset.parent / "rain").glob("*.wav"))
+    assert main(["predict", str(damaged), str(clip)]) == 2
+    assert "damaged" in _one_error_line(capsys)
+
+
+def test_predict_reports_the_level_and_warns_on_near_silence(tiny_run, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    quiet = tmp_path / "quiet.wav"
+    sf.write(str(quiet), np.full(12000, 1e-9, dtype=np.float32), 8000, subtype="FLOAT")
+    assert main(["predict", str(tiny_run.model_path), str(quiet), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    record = json.loads(captured.out)[0]
+    assert record["level_dbfs"] == pytest.approx(-180.0, abs=0.1) and "near-silent" in record["warning"]
+    assert "warning: " in captured.err and "near-silent" in captured.err
+
+
+def test_predict_long_recording_gives_a_timeline_and_a_picture(tiny_run, tiny_dataset, tmp_path, capsys):
+    import numpy as np
+    import soundfile as sf
+
+    clips = [sorted((tiny_dataset.parent / c).glob("*.wav"))[0] for c in ("rain", "rain", "metro", "metro", "park")]
+    long = tmp_path / "long.wav"
+    sf.write(str(long), np.concatenate([sf.read(str(c))[0] for c in clips]), 8000)
+    assert main(["predict", str(tiny_run.model_path), str(long), "--format", "json", "--plot", str(tmp_path / "png")]) == 0
+    record = json.loads(capsys.readouterr().out)[0]
+    assert len(record["windows"]) == 9  # 7.5 s, windows of 1.5 s every 0.75 s
+    segments = record["segments"]
+    assert segments[0]["start"] == 0 and segments[-1]["end"] == pytest.approx(7.5)
+    assert all(a["end"] == b["start"] for a, b in zip(segments, segments[1:]))
+    png = tmp_path / "png" / "001-long.png"
+    assert record["plot"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -44,15 +44,106 @@ def test_files_long_short_stereo_and_bad(classifier, tmp_path):
     sf.write(str(tmp_path / "short.flac"), long[:3000], 8000)
     sf.write(str(tmp_path / "stereo.wav"), np.stack([long, long], 1)[:12000], 8000, subtype="PCM_24")
     (tmp_path / "bad.wav").write_bytes(b"nope")
-    files = expand_inputs([tmp_path])
-    preds = classifier.predict_files(files, batch_size=2)
+    files, problems = expand_inputs([tmp_path, tmp_path / "missing.wav"])
+    assert problems == [(str(tmp_path / "missing.wav"), f"{tmp_path / 'missing.wav'}: does not exist")]
+    preds = classifier.classify_files(files)
     assert [p.path for p in preds] == [str(f) for f in files]
     bad = [p for p in preds if p.error]
     assert len(bad) == 1 and "bad.wav" in bad[0].error
     good = [p for p in preds if not p.error]
-    assert all(p.label in classifier.classes and abs(sum(p.probabilities.values()) - 1) < 1e-4 for p in good)
+    assert all(p.label in classifier.classes and abs(p.probabilities.sum() - 1) < 1e-4 for p in good)
     with pytest.raises(AudioError, match="bad.wav"):
-        classifier.predict_file(tmp_path / "bad.wav")
+        classifier.classify_file(tmp_path / "bad.wav")
+
+
+def test_a_file_equals_its_waveform_and_a_short_file_is_one_padded_window(classifier, tmp_path):
+    clip = synthesize_scene("metro", sample_rate=8000, seconds=1.0, seed=3)
+    sf.write(str(tmp_path / "c.wav"), clip, 8000, subtype="FLOAT")
+    result = classifier.classify_file(tmp_path / "c.wav")
+    assert len(result.windows) == 1 and result.windows[0].end == pytest.approx(1.0)
+    np.testing.assert_allclose(result.probabilities, classifier.predict_waveforms([clip])[0], atol=1e-6)
+    np.testing.assert_allclose(result.probabilities, classifier.predict_waveform(clip, sample_rate=8000), atol=1e-6)
+
+
+def test_each_window_is_normalised_as_a_training_clip(classifier, tmp_path):
+    """A long file made of one clip repeated gives that clip's probabilities in every window."""
+    clip = synthesize_scene("park", sample_rate=8000, seconds=1.5, seed=11)
+    clip[:4000] *= 0.05  # a loud and a quiet half: a floor taken over the whole file would change the features
+    sf.write(str(tmp_path / "long.wav"), np.tile(clip, 8), 8000, subtype="FLOAT")
+    whole = SceneClassifier.from_file(classifier.path, hop_seconds=1.5).classify_file(tmp_path / "long.wav")
+    expected = classifier.predict_waveforms([clip])[0]
+    assert len(whole.windows) == 8
+    for w in whole.windows:
+        np.testing.assert_allclose(w.probabilities, expected, atol=1e-5)
+
+
+def test_windows_hop_by_half_a_clip_and_the_end_is_always_seen(classifier):
+    wave = synthesize_scene("rain", sample_rate=8000, seconds=4.0, seed=2)
+    result = classifier.classify_waveform(wave, sample_rate=8000)
+    starts = [w.start for w in result.windows]
+    assert starts == pytest.approx([0.0, 0.75, 1.5, 2.25, 2.5])  # the last one aligned with the end
+    assert result.windows[-1].end == pytest.approx(4.0)
+    np.testing.assert_allclose(result.probabilities, np.mean([w.probabilities for w in result.windows], 0))
+    segments = result.segments()
+    assert segments[0].start == 0 and segments[-1].end == pytest.approx(4.0)
+    assert all(a.end == b.start and a.label != b.label for a, b in zip(segments, segments[1:]))
+
+
+def test_long_files_are_read_in_blocks_at_any_rate(classifier, tmp_path, monkeypatch):
+    import soundscene.inference as inference
+
+    monkeypatch.setattr(inference, "BLOCK_SECONDS", 0.37)  # many blocks, none aligned with a window
+    wave = synthesize_scene("street_traffic", sample_rate=44100, seconds=5.0, seed=4)
+    sf.write(str(tmp_path / "a.wav"), np.stack([wave, wave * 0.5], 1), 44100, subtype="PCM_24")
+    blocks = classifier.classify_file(tmp_path / "a.wav")
+    monkeypatch.setattr(inference, "BLOCK_SECONDS", 1000.0)
+    whole = classifier.classify_file(tmp_path / "a.wav")
+    np.testing.assert_allclose([w.probabilities for w in blocks.windows], [w.probabilities for w in whole.windows],
+                               atol=1e-6)
+
+
+def test_stream_decisions_do_not_depend_on_block_sizes(classifier):
+    wave = np.concatenate([synthesize_scene(s, sample_rate=8000, seconds=3.0, seed=9) for s in ("rain", "metro")])
+    whole = classifier.classify_waveform(wave, sample_rate=8000)
+    rng = np.random.default_rng(0)
+    for sizes in ([wave.size], [1] * 50 + [wave.size], list(rng.integers(1, 3000, 200))):
+        stream = classifier.stream(input_rate=8000)
+        decisions, pos = [], 0
+        for n in sizes:
+            decisions += stream.push(wave[pos:pos + n])
+            pos += n
+            if pos >= wave.size:
+                break
+        assert len(decisions) == 7  # 6 s: a decision every 0.75 s once 1.5 s are in
+        np.testing.assert_allclose([d.probabilities for d in decisions],
+                                   [w.probabilities for w in whole.windows[:7]], atol=1e-6)
+        assert [d.time for d in decisions] == pytest.approx([1.5 + 0.75 * k for k in range(7)])
+
+
+def test_stream_at_another_rate_and_channel_count(classifier):
+    wave = synthesize_scene("park", sample_rate=48000, seconds=3.0, seed=5)
+    stereo = np.stack([wave, wave])
+    one = classifier.stream(input_rate=48000, channels=2).push(stereo)
+    parts = classifier.stream(input_rate=48000, channels=2)
+    many = [d for k in range(0, stereo.shape[1], 4801) for d in parts.push(stereo[:, k:k + 4801])]
+    assert len(one) == len(many) >= 2  # the resampler holds back a few ms until more audio comes
+    np.testing.assert_allclose([d.probabilities for d in one], [d.probabilities for d in many], atol=1e-6)
+
+
+def test_hysteresis_keeps_the_scene_on_alternating_input(classifier):
+    """Windows that alternate between two scenes must not make the reported scene flap."""
+    stream = classifier.stream(input_rate=8000, smoothing=0.5, min_dwell_seconds=3.0)
+    a, b = np.eye(len(classifier.classes))[:2] * 0.9 + 0.05
+    w = np.zeros((1, classifier.window_samples), np.float32)
+    decisions = [stream._decide(k * classifier.hop_samples, w, a if k % 2 == 0 else b) for k in range(12)]
+    assert decisions[0].changed and not any(d.changed for d in decisions[1:])
+    assert {d.label for d in decisions} == {classifier.classes[0]}
+    # a lasting change is reported once, after the dwell time, with the previous scene
+    later = [stream._decide((12 + k) * classifier.hop_samples, w, b) for k in range(8)]
+    changes = [d for d in later if d.changed]
+    assert len(changes) == 1 and changes[0].label == classifier.classes[1]
+    assert changes[0].previous == classifier.classes[0]
+    assert later.index(changes[0]) >= 3  # 3 s of dwell at a 0.75-s hop
 
 
 def test_trained_model_recognises_fresh_clips(classifier):
@@ -62,3 +153,14 @@ def test_trained_model_recognises_fresh_clips(classifier):
     probs = classifier.predict_waveforms(clips)
     predicted = [classifier.classes[k] for k in probs.argmax(1)]
     assert np.mean([p == t for p, t in zip(predicted, names * 3)]) > 0.5
+
+
+def test_waveform_layout_and_empty_input_are_refused(tiny_run):
+    from soundscene.inference import SceneClassifier
+
+    clf = SceneClassifier.from_file(tiny_run.model_path)
+    frames_channels = np.zeros((8000, 2), dtype=np.float32)
+    with pytest.raises(AudioError, match=r"\(samples, channels\)"):
+        clf.predict_waveform(frames_channels, sample_rate=8000)
+    with pytest.raises(AudioError, match="samples > 0"):
+        clf.predict_waveform(np.zeros(0, dtype=np.float32), sample_rate=8000)

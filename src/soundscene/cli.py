@@ -6,11 +6,14 @@
     soundscene cv DATA [--out DIR]           cross-validation over the predefined (or k grouped) folds
     soundscene datasets [DATA]               list the known layouts, or check a data set before training
     soundscene evaluate RUN_OR_MODEL DATA    metrics, report and confusion matrix on labelled data
-    soundscene predict MODEL FILE_OR_DIR...  labels and probabilities (table, csv or json)
+    soundscene predict MODEL FILE_OR_DIR...  labels, probabilities and timelines (table, csv or json)
+    soundscene listen MODEL [--stdin]        live decisions from the microphone or raw PCM (JSON lines, MQTT)
     soundscene synth OUT                     write the synthetic scene data set
     soundscene config                        print the default configuration as JSON
 
-Problems a user can fix are reported as one line starting with "error:" (exit status 2).
+Exit status: 0 when everything asked for was done; 1 when some inputs failed (each is named on
+stderr in a line starting with "error:", and every good result is still printed or written);
+2 for a usage or fatal error (one line starting with "error:"); 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from ._version import __version__
 from .errors import SoundsceneError
 from .datasets import data_name, resolve_dataset
+from .runs import RunFolder
 from .synth import DEFAULT_DIFFICULTY
 
 DEMO_CLASSES_SECONDS = 5.0
@@ -97,6 +101,8 @@ def _parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", type=Path, help="folder for the fold runs (default: runs/cv-<data name>-<time>)")
     cv.add_argument("--folds", type=int, default=5, help="k grouped folds for data without predefined folds")
     cv.add_argument("--val-fraction", type=float, help="share of training groups used for validation")
+    cv.add_argument("--restart", action="store_true",
+                    help="--out holds folds of another configuration or data: delete them and start again")
     _add_config_options(cv)
     _add_data_options(cv)
     cv.set_defaults(handler=_cmd_cv)
@@ -106,6 +112,7 @@ def _parser() -> argparse.ArgumentParser:
     ds.add_argument("--full", action="store_true", help="decode every file (finds truncated files and NaNs)")
     ds.add_argument("--group-pattern", help="derive groups from file names (regex, or 'default')")
     ds.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_config_options(ds)
     ds.set_defaults(handler=_cmd_datasets)
 
     ev = sub.add_parser("evaluate", help="evaluate a model on labelled data")
@@ -113,6 +120,10 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("data", help=DATA_HELP)
     ev.add_argument("--out", type=Path, help="folder for the report (default: beside the model)")
     ev.add_argument("--fold", type=int, help="evaluate only this fold")
+    ev.add_argument("--official-test", action="store_true",
+                    help="only the data set's official evaluation list (TAU: evaluation_setup/fold1_evaluate.csv)")
+    ev.add_argument("--include-training", action="store_true",
+                    help="also score clips the model was trained or validated on (the report marks it inflated)")
     _add_data_options(ev)
     ev.set_defaults(handler=_cmd_evaluate)
 
@@ -120,8 +131,26 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("model", type=Path, help="model.safetensors or a run folder")
     pr.add_argument("inputs", nargs="+", help="audio files or folders")
     pr.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    pr.add_argument("--batch-size", type=int, default=16)
+    _add_window_options(pr)
+    pr.add_argument("--plot", type=Path, metavar="DIR", help="write each file's scene timeline as a PNG into DIR")
     pr.set_defaults(handler=_cmd_predict)
+
+    li = sub.add_parser("listen", help="classify live audio (microphone or raw PCM on stdin), a JSON line per hop")
+    li.add_argument("model", type=Path, help="model.safetensors or a run folder")
+    li.add_argument("--stdin", action="store_true", help="read raw interleaved PCM from stdin instead of a microphone")
+    li.add_argument("--rate", type=int, default=48000, help="input sample rate in Hz (default 48000)")
+    li.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
+    li.add_argument("--sample-format", default="s16le", choices=("s16le", "s24le", "s32le", "f32le"))
+    li.add_argument("--device", help="input device name or number (microphone)")
+    _add_window_options(li)
+    li.add_argument("--smoothing", type=float, default=0.5,
+                    help="weight of the newest window in the moving average (1 = none; default 0.5)")
+    li.add_argument("--dwell", type=float, metavar="SECONDS",
+                    help="a new scene must lead this long before it is reported (default: one window)")
+    li.add_argument("--mqtt", metavar="HOST:PORT", help="also publish decisions to this MQTT broker")
+    li.add_argument("--sensor-id", help="this sensor's id in the MQTT topics soundscene/<id>/...")
+    li.add_argument("--quiet", action="store_true", help="do not print the JSON lines")
+    li.set_defaults(handler=_cmd_listen)
 
     sy = sub.add_parser("synth", help="write the synthetic scene data set (WAV + labels.csv)")
     sy.add_argument("out", type=Path)
@@ -135,6 +164,12 @@ def _parser() -> argparse.ArgumentParser:
     cf = sub.add_parser("config", help="print the default configuration (JSON) to start a config file")
     cf.set_defaults(handler=lambda a: print(_default_config().to_json()))
     return p
+
+
+def _add_window_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--window", type=float, metavar="SECONDS",
+                   help="analysis window (default: the model's training clip length)")
+    p.add_argument("--hop", type=float, metavar="SECONDS", help="hop between windows (default: half the window)")
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -182,9 +217,11 @@ def _config_from_args(args):
         value = getattr(args, attr, None)
         if value is not None:
             overrides[key] = value
-    if args.features == "mfcc" and "features.deltas" not in overrides:
-        overrides["features.deltas"] = True  # the paper's 39 features: 13 MFCCs + deltas + delta-deltas
-    return config.with_overrides(overrides) if overrides else config.validate()
+    config = config.with_overrides(overrides) if overrides else config.validate()
+    from .models import check_model_config
+
+    check_model_config(config)
+    return config
 
 
 def _fresh_run_dir(stem: str) -> Path:
@@ -197,11 +234,12 @@ def _print_result(result) -> None:
     print(f"  model:    {result.model_path} (best epoch {result.best_epoch})")
     print(f"  test:     accuracy {m['accuracy']:.3f}, macro class-wise accuracy "
           f"{m['macro_class_accuracy']:.3f}, log loss {m['log_loss']:.3f} on {m['n_clips']} clips")
-    print(f"  pictures: {result.run_dir / 'confusion_matrix.png'}, {result.run_dir / 'training_curves.png'}")
-    print(f"  report:   {result.run_dir / 'report.md'}")
+    run = RunFolder(result.run_dir)
+    print(f"  pictures: {run.confusion_matrix}, {run.training_curves}")
+    print(f"  report:   {run.report}")
     print(f"  time:     {result.seconds:.0f} s")
     if result.skipped:
-        print(f"  skipped {len(result.skipped)} unreadable clip(s), listed in {result.run_dir / 'skipped.txt'}:")
+        print(f"  skipped {len(result.skipped)} unreadable clip(s), listed in {run.skipped}:")
         for reason in result.skipped[:10]:
             print(f"    {reason}")
 
@@ -264,7 +302,7 @@ def _cmd_cv(args) -> int:
     out = args.out or _fresh_run_dir(f"cv-{data_name(args.data)}")
     print(f"cross-validation: {out}")
     result = cross_validate(manifest, out_dir=out, config=config, k=args.folds, skip_bad=args.skip_bad,
-                            **_cache_kwargs(args),
+                            restart=args.restart, **_cache_kwargs(args),
                             progress=not args.no_progress)
     print(f"\n{len(result.folds)} folds in {result.seconds:.0f} s")
     for key, name in (("accuracy", "accuracy"), ("macro_class_accuracy", "macro class-wise accuracy"),
@@ -285,7 +323,8 @@ def _cmd_datasets(args) -> int:
             print(f"  {name:<13} {text}")
         return 0
     manifest = resolve_dataset(args.data, check_files=False, group_pattern=args.group_pattern)
-    report = check_dataset(manifest, full=args.full, progress=sys.stderr.isatty())
+    report = check_dataset(manifest, full=args.full, audio=_config_from_args(args).audio,
+                           progress=sys.stderr.isatty())
     print(json.dumps(report, indent=2) if args.json else format_check(report))
     return 1 if report["unreadable"] else 0
 
@@ -293,47 +332,109 @@ def _cmd_datasets(args) -> int:
 def _cmd_evaluate(args) -> int:
     from .evaluation import evaluate
 
-    manifest = resolve_dataset(args.data, group_pattern=args.group_pattern)
-    m = evaluate(args.model, manifest, out_dir=args.out, fold=args.fold, skip_bad=args.skip_bad,
-                 **_cache_kwargs(args), progress=not args.no_progress)
+    manifest = resolve_dataset(args.data, group_pattern=args.group_pattern, check_files=not args.skip_bad)
+    m = evaluate(args.model, manifest, out_dir=args.out, fold=args.fold, official_test=args.official_test,
+                 include_training=args.include_training, skip_bad=args.skip_bad, **_cache_kwargs(args),
+                 progress=not args.no_progress)
     print(f"accuracy {m['accuracy']:.3f}, macro class-wise accuracy {m['macro_class_accuracy']:.3f}, "
           f"log loss {m['log_loss']:.3f} on {m['n_clips']} clips")
     for name, acc in m["per_class_accuracy"].items():
         print(f"  {name:<24} {'-' if acc is None else f'{acc:.3f}'}")
+    if m["left_out"]:
+        print(f"left out {m['left_out']} clip(s) the model was trained or validated on "
+              "(--include-training scores them too)")
+    if m["training_clips_scored"]:
+        print(f"warning: {m['training_clips_scored']} clip(s) scored were used to train or validate the model; "
+              "these figures are inflated", file=sys.stderr)
+    for s in m["skipped"]:
+        print(f"error: {s['reason']}", file=sys.stderr)
     if m["skipped"]:
-        print(f"skipped {len(m['skipped'])} unreadable clip(s):")
-        for s in m["skipped"]:
-            print(f"  {s['reason']}")
+        print(f"skipped {len(m['skipped'])} unusable clip(s), each named above", file=sys.stderr)
     print(f"report: {Path(m['out_dir']) / 'report.md'}")
-    return 0
+    return 1 if m["skipped"] else 0
 
 
 def _cmd_predict(args) -> int:
     from .inference import SceneClassifier, expand_inputs
 
-    model = args.model / "model.safetensors" if args.model.is_dir() else args.model
-    classifier = SceneClassifier.from_file(model)
-    files = expand_inputs(args.inputs)
-    predictions = classifier.predict_files(files, batch_size=args.batch_size, skip_bad=True,
-                                           progress=len(files) > 20 and sys.stderr.isatty())
+    classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop)
+    files, problems = expand_inputs(args.inputs)
+    predictions = classifier.classify_files(files, overview=args.plot is not None,
+                                            progress=len(files) > 20 and sys.stderr.isatty())
+    records = [p.to_record() for p in predictions] + [{"path": path, "error": why} for path, why in problems]
+    if args.plot is not None:
+        from .plots import plot_timeline
+
+        for k, p in enumerate(predictions):
+            if p.error is None:
+                out = args.plot / f"{k + 1:03d}-{Path(p.path).stem}.png"
+                plot_timeline(overview=p.overview, duration=p.duration_seconds, segments=p.segments(),
+                              windows=p.windows, classes=p.classes, path=out, title=f"{p.path}: {p.label}")
+                records[k]["plot"] = str(out)
     if args.format == "json":
-        print(json.dumps([p.__dict__ for p in predictions], indent=2))
+        print(json.dumps(records, indent=2, allow_nan=False))
     elif args.format == "csv":
         writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "label", "confidence", *classifier.classes, "error"])
-        for p in predictions:
-            probs = [f"{p.probabilities[c]:.6f}" for c in classifier.classes] if p.probabilities else [""] * len(
+        writer.writerow(["path", "label", "confidence", *classifier.classes, "level_dbfs", "error"])
+        for r in records:
+            probs = [f"{r['probabilities'][c]:.6f}" for c in classifier.classes] if "label" in r else [""] * len(
                 classifier.classes)
-            writer.writerow([p.path, p.label or "", f"{p.confidence:.6f}" if p.confidence is not None else "",
-                             *probs, p.error or ""])
+            writer.writerow([r["path"], r.get("label", ""), f"{r['confidence']:.6f}" if "label" in r else "",
+                             *probs, r.get("level_dbfs", ""), r.get("error", "")])
     else:
-        width = max(len(p.path) for p in predictions)
-        for p in predictions:
-            if p.error:
-                print(f"{p.path:<{width}}  error: {p.error}")
-            else:
-                print(f"{p.path:<{width}}  {p.label:<20} {p.confidence:6.1%}")
-    return 1 if all(p.error for p in predictions) else 0
+        good = [r for r in records if "label" in r]
+        width = max([len(r["path"]) for r in good] or [0])
+        for r in good:
+            segments = len(r["segments"])
+            timeline = f"  {segments} scene segments" if segments > 1 else ""
+            print(f"{r['path']:<{width}}  {r['label']:<20} {r['confidence']:6.1%}  {r['level_dbfs']:7.1f} dBFS"
+                  f"{timeline}")
+    failed = [r for r in records if "error" in r]
+    for r in records:
+        if r.get("warning"):
+            print(f"warning: {r['path']}: {r['warning']}", file=sys.stderr)
+    for r in failed:
+        print(f"error: {r['error']}", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(records)} input(s) failed; {len(records) - len(failed)} classified",
+              file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _cmd_listen(args) -> int:
+    from .inference import SceneClassifier
+    from .stream import listen, microphone_blocks, pcm_blocks, print_json_line
+
+    classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop)
+    if args.stdin:
+        blocks = pcm_blocks(sys.stdin.buffer, rate=args.rate, channels=args.channels, sample_format=args.sample_format)
+    else:
+        device = int(args.device) if args.device and args.device.isdigit() else args.device
+        blocks = microphone_blocks(rate=args.rate, channels=args.channels, device=device)
+    callbacks = [] if args.quiet else [print_json_line]
+    publisher = None
+    if args.mqtt:
+        from .mqtt import SensorPublisher, parse_broker
+
+        if not args.sensor_id:
+            raise SoundsceneError("--mqtt needs --sensor-id ID (the topics are soundscene/<id>/...)")
+        host, port = parse_broker(args.mqtt)
+        publisher = SensorPublisher(host, port, args.sensor_id, window_seconds=classifier.window_seconds,
+                                    hop_seconds=classifier.hop_seconds,
+                                    model={"name": classifier.config.model.name,
+                                           "version": classifier.metadata.get("soundscene_version"),
+                                           "classes": classifier.classes})
+        callbacks.append(publisher.publish)
+    try:
+        made = listen(classifier, blocks, input_rate=args.rate, channels=args.channels, on_decision=callbacks,
+                      smoothing=args.smoothing, min_dwell_seconds=args.dwell)
+    finally:
+        if publisher is not None:
+            publisher.close()
+    if made == 0:
+        print(f"warning: the input ended before one window ({classifier.window_seconds:g} s) was heard",
+              file=sys.stderr)
+    return 0
 
 
 def _cmd_synth(args) -> int:

@@ -1,0 +1,532 @@
+"""MQTT publishing against a real broker (mosquitto on a free loopback port; a few seconds in all).
+
+CI installs the broker with ``apt-get install -y mosquitto``; without it these tests fail (never skip).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from soundscene.errors import SoundsceneError, SoundsceneWarning
+from soundscene.mqtt import SensorPublisher, check_sensor_id, dumps, parse_broker, scene_payload, topics
+
+try:
+    import paho.mqtt.client as mqtt
+except ImportError:  # a requirement of the tests, like the broker: fail, never skip
+    pytest.fail("the MQTT tests need paho-mqtt: pip install 'paho-mqtt>=2'", pytrace=False)
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+MODEL = {"name": "tiny-cnn", "version": "7", "classes": ["park", "street_traffic", "metro"]}
+FAST = dict(model=MODEL, window_seconds=1.5, hop_seconds=0.5, reconnect_min=0.1, reconnect_max=0.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def _decision(t: float, label: str = "park", changed: bool = False, **extra) -> dict:
+    probs = {"park": 0.1, "street_traffic": 0.1, "metro": 0.1}
+    probs[label] = 0.8
+    return {"time": t, "label": label, "confidence": 0.8, "probabilities": probs, "changed": changed,
+            "level_dbfs": -32.14, **extra}
+
+
+# -- the broker -----------------------------------------------------------------------------------------
+
+
+class Broker:
+    """A mosquitto process on 127.0.0.1:port; start() waits until the port accepts, stop() kills it."""
+
+    def __init__(self, folder: Path, port: int, users: dict[str, str] | None = None):
+        self.port, self.folder, self.proc = port, folder, None
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.access(binary, os.X_OK):
+            pytest.fail("the MQTT tests need the mosquitto broker: apt-get install -y mosquitto", pytrace=False)
+        self.binary = binary
+        auth = "allow_anonymous true\n"
+        if users:  # mosquitto_passwd comes with the mosquitto package
+            passwords = folder / "passwords"
+            for k, (user, password) in enumerate(users.items()):
+                subprocess.run(["mosquitto_passwd", "-b"] + (["-c"] if k == 0 else []) +
+                               [str(passwords), user, password], check=True, capture_output=True, timeout=30)
+            auth = f"allow_anonymous false\npassword_file {passwords}\n"
+            if os.geteuid() == 0:  # else it drops to user mosquitto, who cannot read pytest's tmp_path
+                auth += "user root\n"
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(f"listener {port} 127.0.0.1\n{auth}persistence false\nlog_dest stderr\n")
+        self.log = folder / "mosquitto.log"
+
+    def start(self) -> "Broker":
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"mosquitto exited at start: {self.log.read_text()[-2000:]}", pytrace=False)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        pytest.fail(f"mosquitto did not accept connections on port {self.port} within 10 s", pytrace=False)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+@pytest.fixture
+def broker_factory(tmp_path):
+    """broker_factory(port=None) -> a Broker not yet started; every one is killed afterwards."""
+    brokers = []
+
+    def make(port: int | None = None, users: dict[str, str] | None = None) -> Broker:
+        folder = tmp_path / f"broker{len(brokers)}"
+        folder.mkdir()
+        brokers.append(Broker(folder, port or _free_port(), users))
+        return brokers[-1]
+
+    yield make
+    for b in brokers:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory) -> Broker:
+    return broker_factory().start()
+
+
+class Gate:
+    """A TCP forwarder to the broker that can be shut (connections dropped, new ones refused) and reopened.
+
+    The publisher connects through it while the subscriber connects to the broker directly, so the
+    subscriber sees everything while the publisher is cut off.
+    """
+
+    def __init__(self, target_port: int):
+        self.target, self.port = target_port, _free_port()
+        self._lock = threading.Lock()
+        self._conns: list[socket.socket] = []
+        self._server: socket.socket | None = None
+
+    def open(self) -> "Gate":
+        server = socket.socket()
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                server.bind(("127.0.0.1", self.port))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    server.close()
+                    raise
+                time.sleep(0.05)
+        server.listen()
+        server.settimeout(0.05)
+        self._server = server
+        self._thread = threading.Thread(target=self._accept, args=(server,), daemon=True)
+        self._thread.start()
+        return self
+
+    def shut(self) -> None:
+        if self._server is not None:
+            self._server = None
+            self._thread.join(timeout=5)  # the accept loop closes the listening socket on its way out
+        with self._lock:
+            for c in self._conns:
+                try:
+                    c.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                c.close()
+            self._conns.clear()
+
+    def _accept(self, server: socket.socket) -> None:
+        with server:
+            while self._server is server:
+                try:
+                    client, _ = server.accept()
+                except (TimeoutError, socket.timeout):
+                    continue
+                except OSError:
+                    return
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                client.settimeout(None)
+                upstream.settimeout(None)
+                with self._lock:
+                    self._conns += [client, upstream]
+                for a, b in ((client, upstream), (upstream, client)):
+                    threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+class Subscriber:
+    """A paho client on soundscene/<sensor>/#, recording (topic, payload, retain) in arrival order."""
+
+    def __init__(self, port: int, sensor_id: str):
+        self.messages: list[tuple[str, str, bool]] = []
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"soundscene/{sensor_id}/#", qos=1)
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), m.retain))
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "subscriber did not subscribe within 10 s"
+
+    def on(self, kind: str) -> list[tuple[str, bool]]:
+        return [(payload, retain) for topic, payload, retain in list(self.messages) if topic.endswith("/" + kind)]
+
+    def json(self, kind: str) -> list[dict]:
+        return [json.loads(payload) for payload, _ in self.on(kind)]
+
+    def wait(self, kind: str, count: int, timeout: float = 10.0) -> list:
+        _wait(lambda: len(self.on(kind)) >= count, timeout, f"{count} message(s) on {kind}: {self.messages}")
+        return self.on(kind)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def subscribers():
+    made = []
+
+    def make(port: int, sensor_id: str) -> Subscriber:
+        made.append(Subscriber(port, sensor_id))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+# -- without a broker ----------------------------------------------------------------------------------
+
+
+def test_parse_broker():
+    assert parse_broker("localhost:1884") == ("localhost", 1884)
+    assert parse_broker("broker.local") == ("broker.local", 1883)
+    assert parse_broker(" 10.0.0.5:65535 ") == ("10.0.0.5", 65535)
+    assert parse_broker("[::1]:1885") == ("::1", 1885)
+    assert parse_broker("[fe80::1]") == ("fe80::1", 1883)
+    for bad, says in [("", "empty"), ("host:", "port"), ("host:0", "port"), ("host:65536", "port"),
+                      ("host:abc", "port"), (":1883", "missing host"), ("::1", "brackets"),
+                      ("fe80::1:1883", "brackets"), ("[::1", "']'"), ("[::1]x", "after ']'"),
+                      ("[host]:1883", "IPv6"), ("mqtt://host:1883", "scheme"), ("a b:1883", "invalid host")]:
+        with pytest.raises(SoundsceneError) as info:
+            parse_broker(bad)
+        message = str(info.value)
+        assert "\n" not in message and says in message, (bad, message)
+
+
+def test_invalid_sensor_ids():
+    assert check_sensor_id("kitchen-1") == "kitchen-1"
+    assert topics("café_2") == {"scene": "soundscene/café_2/scene", "event": "soundscene/café_2/event",
+                                "status": "soundscene/café_2/status"}
+    for bad in ["", "a/b", "a+b", "room#1", "a b", "tab\there", "line\n", "nul\x00", None, 3, "x" * 201]:
+        with pytest.raises(SoundsceneError) as info:
+            check_sensor_id(bad)
+        assert "\n" not in str(info.value)
+        with pytest.raises(SoundsceneError):
+            SensorPublisher("127.0.0.1", 1883, bad, **FAST)
+
+
+def test_invalid_settings_are_one_line_errors():
+    for kwargs in [dict(queue_limit=0), dict(qos=3), dict(keepalive=0), dict(window_seconds=float("nan")),
+                   dict(hop_seconds=-1)]:
+        with pytest.raises(SoundsceneError) as info:
+            SensorPublisher("127.0.0.1", 1883, "s1", **{**FAST, **kwargs})
+        assert "\n" not in str(info.value)
+    with pytest.raises(SoundsceneError, match="port"):
+        SensorPublisher("127.0.0.1", 0, "s1", **FAST)
+
+
+def test_missing_paho_is_a_clear_error(monkeypatch):
+    for name in ["paho", "paho.mqtt", "paho.mqtt.client"]:
+        monkeypatch.setitem(sys.modules, name, None)
+    with pytest.raises(SoundsceneError, match=r"pip install 'paho-mqtt>=2'") as info:
+        SensorPublisher("127.0.0.1", 1883, "s1", **FAST)
+    assert "\n" not in str(info.value)
+    # and the module itself imports without paho
+    code = "import sys; sys.modules['paho'] = None; import soundscene.mqtt; print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert out.stdout.strip() == "ok", out.stderr
+
+
+def test_payload_is_strict_json():
+    decision = {"time": 12.5004, "label": "park", "probabilities": {"metro": float("nan"), "park": 0.812345,
+                                                                     "street_traffic": 0.1},
+                "changed": False, "level_dbfs": float("-inf")}
+    payload = scene_payload(decision, sensor_id="s1", model=MODEL, window_seconds=10, hop_seconds=1, seq=3,
+                            timestamp="2025-01-01T00:00:00.000Z")
+    assert payload["confidence"] == 0.8123  # taken from probabilities[label] when not given
+    assert list(payload["probabilities"]) == ["park", "street_traffic", "metro"]  # the model's class order
+    assert payload["probabilities"]["metro"] is None and payload["level_dbfs"] is None
+    assert payload["time"] == 12.5 and payload["model"] == {"name": "tiny-cnn", "version": "7"}
+    assert "NaN" not in dumps(payload).decode() and "Infinity" not in dumps(payload).decode()
+    with pytest.raises(ValueError):
+        dumps({"x": math.nan})
+    with pytest.raises(ValueError):
+        scene_payload({"probabilities": {}}, sensor_id="s1", model={}, window_seconds=1, hop_seconds=1, seq=1,
+                      timestamp="t")
+
+
+# -- with a broker -------------------------------------------------------------------------------------
+
+
+def test_status_scene_and_events(broker, subscribers):
+    sub = subscribers(broker.port, "lab")
+    with SensorPublisher("127.0.0.1", broker.port, "lab", **FAST) as pub:
+        assert pub.wait_connected(10)
+        assert sub.wait("status", 1)[0][0] == "online"
+        pub.publish(_decision(0.5, "park", changed=True))
+        pub.publish(_decision(1.0, "park"))
+        pub.publish(_decision(1.5, "street_traffic", changed=True, level_dbfs=float("nan")))
+        assert pub.flush(10)
+        scenes = [json.loads(p) for p, _ in sub.wait("scene", 3)]
+        events = [json.loads(p) for p, _ in sub.wait("event", 2)]
+
+        first = scenes[0]
+        assert first["sensor_id"] == "lab" and first["label"] == "park" and first["confidence"] == 0.8
+        assert first["time"] == 0.5 and first["window_seconds"] == 1.5 and first["hop_seconds"] == 0.5
+        assert first["level_dbfs"] == -32.1 and first["model"] == {"name": "tiny-cnn", "version": "7"}
+        assert first["probabilities"] == {"park": 0.8, "street_traffic": 0.1, "metro": 0.1}
+        assert first["timestamp"].endswith("Z") and "T" in first["timestamp"]
+        assert [s["seq"] for s in scenes] == [1, 2, 3] and [s["label"] for s in scenes] == \
+            ["park", "park", "street_traffic"]
+        assert scenes[2]["level_dbfs"] is None and scenes[2]["changed"] is True
+        assert [(e["previous_label"], e["new_label"]) for e in events] == [(None, "park"),
+                                                                           ("park", "street_traffic")]
+        assert events[1]["seq"] == 3 and events[1]["label"] == "street_traffic"
+
+        late = subscribers(broker.port, "lab")  # the retained state: newest scene and online, no event
+        late.wait("scene", 1)
+        late.wait("status", 1)
+        time.sleep(0.2)
+        assert [(json.loads(p)["seq"], r) for p, r in late.on("scene")] == [(3, True)]
+        assert late.on("status") == [("online", True)] and late.on("event") == []
+
+    assert sub.wait("status", 2)[-1][0] == "offline"  # clean close
+    last = subscribers(broker.port, "lab")
+    assert last.wait("status", 1) == [("offline", True)]
+    with pytest.raises(SoundsceneError, match="closed"):
+        pub.publish(_decision(2.0))
+
+
+def test_last_will_when_the_sensor_is_killed(broker, subscribers):
+    sub = subscribers(broker.port, "doomed")
+    code = textwrap.dedent(f"""
+        import sys, time
+        from soundscene.mqtt import SensorPublisher
+        pub = SensorPublisher("127.0.0.1", {broker.port}, "doomed", keepalive=1, window_seconds=1, hop_seconds=1)
+        assert pub.wait_connected(10), pub.last_error
+        pub.publish({{"time": 1.0, "label": "metro", "confidence": 0.9, "probabilities": {{"metro": 0.9}}}})
+        assert pub.flush(10)
+        print("ready", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    try:
+        _wait(lambda: sub.json("scene"), 30, "the subprocess's scene message")
+        assert [p for p, _ in sub.on("status")] == ["online"]
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        statuses = sub.wait("status", 2, timeout=5)
+        assert statuses[-1][0] == "offline"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=10)
+    assert subscribers(broker.port, "doomed").wait("status", 1) == [("offline", True)]  # the will is retained
+
+
+@pytest.mark.parametrize("qos", [1, 0, 2])
+def test_offline_queue_is_bounded_and_flushed_in_order(broker, subscribers, qos):
+    gate = Gate(broker.port)  # shut: the publisher starts with its broker unreachable
+    sub = subscribers(broker.port, "q")
+    pub = SensorPublisher("127.0.0.1", gate.port, "q", queue_limit=5, qos=qos, **FAST)
+    try:
+        _wait(lambda: pub.last_error, 5, "a failed connection attempt")
+        assert not pub.connected and pub.last_error == "cannot connect"
+        with pytest.warns(SoundsceneWarning, match="dropping the oldest"):
+            for k in range(8):
+                pub.publish(_decision(k * 0.5))
+        assert (pub.queued, pub.dropped) == (5, 3)
+
+        gate.open()
+        assert pub.wait_connected(10)
+        sub.wait("scene", 5)
+        scenes = sub.json("scene")
+        assert [s["seq"] for s in scenes] == [4, 5, 6, 7, 8]  # the oldest three were dropped
+        assert pub.flush(10) and pub.queued == 0
+
+        # connection lost while running: the broker publishes the will, the queue keeps what follows
+        gate.shut()
+        sub.wait("status", 2)
+        assert sub.on("status")[-1][0] == "offline"
+        _wait(lambda: not pub.connected, 10, "the publisher to notice the lost connection")
+        assert pub.last_error in ("connection lost", "cannot connect")
+        pub.publish(_decision(10.0, "metro", changed=True))
+        for k in range(3):
+            pub.publish(_decision(10.5 + k * 0.5, "metro"))
+        assert pub.queued == 5 and pub.dropped == 3  # scene + event, then three scenes
+        gate.open()
+        assert pub.flush(10)
+        _wait(lambda: len(sub.json("scene")) >= 9, 10, "the queued scenes")
+        scenes = sub.json("scene")
+        assert [s["seq"] for s in scenes] == [4, 5, 6, 7, 8, 9, 10, 11, 12]
+        assert [e["previous_label"] for e in sub.json("event")] == ["park"]
+        assert [p for p, _ in sub.on("status")][-1] == "online" and pub.last_error is None
+    finally:
+        pub.close(timeout=2)
+        gate.shut()
+
+
+def test_publisher_started_before_the_broker(broker_factory, subscribers):
+    broker = broker_factory()  # not started yet
+    pub = SensorPublisher("127.0.0.1", broker.port, "early", queue_limit=3, **FAST)
+    try:
+        with pytest.warns(SoundsceneWarning, match="dropping the oldest"):
+            for k in range(4):
+                pub.publish(_decision(k * 0.5, "metro" if k == 3 else "park"))
+        assert not pub.connected and pub.dropped == 1
+        broker.start()
+        assert pub.wait_connected(10)
+        assert pub.flush(10)
+        late = subscribers(broker.port, "early")
+        late.wait("scene", 1)
+        late.wait("status", 1)
+        time.sleep(0.2)
+        assert [(json.loads(p)["seq"], json.loads(p)["label"], r) for p, r in late.on("scene")] == \
+            [(4, "metro", True)]
+        assert late.on("status") == [("online", True)]
+
+        broker.stop()  # and a broker restart on the same port: reconnects and marks itself online again
+        _wait(lambda: not pub.connected, 10, "the publisher to notice the broker stopped")
+        pub.publish(_decision(2.5, "metro"))
+        broker.start()
+        assert pub.wait_connected(10) and pub.flush(10)
+        again = subscribers(broker.port, "early")
+        again.wait("scene", 1)
+        assert json.loads(again.on("scene")[0][0])["seq"] == 5
+        assert again.wait("status", 1) == [("online", True)]
+    finally:
+        pub.close(timeout=2)
+
+
+def test_close_while_the_broker_is_down_is_quick():
+    pub = SensorPublisher("127.0.0.1", _free_port(), "alone", **FAST)
+    pub.publish(_decision(0.5))
+    time.sleep(0.3)
+    assert not pub.connected and pub.queued == 1
+    start = time.monotonic()
+    with pytest.warns(SoundsceneWarning, match="1 messages were not delivered"):
+        pub.close(timeout=2)
+    assert time.monotonic() - start < 3
+    pub.close()  # twice is harmless
+
+
+def test_username_and_password(broker_factory, subscribers):
+    broker = broker_factory(users={"sensor": "s3cret"}).start()
+    wrong = SensorPublisher("127.0.0.1", broker.port, "auth", username="sensor", password="nope", **FAST)
+    try:
+        _wait(lambda: wrong.last_error, 10, "the broker to refuse the wrong password")
+        assert not wrong.connected and wrong.last_error == "broker refused the connection: Not authorized"
+    finally:
+        wrong.close(timeout=1)
+    with SensorPublisher("127.0.0.1", broker.port, "auth", username="sensor", password="s3cret", **FAST) as pub:
+        assert pub.wait_connected(10) and pub.last_error is None
+        pub.publish(_decision(0.5))
+        assert pub.flush(10)
+
+
+def test_messages_in_flight_at_a_disconnect_are_not_lost_or_reordered(broker, subscribers):
+    gate = Gate(broker.port).open()
+    sub = subscribers(broker.port, "burst")
+    pub = SensorPublisher("127.0.0.1", gate.port, "burst", queue_limit=10_000, **FAST)
+    try:
+        assert pub.wait_connected(10)
+        for k in range(300):  # the connection drops in the middle of a burst
+            pub.publish(_decision(k * 0.5))
+            if k == 150:
+                gate.shut()
+        _wait(lambda: not pub.connected, 10, "the publisher to notice the lost connection")
+        for k in range(300, 350):
+            pub.publish(_decision(k * 0.5))
+        gate.open()
+        assert pub.flush(20)
+        _wait(lambda: 350 in [s["seq"] for s in sub.json("scene")], 10, "the last scene")
+        seqs = [s["seq"] for s in sub.json("scene")]
+        first_arrivals = list(dict.fromkeys(seqs))  # QoS 1 is at least once: re-sent duplicates are allowed
+        assert first_arrivals == list(range(1, 351)) and seqs[-1] == 350
+        late = subscribers(broker.port, "burst")
+        assert json.loads(late.wait("scene", 1)[0][0])["seq"] == 350
+    finally:
+        pub.close(timeout=2)
+        gate.shut()
+
+
+def test_listen_command_publishes_decisions_to_the_broker(broker, subscribers, tiny_run):
+    """soundscene listen MODEL --stdin --mqtt HOST:PORT --sensor-id ID, end to end through a real broker."""
+    import numpy as np
+
+    from soundscene.synth import synthesize_scene
+
+    sub = subscribers(broker.port, "cli-1")
+    wave = synthesize_scene("rain", sample_rate=16000, seconds=3.1, seed=2)
+    result = subprocess.run([sys.executable, "-m", "soundscene.cli", "listen", str(tiny_run.model_path), "--stdin",
+                             "--rate", "16000", "--sample-format", "f32le", "--mqtt", f"127.0.0.1:{broker.port}",
+                             "--sensor-id", "cli-1", "--quiet"],
+                            input=wave.astype("<f4").tobytes(), capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    scenes = [json.loads(p) for p, _ in sub.wait("scene", 3)]
+    assert [s["time"] for s in scenes] == [1.5, 2.25, 3.0]
+    assert scenes[0]["sensor_id"] == "cli-1" and scenes[0]["window_seconds"] == 1.5 and scenes[0]["hop_seconds"] == 0.75
+    assert scenes[0]["label"] in scenes[0]["probabilities"] and scenes[0]["model"]["name"] == "paper_cnn"
+    assert json.loads(sub.wait("event", 1)[0][0])["new_label"] == scenes[0]["label"]
+    assert sub.wait("status", 2)[-1][0] == "offline"  # a clean close says so
