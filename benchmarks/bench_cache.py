@@ -27,9 +27,9 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from soundscene.cache import load_or_build
+from soundscene.cache import feature_sets, load_or_build
 from soundscene.config import Config
-from soundscene.data import PatchDataset, collate_batch, compute_features
+from soundscene.data import PatchDataset, collate_batch
 from soundscene.datasets import resolve_dataset
 from soundscene.models import build_model
 from soundscene.runtime import tune_malloc
@@ -66,7 +66,7 @@ def write_tau(root: Path, clips: int) -> Path:
 def train_epoch(features, config: Config, classes) -> tuple[float, float]:
     """One epoch as the training loop runs it; returns (seconds waiting for data, seconds in the model)."""
     torch.manual_seed(0)
-    net = build_model(config.model, in_channels=1, n_rows=config.features.n_rows, n_classes=len(classes))
+    net = build_model(config, n_classes=len(classes))
     net.set_normalisation(features.features)
     opt = torch.optim.Adam(net.parameters(), lr=1e-3, weight_decay=5e-3)
     loader = torch.utils.data.DataLoader(
@@ -128,7 +128,7 @@ def main() -> None:
             with_cache.append((prep, waiting, model))
 
             t = time.perf_counter()
-            features, _ = compute_features(items, config, classes, progress=False)
+            features = feature_sets({"all": items}, config, classes, use_cache=False, progress=False)[0]["all"]
             prep = time.perf_counter() - t
             waiting, model = train_epoch(features, config, classes)
             without_cache.append((prep, waiting, model))

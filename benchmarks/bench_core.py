@@ -94,8 +94,8 @@ def worker(clips: int, repeats: int) -> dict:
         time.sleep(1.0)
         out.update(_times({f"frontend_{kind}_librosa_s": librosa_loop}, repeats))
 
-    fe = FrontEnd(cfg.features, sample_rate=sr)
-    net = build_model(cfg.model, in_channels=1, n_rows=cfg.features.n_rows, n_classes=10).eval()
+    fe = FrontEnd.from_config(cfg)
+    net = build_model(cfg, n_classes=10).eval()
     one = torch.from_numpy(batch[:1])
     feats_one = fe(one)
     feats_all = fe(torch.from_numpy(batch))

@@ -292,3 +292,62 @@ def test_plot_curves_writes_a_png_without_touching_pyplot(tmp_path):
     data = path.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
     assert had_pyplot or "matplotlib.pyplot" not in sys.modules
+
+
+# -- the commands (soundscene eq / eq-live) ---------------------------------------------------------------
+
+
+def _music(path, seconds=4.0, rate=44100, channels=2, subtype="PCM_16"):
+    import soundfile as sf
+
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * 110 * t) + 0.2 * np.sin(2 * np.pi * 2500 * t)
+    sf.write(str(path), np.stack([x * (1 - 0.3 * c) for c in range(channels)], 1), rate, subtype=subtype)
+    return path
+
+
+def test_eq_command_follows_the_ambient_timeline_and_keeps_the_format(tiny_run, tiny_dataset, tmp_path, capsys):
+    import soundfile as sf
+
+    from soundscene.cli import main
+
+    parts = [sorted((tiny_dataset.parent / c).glob("*.wav"))[0] for c in ("rain", "rain", "metro", "metro")]
+    ambient = tmp_path / "ambient.wav"
+    sf.write(str(ambient), np.concatenate([sf.read(str(p))[0] for p in parts]), 8000)
+    music = _music(tmp_path / "music.wav")
+    out = tmp_path / "out.wav"
+    assert main(["eq", str(tiny_run.model_path), str(music), "--ambient", str(ambient), "-o", str(out),
+                 "--plot", str(tmp_path / "curves.png")]) == 0
+    printed = capsys.readouterr().out
+    assert "from 0.0 s" in printed and str(out) in printed
+    a, b = sf.info(str(music)), sf.info(str(out))
+    assert (a.frames, a.samplerate, a.channels, a.subtype) == (b.frames, b.samplerate, b.channels, b.subtype)
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["eq", str(music), "--scene", "street_traffic", "-o", str(tmp_path / "forced.flac")]) == 0
+    assert sf.info(str(tmp_path / "forced.flac")).frames == a.frames
+    assert main(["eq", str(music), "--scene", "moon", "-o", str(tmp_path / "x.wav")]) == 2
+    assert "has no preset" in capsys.readouterr().err
+    assert main(["eq", "--list-presets"]) == 0
+    assert "street_traffic" in capsys.readouterr().out
+
+
+def test_eq_live_changes_preset_only_on_scene_changes(tiny_run, tmp_path):
+    import subprocess
+    import sys
+
+    import soundfile as sf
+
+    from soundscene.synth import synthesize_scene
+
+    ambient = np.concatenate([synthesize_scene(s, sample_rate=16000, seconds=3.0, seed=1) for s in ("rain", "metro")])
+    music = _music(tmp_path / "music.wav", seconds=10.0, channels=1, rate=22050, subtype="FLOAT")
+    result = subprocess.run([sys.executable, "-m", "soundscene.cli", "eq-live", str(tiny_run.model_path), str(music),
+                             "-o", str(tmp_path / "live.wav"), "--ambient-stdin", "--rate", "16000",
+                             "--sample-format", "f32le"], input=ambient.astype("<f4").tobytes(),
+                            capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    changes = [line for line in result.stdout.decode().splitlines() if "EQ preset" in line]
+    assert 1 <= len(changes) <= 3  # the first scene, then at most a couple of real changes
+    written = sf.info(str(tmp_path / "live.wav"))
+    assert written.frames == pytest.approx(6.0 * 22050, abs=22050 * 0.15)  # as long as the ambient input
+    assert written.subtype == "FLOAT" and written.channels == 1

@@ -8,6 +8,9 @@
     soundscene evaluate RUN_OR_MODEL DATA    metrics, report and confusion matrix on labelled data
     soundscene predict MODEL FILE_OR_DIR...  labels, probabilities and timelines (table, csv or json)
     soundscene listen MODEL [--stdin]        live decisions from the microphone or raw PCM (JSON lines, MQTT)
+    soundscene serve MODEL                   HTTP API and web page on 127.0.0.1:8000
+    soundscene export MODEL -o model.onnx    ONNX graph from waveform to probabilities, verified
+    soundscene eq MODEL MUSIC --ambient REC  equalize music for the scene around the listener (eq-live: live)
     soundscene synth OUT                     write the synthetic scene data set
     soundscene config                        print the default configuration as JSON
 
@@ -151,6 +154,49 @@ def _parser() -> argparse.ArgumentParser:
     li.add_argument("--sensor-id", help="this sensor's id in the MQTT topics soundscene/<id>/...")
     li.add_argument("--quiet", action="store_true", help="do not print the JSON lines")
     li.set_defaults(handler=_cmd_listen)
+
+    se = sub.add_parser("serve", help="HTTP API (POST /v1/classify) and a web page, on 127.0.0.1 by default")
+    se.add_argument("model", type=Path, help="model.safetensors or a run folder")
+    se.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    se.add_argument("--port", type=int, default=8000)
+    se.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MB (default 50)")
+    se.set_defaults(handler=_cmd_serve)
+
+    ex = sub.add_parser("export", help="write the model as an ONNX graph (waveform -> probabilities), verified")
+    ex.add_argument("model", type=Path, help="model.safetensors or a run folder")
+    ex.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
+    ex.add_argument("--verify", nargs="*", default=[], metavar="FILE_OR_FOLDER",
+                    help="recordings to verify the graph on against the torch model (default: synthetic clips)")
+    ex.add_argument("--quantize", action="store_true", help="also write a dynamic int8 model (NAME.int8.onnx)")
+    ex.add_argument("--opset", type=int, default=17)
+    ex.set_defaults(handler=_cmd_export)
+
+    eq = sub.add_parser("eq", help="equalize music for the acoustic scene of an ambient recording")
+    eq.add_argument("inputs", nargs="*", metavar="MODEL MUSIC",
+                    help="the model and the music (with --scene, the music alone is enough)")
+    eq.add_argument("--ambient", type=Path, help="a recording of the listener's surroundings (any length)")
+    eq.add_argument("-o", "--out", type=Path, help="the equalized music (same length, rate, channels, encoding)")
+    eq.add_argument("--scene", help="force this scene's preset instead of classifying the ambient recording")
+    eq.add_argument("--presets", type=Path, help="a TOML or JSON file of scene presets (overrides the defaults)")
+    eq.add_argument("--blend", action="store_true", help="blend presets by the windows' probabilities")
+    eq.add_argument("--crossfade", type=float, default=1.0, metavar="SECONDS",
+                    help="crossfade between presets where the scene changes (default 1 s)")
+    eq.add_argument("--plot", type=Path, metavar="PNG", help="draw the applied curve(s)")
+    eq.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    eq.set_defaults(handler=_cmd_eq)
+
+    el = sub.add_parser("eq-live", help="equalize music live from the scene heard by a microphone or on stdin")
+    el.add_argument("model", type=Path, help="model.safetensors or a run folder")
+    el.add_argument("music", type=Path)
+    el.add_argument("-o", "--out", type=Path, required=True, help="where to write the equalized music")
+    el.add_argument("--ambient-stdin", action="store_true", help="ambient audio as raw PCM on stdin")
+    el.add_argument("--rate", type=int, default=48000, help="ambient sample rate in Hz")
+    el.add_argument("--channels", type=int, default=1, help="ambient channels")
+    el.add_argument("--sample-format", default="s16le", choices=("s16le", "s24le", "s32le", "f32le"))
+    el.add_argument("--presets", type=Path, help="a TOML or JSON file of scene presets")
+    el.add_argument("--crossfade", type=float, default=1.0, metavar="SECONDS")
+    el.add_argument("--dwell", type=float, metavar="SECONDS", help="scene-change hysteresis (default one window)")
+    el.set_defaults(handler=_cmd_eq_live)
 
     sy = sub.add_parser("synth", help="write the synthetic scene data set (WAV + labels.csv)")
     sy.add_argument("out", type=Path)
@@ -434,6 +480,117 @@ def _cmd_listen(args) -> int:
     if made == 0:
         print(f"warning: the input ended before one window ({classifier.window_seconds:g} s) was heard",
               file=sys.stderr)
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    from .serve import run_server
+
+    run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    return 0
+
+
+def _cmd_export(args) -> int:
+    from .export import export_onnx
+    from .inference import SceneClassifier, expand_inputs
+
+    classifier = SceneClassifier.from_file(args.model)
+    clips, labels = [], []
+    if args.verify:
+        files, problems = expand_inputs(args.verify)
+        for _, why in problems:
+            raise SoundsceneError(why)
+        from .audio import load_audio
+
+        for f in files:
+            clips.append(load_audio(f, sample_rate=classifier.sample_rate, channels=1,
+                                    min_seconds=classifier.config.audio.min_seconds)[0])
+            if f.parent.name in classifier.classes:
+                labels.append(f.parent.name)
+        labels = labels if len(labels) == len(clips) else None
+    else:
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        n = classifier.config.audio.clip_samples
+        t = np.arange(n) / classifier.sample_rate
+        for k in range(4):  # tones over noise: something for every band of the front end
+            clips.append((0.3 * np.sin(2 * np.pi * (110 * 2 ** k) * t) + 0.05 * rng.standard_normal(n))
+                         .astype(np.float32))
+        labels = None
+    report = export_onnx(args.model, args.out, opset=args.opset, quantize=args.quantize, verify_with=clips,
+                         labels=labels)
+    print(report.summary())
+    return 0
+
+
+def _presets(path):
+    from .eq import DEFAULT_PRESETS, load_presets
+
+    return load_presets(path) if path else DEFAULT_PRESETS
+
+
+def _cmd_eq(args) -> int:
+    from .eq import curve_for_scene, equalize_file, format_presets, plot_curves, schedule_from_prediction
+
+    presets = _presets(args.presets)
+    if args.list_presets:
+        print(format_presets(presets))
+        return 0
+    if args.scene:
+        if len(args.inputs) not in (1, 2):
+            raise SoundsceneError("give the music (and optionally the model first): soundscene eq [MODEL] MUSIC "
+                                  "--scene NAME -o OUT.wav")
+        music = Path(args.inputs[-1])
+        if args.scene not in presets:
+            raise SoundsceneError(f"--scene {args.scene!r} has no preset; known: {', '.join(sorted(presets))}")
+        schedule, what = [(0.0, curve_for_scene(presets, args.scene))], f"scene {args.scene} (forced)"
+    else:
+        if len(args.inputs) != 2 or not args.ambient:
+            raise SoundsceneError("usage: soundscene eq MODEL MUSIC --ambient RECORDING -o OUT.wav "
+                                  "(or --scene NAME instead of a model and an ambient recording)")
+        from .inference import SceneClassifier
+
+        model, music = Path(args.inputs[0]), Path(args.inputs[1])
+        prediction = SceneClassifier.from_file(model).classify_file(args.ambient)
+        schedule = schedule_from_prediction(prediction, presets, blend=args.blend)
+        what = " -> ".join(f"{seg.label} from {seg.start:.1f} s" for seg in prediction.segments())
+    if not args.out:
+        raise SoundsceneError("give the output file with -o OUT.wav")
+    out = equalize_file(music, args.out, schedule=schedule, presets=presets, crossfade_seconds=args.crossfade)
+    print(f"equalized {music} for {what}")
+    print(f"  wrote {out}")
+    if args.plot:
+        curves = {}
+        for start, curve in schedule:
+            name = next((k for k, v in presets.items() if v == curve), f"blend at {start:.1f} s")
+            curves.setdefault(name, curve)
+        plot_curves(dict(list(curves.items())[:8]), args.plot)
+        print(f"  curves: {args.plot}")
+    return 0
+
+
+def _cmd_eq_live(args) -> int:
+    from .eq import equalize_live
+    from .inference import SceneClassifier
+    from .stream import microphone_blocks, pcm_blocks
+
+    presets = _presets(args.presets)
+    classifier = SceneClassifier.from_file(args.model)
+    if args.ambient_stdin:
+        blocks = pcm_blocks(sys.stdin.buffer, rate=args.rate, channels=args.channels, sample_format=args.sample_format)
+    else:
+        blocks = microphone_blocks(rate=args.rate, channels=args.channels)
+    stream = classifier.stream(input_rate=args.rate, channels=args.channels, min_dwell_seconds=args.dwell)
+
+    def report(decision):
+        if decision.changed:
+            print(f"{decision.time:8.2f} s  scene {decision.label} ({decision.confidence:.0%}): EQ preset "
+                  f"{decision.label if decision.label in presets else 'default'}", flush=True)
+
+    out = equalize_live(args.music, args.out, ambient_blocks=blocks, stream=stream, presets=presets,
+                        ambient_rate=args.rate, crossfade_seconds=args.crossfade, on_decision=report)
+    print(f"wrote {out}")
     return 0
 
 

@@ -432,6 +432,75 @@ def equalize_file(in_path: str | Path, out_path: str | Path, *, schedule: Sequen
             raise AudioError(f"{in_path} -> {out_path}: cannot equalize ({_one_line(exc)})") from None
 
 
+def schedule_from_prediction(prediction, presets: Presets = DEFAULT_PRESETS, *,
+                             blend: bool = False) -> list[tuple[float, Curve]]:
+    """The curve schedule for a classified ambient recording (a :class:`soundscene.inference.Prediction`).
+
+    Without blend: one preset per scene segment (the merged runs of the timeline), each from the segment's
+    start.  With blend: one probability-weighted curve per analysis window, from the point halfway between
+    its centre and the previous window's.  Times are the ambient recording's; the music is aligned with it
+    from 0 s, and the last curve holds after the ambient recording ends.
+    """
+    if not blend:
+        return [(seg.start, curve_for_scene(presets, seg.label)) for seg in prediction.segments()]
+    out, classes = [], prediction.classes
+    for k, w in enumerate(prediction.windows):
+        start = 0.0 if k == 0 else ((prediction.windows[k - 1].start + prediction.windows[k - 1].end) / 2
+                                    + (w.start + w.end) / 2) / 2
+        out.append((start, curve_for_probabilities(presets, dict(zip(classes, map(float, w.probabilities))))))
+    return out
+
+
+def equalize_live(music_path: str | Path, out_path: str | Path, *, ambient_blocks, stream, presets: Presets =
+                  DEFAULT_PRESETS, ambient_rate: int, crossfade_seconds: float = 1.0, on_decision=None) -> Path:
+    """Equalize music while listening: each ambient block (``(channels, n)`` at ambient_rate) moves the music
+    on by the same duration, and the EQ changes preset only on the stream classifier's scene-change decisions
+    (hysteresis and smoothing are the stream's), crossfaded.  Stops at the end of the music or of the ambient
+    input; writes the equalized music so far atomically (same rate, channels and subtype as the input).
+
+    stream: a :class:`soundscene.inference.StreamClassifier` (anything whose ``push(block)`` returns
+    decisions with ``changed`` and ``label``).  on_decision: called with each decision.
+    """
+    import soundfile as sf
+
+    music_path, out_path = Path(music_path), Path(out_path)
+    try:
+        src = sf.SoundFile(music_path)
+    except (RuntimeError, OSError) as exc:
+        raise AudioError(f"{music_path}: cannot read audio ({_one_line(exc)})") from None
+    with src:
+        sr, channels = src.samplerate, src.channels
+        if not 8000 <= sr <= 192000:
+            raise AudioError(f"{music_path}: sample rate {sr} Hz is outside 8000..192000 Hz")
+        eq = Equalizer(sr, channels, presets, crossfade_seconds=crossfade_seconds)
+        fmt = out_path.suffix[1:].upper()
+        fmt = fmt if fmt in sf.available_formats() else src.format
+        subtype = src.subtype if sf.check_format(fmt, src.subtype) else sf.default_subtype(fmt)
+
+        def write(tmp: Path) -> None:
+            heard = played = 0  # ambient seconds heard (in ambient samples), music frames played
+            with sf.SoundFile(tmp, "w", sr, channels, subtype=subtype, format=fmt) as dst:
+                for block in ambient_blocks:
+                    for decision in stream.push(block):
+                        if on_decision is not None:
+                            on_decision(decision)
+                        if decision.changed:
+                            eq.set_scene(decision.label)
+                    heard += block.shape[-1]
+                    target = int(round(heard * sr / ambient_rate))
+                    music = src.read(target - played, dtype="float32", always_2d=True)
+                    if music.shape[0]:
+                        dst.write(eq.process(music.T).T)
+                        played += music.shape[0]
+                    if played < target:  # the music has ended
+                        break
+
+        try:
+            return atomic_write(out_path, write)
+        except (RuntimeError, OSError) as exc:
+            raise AudioError(f"{music_path} -> {out_path}: cannot equalize ({_one_line(exc)})") from None
+
+
 def plot_curves(curves: Mapping[str, Curve], path: str | Path, *, sample_rate: int = 48000) -> Path:
     """Magnitude responses (dB over log frequency, 20 Hz .. 20 kHz) of ``curves`` by name, with markers
     at the requested band gains, to a PNG written atomically. Curves are shown before auto-gain (the

@@ -57,7 +57,7 @@ from .modelfile import load_model_file
 from .models import predict_clips
 
 BLOCK_SECONDS = 10.0  # decoding block
-WINDOW_BATCH = 16  # windows per network call
+WINDOW_BATCH = 4  # windows per network call (peak memory ~300 MB over the imports for 10-s windows)
 
 
 @dataclass
