@@ -24,19 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from _timing import interleaved_times
+
 
 def _times(fns: dict, repeats: int, warmup: int = 2) -> dict:
-    """Raw times (s) of each function, measured in interleaved rounds so that drift hits all alike."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    out = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            out[name].append(time.perf_counter() - t)
-    return out
+    return interleaved_times(fns, repeats, warmup)
 
 
 def worker(clips: int, repeats: int) -> dict:

@@ -297,7 +297,7 @@ def test_plot_curves_writes_a_png_without_touching_pyplot(tmp_path):
 # -- the commands (soundscene eq / eq-live) ---------------------------------------------------------------
 
 
-def _music(path, seconds=4.0, rate=44100, channels=2, subtype="PCM_16"):
+def _music_file(path, seconds=4.0, rate=44100, channels=2, subtype="PCM_16"):
     import soundfile as sf
 
     t = np.arange(int(seconds * rate)) / rate
@@ -314,7 +314,7 @@ def test_eq_command_follows_the_ambient_timeline_and_keeps_the_format(tiny_run, 
     parts = [sorted((tiny_dataset.parent / c).glob("*.wav"))[0] for c in ("rain", "rain", "metro", "metro")]
     ambient = tmp_path / "ambient.wav"
     sf.write(str(ambient), np.concatenate([sf.read(str(p))[0] for p in parts]), 8000)
-    music = _music(tmp_path / "music.wav")
+    music = _music_file(tmp_path / "music.wav")
     out = tmp_path / "out.wav"
     assert main(["eq", str(tiny_run.model_path), str(music), "--ambient", str(ambient), "-o", str(out),
                  "--plot", str(tmp_path / "curves.png")]) == 0
@@ -340,7 +340,7 @@ def test_eq_live_changes_preset_only_on_scene_changes(tiny_run, tmp_path):
     from soundscene.synth import synthesize_scene
 
     ambient = np.concatenate([synthesize_scene(s, sample_rate=16000, seconds=3.0, seed=1) for s in ("rain", "metro")])
-    music = _music(tmp_path / "music.wav", seconds=10.0, channels=1, rate=22050, subtype="FLOAT")
+    music = _music_file(tmp_path / "music.wav", seconds=10.0, channels=1, rate=22050, subtype="FLOAT")
     result = subprocess.run([sys.executable, "-m", "soundscene.cli", "eq-live", str(tiny_run.model_path), str(music),
                              "-o", str(tmp_path / "live.wav"), "--ambient-stdin", "--rate", "16000",
                              "--sample-format", "f32le"], input=ambient.astype("<f4").tobytes(),

@@ -141,6 +141,7 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
         raise AudioError(f"{path}: {info.duration_seconds:.1f} s is longer than audio.max_seconds "
                          f"({max_seconds:g} s); split the recording, or raise the limit (e.g. "
                          f"--set audio.max_seconds={int(info.duration_seconds) + 1})")
+    check_length(info, min_seconds=min_seconds)
     wanted = info.frames
     if first_seconds is not None:
         wanted = min(info.frames, max(1, int(np.ceil(first_seconds * info.sample_rate))))
@@ -152,16 +153,9 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
     if data.shape[0] != wanted:
         raise AudioError(f"{path}: truncated: header declares {info.frames} frames but only "
                          f"{data.shape[0]} could be read")
-    declared = _declared_wav_frames(path)
-    if declared is not None and declared > info.frames:
-        raise AudioError(f"{path}: truncated: WAV header declares {declared} frames but the file "
-                         f"holds only {info.frames}")
     if data.shape[0] == 0:
         raise AudioError(f"{path}: contains no audio frames")
     check_samples(data, path)
-    duration = info.duration_seconds
-    if duration < min_seconds:
-        raise AudioError(f"{path}: {duration:.2f} s is shorter than the minimum of {min_seconds:g} s")
     waveform = data.T  # (channels, frames)
     if channels == 1:
         waveform = waveform.mean(axis=0, keepdims=True)
@@ -169,6 +163,17 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
         raise AudioError(f"{path}: has {waveform.shape[0]} channels but the configuration expects "
                          f"{channels}; set audio.channels=1 to mix down")
     return resample(waveform, orig_rate=int(file_rate), target_rate=sample_rate)
+
+
+def check_length(info: AudioInfo, *, min_seconds: float = 0.0) -> None:
+    """Refuse, from the header alone, a file shorter than min_seconds or a WAV shorter than its header says."""
+    if info.duration_seconds < min_seconds:
+        raise AudioError(f"{info.path}: {info.duration_seconds:.2f} s is shorter than the minimum of "
+                         f"{min_seconds:g} s")
+    declared = _declared_wav_frames(info.path)
+    if declared is not None and declared > info.frames:
+        raise AudioError(f"{info.path}: truncated: WAV header declares {declared} frames but the file "
+                         f"holds only {info.frames}")
 
 
 def check_samples(data: np.ndarray, where: str | Path, *, silence_ok: bool = False) -> None:

@@ -49,8 +49,8 @@ import soxr
 import torch
 
 from ._version import __version__
-from .audio import (AUDIO_EXTENSIONS, LOW_LEVEL_DBFS, _declared_wav_frames, audio_info, check_samples,
-                    fix_length, level_dbfs, quiet_decoder)
+from .audio import (AUDIO_EXTENSIONS, LOW_LEVEL_DBFS, audio_info, check_length, check_samples, fix_length,
+                    level_dbfs, quiet_decoder)
 from .errors import AudioError, ModelFileError, SoundsceneError
 from .features import FrontEnd
 from .modelfile import load_model_file
@@ -282,13 +282,7 @@ class SceneClassifier:
         """Classify one file of any length, read in blocks; raises AudioError (one line) if it cannot be used."""
         path = Path(path)
         info = audio_info(path)
-        if info.duration_seconds < self.config.audio.min_seconds:
-            raise AudioError(f"{path}: {info.duration_seconds:.2f} s is shorter than the minimum of "
-                             f"{self.config.audio.min_seconds:g} s")
-        declared = _declared_wav_frames(path)
-        if declared is not None and declared > info.frames:
-            raise AudioError(f"{path}: truncated: WAV header declares {declared} frames but the file holds only "
-                             f"{info.frames}")
+        check_length(info, min_seconds=self.config.audio.min_seconds)
         return self._classify_blocks(str(path), _file_blocks(info), info.sample_rate, info.channels, info.frames,
                                      overview)
 
