@@ -79,7 +79,9 @@ def test_each_window_is_normalised_as_a_training_clip(classifier, tmp_path):
 
 def test_windows_hop_by_half_a_clip_and_the_end_is_always_seen(classifier):
     wave = synthesize_scene("rain", sample_rate=8000, seconds=4.0, seed=2)
-    result = classifier.classify_waveform(wave, sample_rate=8000)
+    result = classifier.classify_waveform(wave, sample_rate=8000, overview=True)
+    columns_per_second = 24 / classifier.window_seconds  # the picture spans the recording once, not per window
+    assert result.overview.shape == (32, round(4.0 * columns_per_second))
     starts = [w.start for w in result.windows]
     assert starts == pytest.approx([0.0, 0.75, 1.5, 2.25, 2.5])  # the last one aligned with the end
     assert result.windows[-1].end == pytest.approx(4.0)

@@ -348,7 +348,7 @@ class SceneClassifier:
         probs = np.mean([w.probabilities for w in windows], axis=0)
         level = 10 * math.log10(energy / count) if energy > 0 else float("-inf")
         return Prediction(name, self.classes, probs, windows, duration, level,
-                          overview=np.concatenate(coarse, axis=-1) if coarse else None)
+                          overview=_stitch(coarse, windows, duration, self.window_seconds) if coarse else None)
 
     def _mix(self, block: np.ndarray) -> np.ndarray:
         if self.config.audio.channels == 1 and block.shape[0] > 1:
@@ -482,6 +482,20 @@ class _Framer:
         if drop > 0:
             self.buffer = self.buffer[:, drop:]
             self.buffer_start += drop
+
+
+def _stitch(columns: list[np.ndarray], windows: list[Window], duration: float, window_seconds: float) -> np.ndarray:
+    """One ``(rows, columns)`` picture of 0..duration from the windows' coarse columns (windows overlap:
+    each time is drawn from the first window that covers it)."""
+    out, covered = [], 0.0
+    for cols, w in zip(columns, windows):
+        step = window_seconds / cols.shape[-1]
+        for i in range(cols.shape[-1]):
+            centre = w.start + (i + 0.5) * step
+            if covered <= centre < duration:
+                out.append(cols[:, i])
+                covered = w.start + (i + 1) * step
+    return np.stack(out, axis=-1)
 
 
 def _file_blocks(info) -> Iterator[np.ndarray]:
