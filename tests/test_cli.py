@@ -154,3 +154,19 @@ def test_predict_long_recording_gives_a_timeline_and_a_picture(tiny_run, tiny_da
     assert all(a["end"] == b["start"] for a, b in zip(segments, segments[1:]))
     png = tmp_path / "png" / "001-long.png"
     assert record["plot"] == str(png) and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_presets_from_the_command_line(capsys, tmp_path):
+    assert main(["config", "--preset", "tiny"]) == 0
+    tiny = json.loads(capsys.readouterr().out)
+    assert tiny["model"]["name"] == "mobile" and tiny["train"]["selection"] == "ema"
+    from soundscene.cli import _config_from_args, _parser
+
+    args = _parser().parse_args(["train", "x", "--preset", "strong", "--set", "train.epochs=7", "--devices", "2"])
+    config = _config_from_args(args)
+    assert (config.model.name, config.train.epochs, config.train.devices) == ("rf_resnet", 7, 2)
+    partial = tmp_path / "c.json"
+    partial.write_text(json.dumps({"train": {"learning_rate": 0.01}}))
+    args = _parser().parse_args(["train", "x", "--preset", "tiny", "--config", str(partial)])
+    config = _config_from_args(args)
+    assert config.model.name == "mobile" and config.train.learning_rate == 0.01  # the file on top of the preset

@@ -103,3 +103,26 @@ def test_accelerator_and_precision_are_validated():
         Config().with_overrides({"train.accelerator": "tpu9000"})
     with pytest.raises(ConfigError, match="train.precision"):
         Config().with_overrides({"train.precision": "bogus"})
+
+
+def test_presets():
+    paper, strong, tiny = Config.preset("paper"), Config.preset("strong"), Config.preset("tiny")
+    assert paper == Config()  # the paper's settings are the defaults
+    assert strong.model.name == "rf_resnet" and tiny.model.name == "mobile"
+    for c in (strong, tiny):
+        assert c.train.selection == "ema" and c.train.schedule == "cosine" and c.augment.any
+    with pytest.raises(ConfigError, match="unknown preset 'huge'"):
+        Config.preset("huge")
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({"train": {"selection": "ema"}}, "train.selection"),  # needs ema_decay > 0
+    ({"train": {"schedule": "linear"}}, "train.schedule"),
+    ({"train": {"warmup_epochs": 60}}, "train.warmup_epochs"),
+    ({"augment": {"mixup_alpha": -1}}, "augment.mixup_alpha"),
+    ({"augment": {"mixstyle_p": 2}}, "augment.mixstyle_p"),
+    ({"train": {"strategy": "horovod"}}, "train.strategy"),
+])
+def test_training_and_augmentation_settings_are_validated(data, needle):
+    with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
+        Config.from_dict(data)

@@ -7,7 +7,7 @@ import soundscene
 
 PACKAGE = Path(soundscene.__file__).parent
 BASE = {"config", "errors", "_io", "_version", "runtime"}  # usable from anywhere
-ORDER = ["synth", "audio", "features", "data", "datasets", "cache", "runs", "models", "modelfile", "plots",
+ORDER = ["synth", "audio", "features", "data", "datasets", "cache", "runs", "models", "augment", "modelfile", "complexity", "plots",
          "evaluation", "training", "crossval", "inference", "export", "eq", "stream", "mqtt", "serve", "cli"]
 APPLICATIONS = ["export", "eq", "stream", "mqtt", "serve"]  # above inference; never reach into training
 

@@ -130,3 +130,66 @@ def test_skip_bad_also_covers_the_clip_length_from_the_data(tmp_path):
         median_duration(load_manifest(root).items)
     fixed, _, _ = prepare_run(root, tmp_path / "b", config=cfg, test_fraction=0.34, skip_bad=True)
     assert fixed.audio.clip_seconds == 1.5
+
+
+def test_the_loss_takes_soft_targets():
+    import torch
+
+    from soundscene.training import soft_cross_entropy
+
+    logits = torch.randn(5, 3)
+    labels = torch.tensor([0, 2, 1, 1, 0])
+    one_hot = torch.nn.functional.one_hot(labels, 3).float()
+    torch.testing.assert_close(soft_cross_entropy(logits, one_hot), torch.nn.functional.cross_entropy(logits, labels))
+    torch.testing.assert_close(soft_cross_entropy(logits, labels), torch.nn.functional.cross_entropy(logits, labels))
+    soft = torch.full((5, 3), 1 / 3)
+    expected = -(torch.log_softmax(logits, -1).mean(-1)).mean()
+    torch.testing.assert_close(soft_cross_entropy(logits, soft), expected)
+
+
+def test_learning_rate_warms_up_then_follows_its_schedule():
+    from soundscene.training import lr_factor
+
+    kw = dict(total_steps=100, warmup_steps=10, steps_per_epoch=10)
+    assert [round(lr_factor(s, schedule="cosine", **kw), 2) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert lr_factor(10, schedule="cosine", **kw) == 1.0 and lr_factor(55, schedule="cosine", **kw) == pytest.approx(0.5)
+    assert lr_factor(100, schedule="cosine", **kw) == pytest.approx(0.0)
+    assert lr_factor(50, schedule="constant", **kw) == 1.0
+    assert lr_factor(35, schedule="step", step_epochs=3, step_gamma=0.5, **kw) == 0.5
+
+
+def test_averaged_weights_are_the_model_and_every_rule_is_scored(tmp_path, tiny_dataset):
+    from safetensors import safe_open
+
+    cfg = Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 3, "ema_decay": 0.9, "selection": "ema",
+                                              "schedule": "cosine", "warmup_epochs": 1.0, "grad_clip": 1.0,
+                                              "optimizer": "adamw"},
+                            "augment": {"mixup_alpha": 0.4, "time_masks": 1, "gain_db": 3.0}})
+    result = train(tiny_dataset, run_dir=tmp_path / "run", config=cfg, test_fold=5, progress=False)
+    with safe_open(str(result.model_path), framework="pt") as f:
+        meta = f.metadata()
+    assert meta["selection"] == "ema" and meta["best_epoch"] == "3"
+    assert set(result.test_metrics["selection_rules"]) == {"best_val", "last", "ema"}
+    assert result.test_metrics["selection_rules"]["ema"] == pytest.approx(result.test_metrics["accuracy"])
+    assert all("ema_val_acc" in h and "lr" in h for h in result.history)
+    lrs = [h["lr"] for h in result.history]  # at each epoch's end: warmed up, then the cosine comes down to 0
+    assert lrs[0] == pytest.approx(cfg.train.learning_rate, rel=0.05) and lrs[0] > lrs[1] > lrs[2]
+    assert lrs[2] < 0.01 * lrs[0]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_on_cpu_trains_and_writes_one_model(tmp_path, tiny_dataset):
+    """soundscene train ... --accelerator cpu --devices 2 (DDP on the gloo backend) runs to the end."""
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "tiny.json"
+    cfg.write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 2}}))
+    result = subprocess.run([sys.executable, "-m", "soundscene.cli", "train", str(tiny_dataset), "--out",
+                             str(tmp_path / "run"), "--config", str(cfg), "--test-fold", "5", "--accelerator", "cpu",
+                             "--devices", "2", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "accuracy" in result.stdout
+    history = json.loads((tmp_path / "run" / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    assert (tmp_path / "run" / "model.safetensors").is_file() and (tmp_path / "run" / "metrics.json").is_file()

@@ -208,7 +208,17 @@ def _parser() -> argparse.ArgumentParser:
     sy.set_defaults(handler=_cmd_synth)
 
     cf = sub.add_parser("config", help="print the default configuration (JSON) to start a config file")
-    cf.set_defaults(handler=lambda a: print(_default_config().to_json()))
+    cf.add_argument("--preset", choices=("paper", "strong", "tiny"), help="print this preset instead")
+    cf.set_defaults(handler=lambda a: print((_preset(a.preset)).to_json()))
+
+    pf = sub.add_parser("profile", help="parameters, memory, multiply-accumulates per second of audio, latency")
+    pf.add_argument("model", nargs="?", type=Path, help="model.safetensors or a run folder")
+    pf.add_argument("--preset", choices=("paper", "strong", "tiny"), help="profile a preset's network instead")
+    pf.add_argument("--classes", type=int, default=10, help="classes, with --preset (default 10)")
+    pf.add_argument("--json", action="store_true", help="one JSON object")
+    pf.add_argument("--dcase", action="store_true",
+                    help="exit 1 with the reason when the DCASE limits (128 K parameters, 30 M MACs/s) are exceeded")
+    pf.set_defaults(handler=_cmd_profile)
     return p
 
 
@@ -242,24 +252,63 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--features", choices=("logmel", "mfcc"))
     p.add_argument("--model", help="registered model name (default paper_cnn)")
     p.add_argument("--seed", type=int)
+    p.add_argument("--preset", choices=("paper", "strong", "tiny"),
+                   help="start from a named configuration: paper (default), strong (best accuracy), "
+                        "tiny (within the DCASE low-complexity budget)")
+    p.add_argument("--accelerator", help="cpu, gpu, auto... (train.accelerator)")
+    p.add_argument("--devices", type=int, help="devices per node; > 1 trains with DDP (train.devices)")
+    p.add_argument("--num-nodes", type=int, help="machines in a multi-node DDP run (train.num_nodes)")
+    p.add_argument("--strategy", help="Lightning strategy, e.g. ddp (train.strategy)")
 
 
-def _default_config():
+def _preset(name):
     from .config import Config
 
-    return Config()
+    return Config.preset(name) if name else Config()
+
+
+def _cmd_profile(args) -> int:
+    from .complexity import format_profile, profile_model_file, profile_network
+
+    if (args.model is None) == (args.preset is None):
+        raise SoundsceneError("give a model file or run folder, or --preset NAME")
+    if args.preset:
+        config = _preset(args.preset)
+        if config.audio.clip_seconds is None:
+            config = config.with_overrides({"audio.clip_seconds": 10.0})
+        report = profile_network(config, args.classes)
+    else:
+        report = profile_model_file(args.model)
+    print(json.dumps(report, indent=2, allow_nan=False) if args.json else format_profile(report))
+    if args.dcase and not report["dcase"]["ok"]:
+        print(f"error: over the DCASE budget: {report['dcase']['reason']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _config_from_args(args):
-    from .config import Config, parse_override
+    """preset (or the defaults) <- --config file <- --set <- the shortcut options, validated once."""
+    import json
 
-    config = Config.load(args.config) if args.config else Config()
-    overrides = dict(parse_override(s) for s in args.set)
+    from .config import Config, parse_override
+    from .errors import ConfigError
+
+    config = Config.preset(args.preset) if getattr(args, "preset", None) else Config()
+    overrides = {}
+    if getattr(args, "config", None):
+        Config.load(args.config)  # refuses a bad file in one line, naming the key
+        overrides.update(_dotted(json.loads(args.config.read_text(encoding="utf-8"))))
+        overrides.pop("format", None)
+        if any(not isinstance(k, str) for k in overrides):
+            raise ConfigError(f"{args.config}: not a configuration")
+    overrides.update(dict(parse_override(s) for s in args.set))
     for key, attr in (("train.epochs", "epochs"), ("train.batch_size", "batch_size"),
                       ("train.learning_rate", "learning_rate"), ("audio.sample_rate", "sample_rate"),
                       ("audio.clip_seconds", "clip_seconds"), ("features.kind", "features"),
                       ("model.name", "model"), ("train.seed", "seed"),
-                      ("train.val_fraction", "val_fraction")):
+                      ("train.val_fraction", "val_fraction"), ("train.accelerator", "accelerator"),
+                      ("train.devices", "devices"), ("train.num_nodes", "num_nodes"),
+                      ("train.strategy", "strategy")):
         value = getattr(args, attr, None)
         if value is not None:
             overrides[key] = value
@@ -268,6 +317,18 @@ def _config_from_args(args):
 
     check_model_config(config)
     return config
+
+
+def _dotted(data: dict, prefix: str = "") -> dict:
+    """{"train": {"epochs": 3}} -> {"train.epochs": 3}; model.params stays one value."""
+    out = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and name != "model.params":
+            out.update(_dotted(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
 
 
 def _fresh_run_dir(stem: str) -> Path:

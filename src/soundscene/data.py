@@ -449,7 +449,7 @@ class PatchDataset(Dataset):
         return self.__getitems__([k])
 
     def __getitems__(self, indices: list[int]):
-        idx = torch.as_tensor(indices, dtype=torch.long)
+        idx = torch.as_tensor(indices, dtype=torch.long, device=self.patches.device)
         clips, which = idx // self.per_clip, idx % self.per_clip
         patches = self.patches[clips, which]
         labels = self.labels[clips]

@@ -14,21 +14,28 @@ A run folder holds everything needed to resume (``config.json``,
 from __future__ import annotations
 
 import contextlib
+import copy
+import functools
 import json
 import logging
+import math
+import os
 import sys
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lightning as L
 import torch
+from lightning.pytorch.callbacks import Checkpoint
 from torch.nn import functional as F
 
 from ._io import atomic_write_json, atomic_write_text
 from .cache import feature_sets
 from .config import Config
-from .data import Manifest, PatchDataset, collate_batch, median_duration, split_manifest, warn_if_no_groups, with_digests
+from .data import (FeatureSet, Manifest, PatchDataset, collate_batch, median_duration, split_manifest,
+                   warn_if_no_groups, with_digests)
 from .datasets import resolve_dataset
 from .errors import DataError, SoundsceneError
 from .evaluation import score_and_report
@@ -52,69 +59,180 @@ class TrainResult:
     skipped: list[str] = field(default_factory=list)
 
 
-def _lightning_module(net: SceneNet, config: Config, classes: list[str], val_features, val_labels,
-                      model_path: Path, trained_on: list[str]):
-    """Build the LightningModule (import kept local: Lightning is slow to import).
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of ``(batch, n_classes)`` logits against soft targets ``(batch, n_classes)`` (rows sum to 1)
+    or class indices ``(batch,)``; the mean over the batch."""
+    if targets.ndim == 1:
+        return F.cross_entropy(logits, targets)
+    return -(targets * F.log_softmax(logits, dim=-1)).sum(dim=-1).mean()
 
-    After each epoch it scores the validation clips exactly as evaluation does;
-    when the epoch is the best so far (highest accuracy, ties broken by lower
-    loss) it writes the model file, so model_path always holds the best epoch.
+
+def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str, steps_per_epoch: int,
+              step_epochs: int = 30, step_gamma: float = 0.1) -> float:
+    """The learning rate at optimizer step ``step`` as a share of ``train.learning_rate``: a linear warm-up over
+    warmup_steps, then constant, cosine to 0 at total_steps, or times step_gamma every step_epochs epochs."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    if schedule == "cosine":
+        progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+    if schedule == "step":
+        return step_gamma ** (step // max(1, step_epochs * steps_per_epoch))
+    return 1.0
+
+
+class SceneModule(L.LightningModule):
+    """The training loop's model: soft-target cross-entropy on augmented patches, the optimiser and schedule from
+    the configuration, an exponential moving average of the weights, and clip-level validation after every epoch
+    with the same code as evaluation (of the weights, and of their average).
+
+    history: one record per epoch (train loss/accuracy on patches, validation loss/accuracy on clips, the
+    average's validation figures, the learning rate).
     """
-    import lightning as L
 
-    class SceneModule(L.LightningModule):
-        """Cross-entropy on patches; clip-level validation with the same code as evaluation."""
+    def __init__(self, net: SceneNet, config: Config, val_features: torch.Tensor, val_labels: torch.Tensor,
+                 augmenter=None):
+        super().__init__()
+        self.net = net
+        self.config = config
+        self.augmenter = augmenter
+        self.val_features, self.val_labels = val_features, val_labels
+        self.ema = None
+        if config.train.ema_decay > 0:
+            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-        def __init__(self):
-            super().__init__()
-            self.net = net
-            self.history: list[dict] = []
-            self._sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count
+            self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema_decay), use_buffers=True)
+        self.history: list[dict] = []
+        self._sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count (summed on the device)
 
-        def training_step(self, batch, batch_idx):
-            patches, labels, _ = batch
-            logits = self.net(patches)
-            loss = F.cross_entropy(logits, labels)
-            n = labels.shape[0]
-            self._sums += torch.tensor([loss.item() * n, (logits.argmax(1) == labels).sum().item(), n],
-                                       dtype=torch.float64)
-            self.log("loss", loss, prog_bar=True)
-            return loss
+    def training_step(self, batch, batch_idx):
+        patches, labels, _ = batch
+        targets = self.augmenter(patches, labels) if self.augmenter is not None else (patches, labels)
+        patches, targets = targets
+        logits = self.net(patches)
+        loss = soft_cross_entropy(logits, targets)
+        n = labels.shape[0]
+        with torch.no_grad():
+            self._sums = self._sums.to(loss.device)
+            self._sums += torch.stack([loss.detach().double() * n, (logits.argmax(1) == labels).sum().double(),
+                                       torch.tensor(float(n), dtype=torch.float64, device=loss.device)])
+        self.log("loss", loss, prog_bar=True)
+        return loss
 
-        def on_train_epoch_end(self):
-            self.net.eval()
-            probs = predict_clips(self.net, val_features, features_config=config.features,
-                                  aggregate=config.model.aggregate)
-            self.net.train()
-            picked = probs[torch.arange(len(val_labels)), val_labels].clamp_min(1e-15)
-            loss_sum, correct, count = self._sums.tolist()
-            record = {
-                "epoch": self.current_epoch + 1,
-                "train_loss": loss_sum / max(count, 1),
-                "train_acc": correct / max(count, 1),
-                "val_loss": float(-picked.log().mean()),
-                "val_acc": float((probs.argmax(1) == val_labels).float().mean()),
-            }
-            self.history.append(record)
-            self._sums.zero_()
-            atomic_write_json(RunFolder(model_path.parent).history, self.history)
-            if max(self.history, key=_selection_key) is record:
-                save_model_file(model_path, self.net, config, classes, extra={"best_epoch": str(record["epoch"])},
-                                trained_on=trained_on)
-            self.log("val_acc", record["val_acc"], prog_bar=True)
-            self.log("val_loss", record["val_loss"], prog_bar=True)
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
 
-        def configure_optimizers(self):
-            return torch.optim.Adam(self.net.parameters(), lr=config.train.learning_rate,
-                                    weight_decay=config.train.weight_decay)
+    def validate_clips(self, net: torch.nn.Module) -> tuple[float, float]:
+        """(accuracy, log loss) of ``net`` on the validation clips, as evaluation scores them."""
+        was_training = net.training
+        net.eval()
+        probs = predict_clips(net, self.val_features, features_config=self.config.features,
+                              aggregate=self.config.model.aggregate)
+        net.train(was_training)
+        picked = probs[torch.arange(len(self.val_labels)), self.val_labels].clamp_min(1e-15)
+        return float((probs.argmax(1) == self.val_labels).float().mean()), float(-picked.log().mean())
 
-        def on_save_checkpoint(self, checkpoint):
-            checkpoint["soundscene_history"] = list(self.history)
+    def on_train_epoch_end(self):
+        loss_sum, correct, count = self._sums.tolist()
+        self._sums.zero_()
+        val_acc, val_loss = self.validate_clips(self.net)
+        record = {"epoch": self.current_epoch + 1, "train_loss": loss_sum / max(count, 1),
+                  "train_acc": correct / max(count, 1), "val_loss": val_loss, "val_acc": val_acc,
+                  "lr": float(self.trainer.optimizers[0].param_groups[0]["lr"])}
+        if self.ema is not None:
+            record["ema_val_acc"], record["ema_val_loss"] = self.validate_clips(self.ema.module)
+        self.history.append(record)
+        self.log("val_acc", val_acc, prog_bar=True)
+        if self.ema is not None:
+            self.log("ema_val_acc", record["ema_val_acc"], prog_bar=True)
 
-        def on_load_checkpoint(self, checkpoint):
-            self.history = list(checkpoint.get("soundscene_history", []))
+    def configure_optimizers(self):
+        t = self.config.train
+        params = self.net.parameters()
+        if t.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+        elif t.optimizer == "sgd":
+            optimizer = torch.optim.SGD(params, lr=t.learning_rate, weight_decay=t.weight_decay, momentum=0.9,
+                                        nesterov=True)
+        else:
+            optimizer = torch.optim.Adam(params, lr=t.learning_rate, weight_decay=t.weight_decay)
+        if t.schedule == "constant" and not t.warmup_epochs:
+            return optimizer
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        per_epoch = max(1, total // max(1, self.trainer.max_epochs))
+        factor = functools.partial(lr_factor, total_steps=total, warmup_steps=int(t.warmup_epochs * per_epoch),
+                                   schedule=t.schedule, steps_per_epoch=per_epoch, step_epochs=t.step_epochs,
+                                   step_gamma=t.step_gamma)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
-    return SceneModule()
+    def on_save_checkpoint(self, checkpoint):
+        checkpoint["soundscene_history"] = list(self.history)
+
+    def on_load_checkpoint(self, checkpoint):
+        self.history = list(checkpoint.get("soundscene_history", []))
+
+
+class ModelFileWriter(Checkpoint):
+    """Writes the model file after each epoch by the run's selection rule, and history.json (rank 0 only).
+
+    best_val: the weights of the epoch with the best clip-level validation accuracy (ties: lower loss);
+    ema: the weights' moving average (the file at the end holds the average at the end of the schedule);
+    last: the last epoch's weights.  The rule and the epoch are recorded in the model file's metadata.
+    """
+
+    # A Checkpoint subclass, so that Lightning runs it after the module's own on_train_epoch_end (the validation).
+
+    def __init__(self, run: RunFolder, config: Config, classes: list[str], trained_on: list[str]):
+        self.run, self.config, self.classes, self.trained_on = run, config, classes, trained_on
+        self.best_state: dict | None = None  # the best_val weights, kept to score every rule at the end
+
+    def on_train_epoch_end(self, trainer, module: SceneModule):
+        record = module.history[-1]
+        best = max(module.history, key=_selection_key) is record
+        if best:
+            self.best_state = {k: v.detach().cpu().clone() for k, v in module.net.state_dict().items()}
+        if not trainer.is_global_zero:
+            return
+        atomic_write_json(self.run.history, module.history)
+        rule = self.config.train.selection
+        if rule == "ema":
+            net = module.ema.module
+        elif rule == "last" or best:
+            net = module.net
+        else:
+            return
+        save_model_file(self.run.model, net, self.config, self.classes, trained_on=self.trained_on,
+                        extra={"best_epoch": str(record["epoch"]), "selection": rule})
+
+
+def _training_device(config: Config) -> torch.device:
+    """The device this process will train on (its local rank's GPU, or the CPU)."""
+    t = config.train
+    wants_gpu = t.accelerator in ("gpu", "cuda") or (t.accelerator == "auto" and torch.cuda.is_available())
+    if wants_gpu and torch.cuda.is_available() and t.num_workers == 0:
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return torch.device("cpu")
+
+
+def _score_rules(module: SceneModule, writer: ModelFileWriter, test_set, config: Config) -> dict:
+    """Test accuracy of the weights each selection rule gives (best validation epoch, last epoch, average),
+    recorded beside the chosen rule's full metrics so that rules can be compared on the same run."""
+    candidates = {"last": module.net}
+    if writer.best_state is not None:
+        best = copy.deepcopy(module.net)
+        best.load_state_dict(writer.best_state)
+        candidates["best_val"] = best
+    if module.ema is not None:
+        candidates["ema"] = module.ema.module
+    out = {}
+    for name, net in candidates.items():
+        net = net.eval()
+        probs = predict_clips(net, test_set.features, features_config=config.features,
+                              aggregate=config.model.aggregate)
+        out[name] = float((probs.argmax(1) == test_set.labels).float().mean())
+    return out
 
 
 @contextlib.contextmanager
@@ -183,7 +301,8 @@ def _check_checkpoint(path: Path, net: SceneNet) -> None:
     except Exception as exc:  # torch.load raises many types for damaged files (zip, pickle, EOF, runtime)
         raise SoundsceneError(f"{path}: checkpoint cannot be read ({type(exc).__name__}); the file is damaged - "
                               "delete the run folder's checkpoints/ and start the run again") from None
-    state = {k.removeprefix("net."): v for k, v in checkpoint.get("state_dict", {}).items()}
+    state = {k.removeprefix("net."): v for k, v in checkpoint.get("state_dict", {}).items()
+             if k.startswith("net.")}  # the weights' average ("ema.") has the same shapes
     missing, unexpected = set(net.state_dict()) - set(state), set(state) - set(net.state_dict())
     wrong = [k for k in set(state) & set(net.state_dict()) if state[k].shape != net.state_dict()[k].shape]
     if missing or unexpected or wrong:
@@ -282,9 +401,19 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     if resume:
         _check_checkpoint(last_ckpt, net)
     model_path = run.model
-    module = _lightning_module(net, config, classes, val_set.features, val_set.labels, model_path, trained_on)
+    augmenter = None
+    if config.augment.any:
+        from .augment import Augmenter
+
+        augmenter = Augmenter.from_config(config, n_classes=len(classes),
+                                          seed=config.train.seed + int(os.environ.get("RANK", "0")))
+    module = SceneModule(net, config, val_set.features, val_set.labels, augmenter)
+    writer = ModelFileWriter(run, config, classes, trained_on)
 
     loader_gen = torch.Generator().manual_seed(config.train.seed)
+    device = _training_device(config)
+    if device.type != "cpu":  # keep the training features on the GPU: batches are cut there, no copies per step
+        train_set = FeatureSet(train_set.features.to(device), train_set.labels.to(device), train_set.items)
     train_loader = torch.utils.data.DataLoader(
         PatchDataset(train_set, patch_frames=config.features.patch_frames,
                      hop_frames=config.features.patch_hop_frames),
@@ -297,28 +426,34 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
 
     with _quiet_lightning():
         try:
-            trainer = L.Trainer(max_epochs=config.train.epochs, accelerator=config.train.accelerator,
-                                precision=config.train.precision, devices=1, logger=False,
-                                callbacks=[checkpoint, _run_folder_callback(run_dir),
+            t = config.train
+            trainer = L.Trainer(max_epochs=t.epochs, accelerator=t.accelerator, precision=t.precision,
+                                devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, logger=False,
+                                callbacks=[writer, checkpoint, _run_folder_callback(run_dir),
                                            *([_progress_bar()] if progress else [])], limit_val_batches=0,
+                                gradient_clip_val=t.grad_clip or None,
                                 num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
                                 deterministic=True, default_root_dir=run_dir, log_every_n_steps=1)
         except (MisconfigurationException, ValueError, RuntimeError) as exc:
-            raise SoundsceneError(f"cannot train with train.accelerator={config.train.accelerator!r} and "
-                                  f"train.precision={config.train.precision!r} here: "
-                                  f"{str(exc).strip().splitlines()[0]}") from None
+            raise SoundsceneError(f"cannot train with train.accelerator={t.accelerator!r}, "
+                                  f"train.precision={t.precision!r}, train.devices={t.devices}, "
+                                  f"train.strategy={t.strategy!r} here: {str(exc).strip().splitlines()[0]}") from None
         trainer.fit(module, train_dataloaders=train_loader, ckpt_path=last_ckpt if resume else None,
                     weights_only=True)
 
     if trainer.interrupted:
         raise SoundsceneError(f"training was interrupted; continue with: soundscene train --resume {run_dir}")
-    # The model file holds the best epoch (written during training); evaluate that.
     history = module.history
-    best_epoch = max(history, key=_selection_key)["epoch"]
+    rule = config.train.selection
+    best_epoch = max(history, key=_selection_key)["epoch"] if rule == "best_val" else history[-1]["epoch"]
+    if not trainer.is_global_zero:  # other DDP processes: rank 0 evaluates and writes the results
+        return TrainResult(run_dir, model_path, {}, history, best_epoch, time.perf_counter() - started, [])
+    # The model file holds the weights the selection rule chose (written during training); evaluate that,
+    # and, for comparison, what each other rule would have chosen.
     net = load_model_file(model_path).net
-
+    rules = _score_rules(module, writer, test_set, config)
     metrics = score_and_report(net, config, classes, test_set, run_dir, title="Test split",
-                               extra={"best_epoch": best_epoch})
+                               extra={"best_epoch": best_epoch, "selection": rule, "selection_rules": rules})
     atomic_write_json(run.history, history)
     plot_training_curves(history, run.training_curves, best_epoch=best_epoch)
     reasons = [why for _, why in skipped]
