@@ -418,14 +418,14 @@ class Config:
 # regularised ResNet / a low-complexity mobile network, augmentation on the batch, AdamW with warm-up and a
 # cosine schedule run to its end, and the weights' moving average as the model (not the noisy best epoch).
 _MODERN_TRAIN = {"optimizer": "adamw", "schedule": "cosine", "warmup_epochs": 3.0, "grad_clip": 5.0,
-                 "ema_decay": 0.998, "selection": "ema", "weight_decay": 0.01, "val_fraction": 0.2}
+                 "ema_decay": 0.998, "selection": "ema", "weight_decay": 0.01}
 _AUGMENT = {"mixup_alpha": 0.3, "roll_frames": 30, "time_masks": 2, "time_mask_frames": 12, "freq_masks": 2,
             "freq_mask_rows": 6, "gain_db": 6.0, "mixstyle_p": 0.5, "mixstyle_alpha": 0.3}
 PRESETS: dict[str, dict] = {
     "paper": {},
-    "strong": {"model": {"name": "rf_resnet"}, "train": {**_MODERN_TRAIN, "epochs": 60, "learning_rate": 0.002},
+    "strong": {"model": {"name": "rf_resnet"}, "train": {**_MODERN_TRAIN, "learning_rate": 0.002},
                "augment": _AUGMENT},
-    "tiny": {"model": {"name": "mobile"}, "train": {**_MODERN_TRAIN, "epochs": 60, "learning_rate": 0.004},
+    "tiny": {"model": {"name": "mobile"}, "train": {**_MODERN_TRAIN, "learning_rate": 0.004},
              "augment": _AUGMENT},
 }
 
