@@ -193,3 +193,15 @@ def test_two_process_ddp_on_cpu_trains_and_writes_one_model(tmp_path, tiny_datas
     history = json.loads((tmp_path / "run" / "history.json").read_text())
     assert [h["epoch"] for h in history] == [1, 2]
     assert (tmp_path / "run" / "model.safetensors").is_file() and (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_the_moving_average_warms_up_so_initial_weights_do_not_linger():
+    import torch
+
+    from soundscene.training import _ema_step
+
+    avg, current = torch.zeros(3), torch.ones(3)
+    first = _ema_step(avg, current, torch.tensor(0), decay=0.999)  # decay min(0.999, 1/10): 90 % new
+    torch.testing.assert_close(first, torch.full((3,), 0.9))
+    late = _ema_step(avg, current, torch.tensor(100000), decay=0.999)  # the configured decay once warm
+    torch.testing.assert_close(late, torch.full((3,), 0.001))

@@ -81,6 +81,14 @@ def lr_factor(step: int, *, total_steps: int, warmup_steps: int, schedule: str, 
     return 1.0
 
 
+def _ema_step(averaged: torch.Tensor, current: torch.Tensor, n_averaged: torch.Tensor, *, decay: float) -> torch.Tensor:
+    """One step of the weights' moving average, with the usual warm-up of the decay, min(decay, (1 + n) / (10 + n)),
+    so that the random initial weights do not linger in the average of a short run."""
+    n = n_averaged.to(device=averaged.device, dtype=averaged.dtype)  # a tensor: no host synchronisation
+    d = torch.clamp((1.0 + n) / (10.0 + n), max=decay)
+    return averaged + (current.to(averaged.dtype) - averaged) * (1.0 - d)
+
+
 class SceneModule(L.LightningModule):
     """The training loop's model: soft-target cross-entropy on augmented patches, the optimiser and schedule from
     the configuration, an exponential moving average of the weights, and clip-level validation after every epoch
@@ -99,9 +107,10 @@ class SceneModule(L.LightningModule):
         self.val_features, self.val_labels = val_features, val_labels
         self.ema = None
         if config.train.ema_decay > 0:
-            from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+            from torch.optim.swa_utils import AveragedModel
 
-            self.ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.train.ema_decay), use_buffers=True)
+            self.ema = AveragedModel(net, avg_fn=functools.partial(_ema_step, decay=config.train.ema_decay),
+                                     use_buffers=True)
         self.history: list[dict] = []
         self._sums = torch.zeros(3, dtype=torch.float64)  # loss sum, correct, count (summed on the device)
 
