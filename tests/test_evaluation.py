@@ -96,3 +96,23 @@ def test_a_model_giving_non_finite_probabilities_is_refused_before_scoring(tiny_
     with pytest.raises(ModelFileError, match="non-finite"):
         score_and_report(bundle.net, bundle.config, bundle.classes, sets["x"], tmp_path, title="t")
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_the_advice_for_an_over_long_file_can_be_followed(tiny_run, tiny_dataset, tmp_path):
+    import numpy as np
+    import soundfile as sf
+
+    from soundscene.data import Item, Manifest
+    from soundscene.errors import AudioError
+    from soundscene.modelfile import load_model_file, save_model_file
+
+    long = tmp_path / "long.wav"
+    sf.write(str(long), np.sin(np.arange(8000 * 40) * 0.05).astype(np.float32) * 0.3, 8000)
+    manifest = Manifest([Item(long, "rain")], ["rain"], "x")
+    bundle = load_model_file(tiny_run.model_path)  # the same model, with a 30-s limit
+    model = tmp_path / "strict.safetensors"
+    save_model_file(model, bundle.net, bundle.config.with_overrides({"audio.max_seconds": 30.0}), bundle.classes)
+    with pytest.raises(AudioError, match=r"evaluate: --max-seconds 41"):
+        evaluate(model, manifest, out_dir=tmp_path / "ev", progress=False)
+    m = evaluate(model, manifest, out_dir=tmp_path / "ev", max_seconds=41, progress=False)
+    assert m["n_clips"] == 1

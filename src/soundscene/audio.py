@@ -139,8 +139,9 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
     path = info.path
     if max_seconds is not None and info.duration_seconds > max_seconds:
         raise AudioError(f"{path}: {info.duration_seconds:.1f} s is longer than audio.max_seconds "
-                         f"({max_seconds:g} s); split the recording, or raise the limit (e.g. "
-                         f"--set audio.max_seconds={int(info.duration_seconds) + 1})")
+                         f"({max_seconds:g} s); split the recording, or raise the limit (train, cv, datasets: "
+                         f"--set audio.max_seconds={int(info.duration_seconds) + 1}; evaluate: --max-seconds "
+                         f"{int(info.duration_seconds) + 1}; predict reads any length)")
     check_length(info, min_seconds=min_seconds)
     wanted = info.frames
     if first_seconds is not None:

@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--fold", type=int, help="evaluate only this fold")
     ev.add_argument("--official-test", action="store_true",
                     help="only the data set's official evaluation list (TAU: evaluation_setup/fold1_evaluate.csv)")
+    ev.add_argument("--max-seconds", type=float, help="accept files up to this long (default: the model's limit)")
     ev.add_argument("--include-training", action="store_true",
                     help="also score clips the model was trained or validated on (the report marks it inflated)")
     _add_data_options(ev)
@@ -441,7 +442,8 @@ def _cmd_evaluate(args) -> int:
 
     manifest = resolve_dataset(args.data, group_pattern=args.group_pattern, check_files=not args.skip_bad)
     m = evaluate(args.model, manifest, out_dir=args.out, fold=args.fold, official_test=args.official_test,
-                 include_training=args.include_training, skip_bad=args.skip_bad, **_cache_kwargs(args),
+                 include_training=args.include_training, max_seconds=args.max_seconds, skip_bad=args.skip_bad,
+                 **_cache_kwargs(args),
                  progress=not args.no_progress)
     print(f"accuracy {m['accuracy']:.3f}, macro class-wise accuracy {m['macro_class_accuracy']:.3f}, "
           f"log loss {m['log_loss']:.3f} on {m['n_clips']} clips")

@@ -154,7 +154,8 @@ def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
 
 
 def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold: int | None = None,
-             official_test: bool = False, include_training: bool = False, skip_bad: bool = False,
+             official_test: bool = False, include_training: bool = False, max_seconds: float | None = None,
+             skip_bad: bool = False,
              cache_dir: str | Path | None = None, use_cache: bool = True, workers: int = 1,
              progress: bool = True) -> dict:
     """Evaluate a model file (or a run folder) on a labelled data set, leaving out what it learnt from.
@@ -173,6 +174,8 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
         fold: evaluate only the rows of this fold.
         official_test: evaluate only the data set's official evaluation list (TAU's fold1_evaluate.csv).
         include_training: score training and validation clips too (the report says so: figures are inflated).
+        max_seconds: accept files up to this long (the model's audio.max_seconds otherwise); only the
+            training clip length of each is read.
         skip_bad: leave out unusable clips (missing, unreadable...; listed in the returned metrics) instead
             of stopping.
         cache_dir / use_cache / workers: the feature cache, as for :func:`soundscene.training.train`.
@@ -188,6 +191,7 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
     from .runs import run_of_model
 
     bundle = load_model_file(model)
+    config = bundle.config if max_seconds is None else bundle.config.with_overrides({"audio.max_seconds": max_seconds})
     manifest = data if isinstance(data, Manifest) else resolve_dataset(data, check_files=not skip_bad)
     name = data_name(manifest.source)
     items = manifest.items
@@ -217,7 +221,7 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
             raise DataError(f"every one of the {len(left_out)} clips of {name} was used to train or validate the "
                             "model; evaluate on other data, or pass --include-training to score them anyway "
                             "(inflated)")
-    feature_set_of, skipped = feature_sets({"eval": items}, bundle.config, bundle.classes, cache_dir=cache_dir,
+    feature_set_of, skipped = feature_sets({"eval": items}, config, bundle.classes, cache_dir=cache_dir,
                                            use_cache=use_cache, workers=workers, skip_bad=skip_bad,
                                            progress=progress)
     out_dir = Path(out_dir) if out_dir else bundle.path.parent / f"evaluation-{name}"
