@@ -50,10 +50,16 @@ def plot_confusion_matrix(matrix: np.ndarray, classes: Sequence[str], path: str 
     return _save(fig, path, 120)
 
 
-def plot_training_curves(history: Sequence[dict], path: str | Path, *, best_epoch: int | None = None) -> Path:
+_RULE_NAMES = {"best_val": "best validation epoch", "ema": "averaged weights", "last": "last epoch"}
+
+
+def plot_training_curves(history: Sequence[dict], path: str | Path, *, best_epoch: int | None = None,
+                         selection: str = "best_val") -> Path:
     """Loss and accuracy per epoch (train on patches, validation on clips) to a PNG.
 
-    history: one dict per epoch with keys epoch, train_loss, train_acc, val_loss, val_acc.
+    history: one dict per epoch with keys epoch, train_loss, train_acc, val_loss, val_acc, and, when the
+    weights were averaged, ema_val_loss and ema_val_acc (drawn too).  best_epoch / selection: the epoch whose
+    weights became the model, and the rule that chose it (marked).
     """
     epochs = [h["epoch"] for h in history]
     fig = _figure(figsize=(11, 4))
@@ -65,13 +71,17 @@ def plot_training_curves(history: Sequence[dict], path: str | Path, *, best_epoc
     ax_loss.set_title("Loss")
     ax_acc.plot(epochs, [h["train_acc"] for h in history], "o-", ms=3, label="train (patches)")
     ax_acc.plot(epochs, [h["val_acc"] for h in history], "o-", ms=3, label="validation (clips)")
+    if all("ema_val_acc" in h for h in history):
+        ax_loss.plot(epochs, [h["ema_val_loss"] for h in history], "-", lw=2, label="validation, averaged weights")
+        ax_acc.plot(epochs, [h["ema_val_acc"] for h in history], "-", lw=2, label="validation, averaged weights")
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(0, 1.02)
     ax_acc.set_title("Accuracy")
     if best_epoch is not None:
         for ax in (ax_loss, ax_acc):
-            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"best epoch ({best_epoch})")
+            ax.axvline(best_epoch, color="grey", ls="--", lw=1, label=f"model: {_RULE_NAMES.get(selection, selection)}"
+                       f" (epoch {best_epoch})")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()

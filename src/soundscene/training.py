@@ -464,7 +464,7 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     metrics = score_and_report(net, config, classes, test_set, run_dir, title="Test split",
                                extra={"best_epoch": best_epoch, "selection": rule, "selection_rules": rules})
     atomic_write_json(run.history, history)
-    plot_training_curves(history, run.training_curves, best_epoch=best_epoch)
+    plot_training_curves(history, run.training_curves, best_epoch=best_epoch, selection=rule)
     reasons = [why for _, why in skipped]
     if reasons:
         atomic_write_text(run.skipped, "".join(f"{why}\n" for why in reasons))
