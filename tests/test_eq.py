@@ -351,3 +351,18 @@ def test_eq_live_changes_preset_only_on_scene_changes(tiny_run, tmp_path):
     written = sf.info(str(tmp_path / "live.wav"))
     assert written.frames == pytest.approx(6.0 * 22050, abs=22050 * 0.15)  # as long as the ambient input
     assert written.subtype == "FLOAT" and written.channels == 1
+
+
+def test_eq_live_can_hand_blocks_to_a_player_instead_of_a_file(tiny_run, tmp_path):
+    from soundscene.eq import equalize_live
+    from soundscene.inference import SceneClassifier
+    from soundscene.synth import synthesize_scene
+
+    stream = SceneClassifier.from_file(tiny_run.model_path).stream(input_rate=8000)
+    ambient = synthesize_scene("park", sample_rate=8000, seconds=3.0, seed=1)
+    played = []
+    out = equalize_live(_music_file(tmp_path / "m.wav", seconds=5.0), None,
+                        ambient_blocks=(ambient[None, k:k + 800] for k in range(0, ambient.size, 800)),
+                        stream=stream, ambient_rate=8000, play=lambda block, rate: played.append((block.shape, rate)))
+    assert out is None and sum(shape[0] for shape, _ in played) == 3 * 44100
+    assert {shape[1] for shape, _ in played} == {2} and {rate for _, rate in played} == {44100}

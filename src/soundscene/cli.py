@@ -189,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
     el = sub.add_parser("eq-live", help="equalize music live from the scene heard by a microphone or on stdin")
     el.add_argument("model", type=Path, help="model.safetensors or a run folder")
     el.add_argument("music", type=Path)
-    el.add_argument("-o", "--out", type=Path, required=True, help="where to write the equalized music")
+    el.add_argument("-o", "--out", type=Path, help="write the equalized music here (default: play it)")
     el.add_argument("--ambient-stdin", action="store_true", help="ambient audio as raw PCM on stdin")
     el.add_argument("--rate", type=int, default=48000, help="ambient sample rate in Hz")
     el.add_argument("--channels", type=int, default=1, help="ambient channels")
@@ -636,9 +636,10 @@ def _cmd_eq(args) -> int:
 def _cmd_eq_live(args) -> int:
     from .eq import equalize_live
     from .inference import SceneClassifier
-    from .stream import microphone_blocks, pcm_blocks
+    from .stream import microphone_blocks, pcm_blocks, speaker
 
     presets = _presets(args.presets)
+    play = None if args.out else speaker()
     classifier = SceneClassifier.from_file(args.model)
     if args.ambient_stdin:
         blocks = pcm_blocks(sys.stdin.buffer, rate=args.rate, channels=args.channels, sample_format=args.sample_format)
@@ -652,8 +653,9 @@ def _cmd_eq_live(args) -> int:
                   f"{decision.label if decision.label in presets else 'default'}", flush=True)
 
     out = equalize_live(args.music, args.out, ambient_blocks=blocks, stream=stream, presets=presets,
-                        ambient_rate=args.rate, crossfade_seconds=args.crossfade, on_decision=report)
-    print(f"wrote {out}")
+                        ambient_rate=args.rate, crossfade_seconds=args.crossfade, on_decision=report, play=play)
+    if out is not None:
+        print(f"wrote {out}")
     return 0
 
 

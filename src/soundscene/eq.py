@@ -451,19 +451,22 @@ def schedule_from_prediction(prediction, presets: Presets = DEFAULT_PRESETS, *,
     return out
 
 
-def equalize_live(music_path: str | Path, out_path: str | Path, *, ambient_blocks, stream, presets: Presets =
-                  DEFAULT_PRESETS, ambient_rate: int, crossfade_seconds: float = 1.0, on_decision=None) -> Path:
+def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambient_blocks, stream,
+                  presets: Presets = DEFAULT_PRESETS, ambient_rate: int, crossfade_seconds: float = 1.0,
+                  on_decision=None, play=None) -> Path | None:
     """Equalize music while listening: each ambient block (``(channels, n)`` at ambient_rate) moves the music
     on by the same duration, and the EQ changes preset only on the stream classifier's scene-change decisions
     (hysteresis and smoothing are the stream's), crossfaded.  Stops at the end of the music or of the ambient
-    input; writes the equalized music so far atomically (same rate, channels and subtype as the input).
+    input.  With out_path, writes the equalized music so far atomically (same rate, channels and subtype as
+    the input) and returns the path; with out_path None, hands each equalized ``(samples, channels)`` block to
+    ``play(block, sample_rate)`` (e.g. a sound card's output stream) and returns None.
 
     stream: a :class:`soundscene.inference.StreamClassifier` (anything whose ``push(block)`` returns
     decisions with ``changed`` and ``label``).  on_decision: called with each decision.
     """
     import soundfile as sf
 
-    music_path, out_path = Path(music_path), Path(out_path)
+    music_path = Path(music_path)
     try:
         src = sf.SoundFile(music_path)
     except (RuntimeError, OSError) as exc:
@@ -473,27 +476,37 @@ def equalize_live(music_path: str | Path, out_path: str | Path, *, ambient_block
         if not 8000 <= sr <= 192000:
             raise AudioError(f"{music_path}: sample rate {sr} Hz is outside 8000..192000 Hz")
         eq = Equalizer(sr, channels, presets, crossfade_seconds=crossfade_seconds)
+
+        def equalized():
+            heard = played = 0  # ambient samples heard, music frames played
+            for block in ambient_blocks:
+                for decision in stream.push(block):
+                    if on_decision is not None:
+                        on_decision(decision)
+                    if decision.changed:
+                        eq.set_scene(decision.label)
+                heard += block.shape[-1]
+                target = int(round(heard * sr / ambient_rate))
+                music = src.read(target - played, dtype="float32", always_2d=True)
+                if music.shape[0]:
+                    yield eq.process(music.T).T
+                    played += music.shape[0]
+                if played < target:  # the music has ended
+                    return
+
+        if out_path is None:
+            for block in equalized():
+                play(block, sr)
+            return None
+        out_path = Path(out_path)
         fmt = out_path.suffix[1:].upper()
         fmt = fmt if fmt in sf.available_formats() else src.format
         subtype = src.subtype if sf.check_format(fmt, src.subtype) else sf.default_subtype(fmt)
 
         def write(tmp: Path) -> None:
-            heard = played = 0  # ambient seconds heard (in ambient samples), music frames played
             with sf.SoundFile(tmp, "w", sr, channels, subtype=subtype, format=fmt) as dst:
-                for block in ambient_blocks:
-                    for decision in stream.push(block):
-                        if on_decision is not None:
-                            on_decision(decision)
-                        if decision.changed:
-                            eq.set_scene(decision.label)
-                    heard += block.shape[-1]
-                    target = int(round(heard * sr / ambient_rate))
-                    music = src.read(target - played, dtype="float32", always_2d=True)
-                    if music.shape[0]:
-                        dst.write(eq.process(music.T).T)
-                        played += music.shape[0]
-                    if played < target:  # the music has ended
-                        break
+                for block in equalized():
+                    dst.write(block)
 
         try:
             return atomic_write(out_path, write)

@@ -98,6 +98,30 @@ def microphone_blocks(*, rate: int, channels: int = 1, block_seconds: float = BL
             yield blocks.get()
 
 
+def speaker(*, device: str | int | None = None):
+    """A ``play(block (samples, channels), sample_rate)`` callable writing to the default output device
+    (sounddevice, opened on the first block); a missing library or device is one clear line."""
+    try:
+        import sounddevice
+    except (ImportError, OSError) as exc:
+        raise SoundsceneError(f"no audio output: {str(exc).splitlines()[0]} (pip install sounddevice and the "
+                              "PortAudio library; or write to a file with -o)") from None
+    state = {}
+
+    def play(block: np.ndarray, sample_rate: int) -> None:
+        if "stream" not in state:
+            try:
+                state["stream"] = sounddevice.OutputStream(samplerate=sample_rate, channels=block.shape[1],
+                                                           dtype="float32", device=device)
+                state["stream"].start()
+            except Exception as exc:  # PortAudioError, ValueError for a missing or unfit device
+                raise SoundsceneError(f"cannot open the audio output ({type(exc).__name__}: "
+                                      f"{str(exc).splitlines()[0]}); write to a file with -o") from None
+        state["stream"].write(np.ascontiguousarray(block, dtype=np.float32))
+
+    return play
+
+
 def listen(classifier: SceneClassifier, blocks: Iterable[np.ndarray], *, input_rate: int, channels: int,
            on_decision: Iterable[Callable[[dict], None]] = (), smoothing: float = 0.5,
            min_dwell_seconds: float | None = None) -> int:
