@@ -339,7 +339,9 @@ def _fresh_run_dir(stem: str) -> Path:
 def _print_result(result) -> None:
     m = result.test_metrics
     print(f"\nrun folder: {result.run_dir}")
-    print(f"  model:    {result.model_path} (best epoch {result.best_epoch})")
+    rule = {"best_val": "best validation epoch", "ema": "averaged weights", "last": "last epoch"}.get(
+        m.get("selection", "best_val"), m.get("selection"))
+    print(f"  model:    {result.model_path} ({rule}, epoch {result.best_epoch})")
     print(f"  test:     accuracy {m['accuracy']:.3f}, macro class-wise accuracy "
           f"{m['macro_class_accuracy']:.3f}, log loss {m['log_loss']:.3f} on {m['n_clips']} clips")
     run = RunFolder(result.run_dir)
