@@ -25,7 +25,7 @@ def measure(preset: str, accelerator: str, batches: int, warmup: int = 5) -> dic
     from soundscene.config import Config
     from soundscene.data import FeatureSet, PatchDataset, collate_batch
     from soundscene.models import build_model
-    from soundscene.training import SceneModule
+    from soundscene.training import SceneModule, _quiet_lightning
 
     config = Config.preset(preset).with_overrides({"audio.clip_seconds": 10.0, "train.accelerator": accelerator})
     n_clips, classes = 256, 10
@@ -51,11 +51,12 @@ def measure(preset: str, accelerator: str, batches: int, warmup: int = 5) -> dic
             self.times.append(time.perf_counter())
 
     clock = Clock()
-    trainer = L.Trainer(max_epochs=1, limit_train_batches=warmup + batches + 1, accelerator=accelerator, devices=1,
+    with _quiet_lightning():
+        trainer = L.Trainer(max_epochs=1, limit_train_batches=warmup + batches + 1, accelerator=accelerator, devices=1,
                         precision=config.train.precision, logger=False, enable_checkpointing=False,
                         enable_progress_bar=False, enable_model_summary=False, callbacks=[clock],
-                        limit_val_batches=0, num_sanity_val_steps=0)
-    trainer.fit(module, train_dataloaders=loader)
+                            limit_val_batches=0, num_sanity_val_steps=0)
+        trainer.fit(module, train_dataloaders=loader)
     t = clock.times
     seconds = t[warmup + batches] - t[warmup]
     per_second = batches * config.train.batch_size / seconds
