@@ -81,9 +81,18 @@ def two_class_folder(root: Path, per_class: int = 4) -> Path:
     return root
 
 
-def shared_data(name: str) -> Path:
-    """``../shared/data/<name>``, or skip the calling test with the reason when that folder is absent."""
-    path = SHARED / name
-    if not path.exists():
-        pytest.skip(f"../shared/data/{name} is absent (real recordings live outside the repository)")
-    return path
+@pytest.fixture(scope="session")
+def tau_scene_clips(tmp_path_factory) -> Path:
+    """A folder of 10-s, 48-kHz, 24-bit stereo scene WAVs (the TAU 2019 format): the real TUT 2018 clips in
+    ../shared/data/tut2018-samples when that folder is there, else three synthetic scenes written in that format,
+    so the tests that use it run everywhere."""
+    real = SHARED / "tut2018-samples"
+    if real.is_dir() and any(real.rglob("*.wav")):
+        return real
+    from soundscene.synth import synthesize_scene
+
+    root = tmp_path_factory.mktemp("tau_format")
+    for k, scene in enumerate(("street_traffic", "metro", "park")):
+        mono = synthesize_scene(scene, sample_rate=48000, seconds=10.0, seed=70 + k)
+        sf.write(str(root / f"{scene}.wav"), np.stack([mono, 0.8 * mono], axis=1), 48000, subtype="PCM_24")
+    return root

@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from soundscene.cli import main
-from conftest import shared_data, write_tone
+from conftest import write_tone
 
 
 def _one_error_line(capsys):
@@ -66,11 +66,11 @@ def test_demo_command_end_to_end(tmp_path):
         assert (tmp_path / "demo" / name).is_file()
 
 
-def test_real_tut_scene_clips_flow_through_predict(tiny_run, capsys):
-    tut = shared_data("tut2018-samples")  # 48 kHz, 24-bit, stereo, 10 s: the TAU 2019 format
-    assert main(["predict", str(tiny_run.model_path), str(tut), "--format", "json"]) == 0
+def test_real_tut_scene_clips_flow_through_predict(tiny_run, tau_scene_clips, capsys):
+    # 48 kHz, 24-bit, stereo, 10 s: the TAU 2019 format (real TUT clips from ../shared when present)
+    assert main(["predict", str(tiny_run.model_path), str(tau_scene_clips), "--format", "json"]) == 0
     preds = json.loads(capsys.readouterr().out)
-    assert len(preds) == 10 and not any("error" in p for p in preds)
+    assert len(preds) == len(list(tau_scene_clips.rglob("*.wav"))) and not any("error" in p for p in preds)
     assert all(len(p["windows"]) > 1 and p["segments"][-1]["end"] == pytest.approx(10.0) for p in preds)
 
 

@@ -11,7 +11,6 @@ import torch
 
 import onnx  # the export extra, installed by scripts/setup.sh test: a missing one fails here, never skips
 
-from conftest import shared_data
 from soundscene.config import Config
 from soundscene.errors import ModelFileError, SoundsceneError
 from soundscene.export import (INPUT_NAME, OUTPUT_NAME, default_quantized_path, export_onnx, onnx_probabilities,
@@ -204,8 +203,8 @@ def test_quantized_export_reports_agreement_and_accuracy(tmp_path):
     assert "int8" in report.summary() and "top-1 agreement" in report.summary()
 
 
-def test_real_tut_clips(tmp_path):
-    files = sorted(shared_data("tut2018-samples").rglob("*.wav"))
+def test_real_tut_clips(tmp_path, tau_scene_clips):
+    files = sorted(tau_scene_clips.rglob("*.wav"))
     from soundscene.audio import load_audio
 
     clips = [load_audio(f, sample_rate=SR, channels=1)[0] for f in files]
