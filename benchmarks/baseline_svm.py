@@ -21,7 +21,7 @@ import numpy as np
 def clip_features(path, *, sample_rate: int = 22050) -> np.ndarray:
     import librosa
 
-    from soundscene.audio import load_audio
+    from soundscene.core.audio import load_audio
 
     y = load_audio(path, sample_rate=sample_rate)[0]
     n_fft, hop, win = 1024, 220, 551
@@ -38,7 +38,7 @@ def main() -> int:
     from sklearn.preprocessing import StandardScaler
     from sklearn.svm import SVC
 
-    from soundscene.datasets import resolve_dataset
+    from soundscene.training.datasets import resolve_dataset
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="a data set with folds (e.g. ../shared/data/esc10/labels.csv)")

@@ -27,11 +27,11 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from soundscene.cache import feature_sets, load_or_build
+from soundscene.training.cache import feature_sets, load_or_build
 from soundscene.config import Config
-from soundscene.data import PatchDataset, collate_batch
-from soundscene.datasets import resolve_dataset
-from soundscene.models import build_model
+from soundscene.training.data import PatchDataset, collate_batch
+from soundscene.training.datasets import resolve_dataset
+from soundscene.core.models import build_model
 from soundscene.runtime import tune_malloc
 
 SCENES = ("airport", "bus", "metro", "park", "street_traffic")

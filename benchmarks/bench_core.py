@@ -37,12 +37,12 @@ def worker(clips: int, repeats: int) -> dict:
     import soundfile as sf
     import torch
 
-    from soundscene.audio import load_audio
+    from soundscene.core.audio import load_audio
     from soundscene.config import Config
-    from soundscene.features import FrontEnd
-    from soundscene.models import build_model, predict_clips
+    from soundscene.core.features import FrontEnd
+    from soundscene.core.models import build_model, predict_clips
     from soundscene.runtime import tune_malloc
-    from soundscene.synth import synthesize_scene
+    from soundscene.training.synth import synthesize_scene
 
     tuned = tune_malloc()
     torch.manual_seed(0)

@@ -36,8 +36,8 @@ def make_model(folder: Path) -> Path:
     import torch
 
     from soundscene.config import Config
-    from soundscene.modelfile import save_model_file
-    from soundscene.models import build_model
+    from soundscene.core.modelfile import save_model_file
+    from soundscene.core.models import build_model
 
     torch.manual_seed(0)
     config = Config().with_overrides({"audio.clip_seconds": 10.0})
@@ -83,8 +83,8 @@ def streaming_latency(model: Path, repeats: int) -> dict:
     import numpy as np
     import torch
 
-    from soundscene.inference import SceneClassifier
-    from soundscene.synth import synthesize_scene
+    from soundscene.core.inference import SceneClassifier
+    from soundscene.training.synth import synthesize_scene
 
     torch.set_num_threads(1)
     clf = SceneClassifier.from_file(model)
@@ -107,8 +107,8 @@ def onnx_vs_torch(model: Path, folder: Path, repeats: int) -> dict:
     import numpy as np
     import torch
 
-    from soundscene.inference import SceneClassifier
-    from soundscene.synth import synthesize_scene
+    from soundscene.core.inference import SceneClassifier
+    from soundscene.training.synth import synthesize_scene
 
     torch.set_num_threads(1)
     clf = SceneClassifier.from_file(model)
@@ -116,7 +116,7 @@ def onnx_vs_torch(model: Path, folder: Path, repeats: int) -> dict:
     try:
         import onnxruntime as ort
 
-        from soundscene.export import export_onnx
+        from soundscene.apps.export import export_onnx
     except ImportError as exc:
         return {"error": f"ONNX export unavailable: {exc}"}
     onnx_path = folder / "model.onnx"
@@ -151,7 +151,7 @@ def service_load(model: Path, folder: Path, requests: int, concurrency: int, lim
     import numpy as np
     import soundfile as sf
 
-    from soundscene.synth import synthesize_scene
+    from soundscene.training.synth import synthesize_scene
 
     clip = folder / "clip.wav"
     sf.write(str(clip), synthesize_scene("cafe", sample_rate=48000, seconds=10.0, seed=3), 48000, subtype="PCM_16")

@@ -3,7 +3,7 @@
     python benchmarks/bench_eq.py [--seconds 30] [--repeats 7] [--blocks 256,1024,4096] [--plot PATH]
 
 Input: generated music (bass line, chords with harmonics, kick, snare, hats), 44.1 kHz, stereo,
-float32, peaking at 0 dBFS. Each repeat runs a fresh :class:`soundscene.eq.Equalizer` over the whole
+float32, peaking at 0 dBFS. Each repeat runs a fresh :class:`soundscene.apps.eq.Equalizer` over the whole
 signal in blocks of the given size, in two cases: a steady scene (street_traffic), and a scene change
 every 5 s with a 1-s crossfade (20 % of the time runs two filter chains). The processor is single-threaded
 (scipy's ``sosfilt`` and numpy element-wise work); the benchmark sets no thread counts. Every figure is
@@ -23,7 +23,7 @@ import time
 
 import numpy as np
 
-from soundscene import eq
+from soundscene.apps import eq
 
 SAMPLE_RATE = 44100
 

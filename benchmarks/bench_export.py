@@ -38,8 +38,8 @@ def _random_model(path: Path, seconds: float, overrides: list[str]) -> Path:
     import torch
 
     from soundscene.config import Config, parse_override
-    from soundscene.modelfile import save_model_file
-    from soundscene.models import build_model
+    from soundscene.core.modelfile import save_model_file
+    from soundscene.core.models import build_model
 
     config = Config().with_overrides({"audio.clip_seconds": seconds, **dict(map(parse_override, overrides))})
     torch.manual_seed(0)
@@ -61,10 +61,10 @@ def main(argv=None) -> None:
     import onnxruntime as ort
     import torch
 
-    from soundscene.export import (INPUT_NAME, _quantize, _session, build_onnx_model, onnx_probabilities,
+    from soundscene.apps.export import (INPUT_NAME, _quantize, _session, build_onnx_model, onnx_probabilities,
                                    torch_probabilities)
-    from soundscene.features import FrontEnd
-    from soundscene.modelfile import load_model_file
+    from soundscene.core.features import FrontEnd
+    from soundscene.core.modelfile import load_model_file
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:

@@ -5,7 +5,7 @@
 A TAU Urban Acoustic Scenes 2019 development set has 9,185 clips of 10 s: with 100-frame patches every 50
 frames that is 19 patches per clip, 174,515 per epoch.  The benchmark generates log-mel-like features for
 256 such clips (speed does not depend on the values), trains each preset's network with its augmentation
-through the real loop (soundscene.training.SceneModule in a Lightning Trainer) for --batches batches after
+through the real loop (soundscene.training.loop.SceneModule in a Lightning Trainer) for --batches batches after
 a warm-up, and extrapolates the epoch time from the measured patches per second.  It runs on the CPU, and
 also on the GPU where one is present (reported side by side, same run).
 """
@@ -23,9 +23,9 @@ def measure(preset: str, accelerator: str, batches: int, warmup: int = 5) -> dic
     import torch
 
     from soundscene.config import Config
-    from soundscene.data import FeatureSet, PatchDataset, collate_batch
-    from soundscene.models import build_model
-    from soundscene.training import SceneModule, _quiet_lightning
+    from soundscene.training.data import FeatureSet, PatchDataset, collate_batch
+    from soundscene.core.models import build_model
+    from soundscene.training.loop import SceneModule, _quiet_lightning
 
     config = Config.preset(preset).with_overrides({"audio.clip_seconds": 10.0, "train.accelerator": accelerator})
     n_clips, classes = 256, 10
@@ -37,7 +37,7 @@ def measure(preset: str, accelerator: str, batches: int, warmup: int = 5) -> dic
     net.set_normalisation(feats)
     augmenter = None
     if config.augment.any:
-        from soundscene.augment import Augmenter
+        from soundscene.training.augment import Augmenter
 
         augmenter = Augmenter.from_config(config, n_classes=classes)
     module = SceneModule(net, config, feats[:8], labels[:8], augmenter)

@@ -33,7 +33,7 @@ def tiny_config() -> Config:
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory) -> Path:
     """labels.csv of 4 easy synthetic classes x 10 clips of 1.5 s at 8 kHz (folds 1-5)."""
-    from soundscene.synth import write_synthetic_dataset
+    from soundscene.training.synth import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("tiny_data")
     return write_synthetic_dataset(root, clips_per_class=10, seconds=1.5, sample_rate=8000, seed=3,
@@ -43,7 +43,7 @@ def tiny_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, tiny_dataset):
     """One trained tiny run (fold 5 held out), shared by the tests that only read it."""
-    from soundscene.training import train
+    from soundscene.training.loop import train
 
     run_dir = tmp_path_factory.mktemp("runs") / "tiny"
     return train(tiny_dataset, run_dir=run_dir, config=Config.from_dict(TINY), test_fold=5, progress=False)
@@ -89,7 +89,7 @@ def tau_scene_clips(tmp_path_factory) -> Path:
     real = SHARED / "tut2018-samples"
     if real.is_dir() and any(real.rglob("*.wav")):
         return real
-    from soundscene.synth import synthesize_scene
+    from soundscene.training.synth import synthesize_scene
 
     root = tmp_path_factory.mktemp("tau_format")
     for k, scene in enumerate(("street_traffic", "metro", "park")):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from soundscene.synth import synthesize_scene
+from soundscene.training.synth import synthesize_scene
 
 TAU_SCENES = ("airport", "metro", "park")
 

@@ -3,7 +3,7 @@ import pytest
 import soundfile as sf
 
 from conftest import write_tone
-from soundscene.audio import audio_info, fix_length, load_audio, load_clip, resample
+from soundscene.core.audio import audio_info, fix_length, load_audio, load_clip, resample
 from soundscene.config import AudioConfig
 from soundscene.errors import AudioError
 
@@ -141,7 +141,7 @@ def test_audio_info(tmp_path):
 
 
 def test_absurd_sample_rates_are_refused_before_any_work(tmp_path):
-    from soundscene.audio import audio_info
+    from soundscene.core.audio import audio_info
 
     path = tmp_path / "one_hz.wav"
     sf.write(str(path), np.full(3000, 0.1, dtype=np.float32), 1, subtype="PCM_16")
@@ -165,7 +165,7 @@ def test_samples_far_beyond_full_scale_are_refused_not_turned_into_nan(tmp_path,
 def test_decoder_chatter_on_stderr_is_swallowed(capfd):
     import os
 
-    from soundscene.audio import quiet_decoder
+    from soundscene.core.audio import quiet_decoder
 
     with quiet_decoder():
         os.write(2, b"Warning: Xing stream size off by more than 1%\n")
@@ -174,7 +174,7 @@ def test_decoder_chatter_on_stderr_is_swallowed(capfd):
 
 
 def test_a_fixed_length_clip_reads_only_what_it_needs(tmp_path, monkeypatch):
-    from soundscene.audio import load_clip
+    from soundscene.core.audio import load_clip
     from soundscene.config import AudioConfig
 
     path = tmp_path / "long.wav"

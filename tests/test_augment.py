@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from soundscene.augment import (Augmenter, freq_mixstyle, mixup, mixup_params, random_gain, soft_targets,
+from soundscene.training.augment import (Augmenter, freq_mixstyle, mixup, mixup_params, random_gain, soft_targets,
                                 spec_mask, time_roll)
 from soundscene.config import AugmentConfig, Config, FeatureConfig
-from soundscene.features import FrontEnd
+from soundscene.core.features import FrontEnd
 
 SHAPE = (8, 2, 40, 50)  # batch, channels, rows, frames
 STRONG = AugmentConfig(mixup_alpha=0.3, roll_frames=30, time_masks=2, time_mask_frames=12, freq_masks=2,

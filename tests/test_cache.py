@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-import soundscene.cache as cache_mod
-from soundscene.cache import cache_key, load_or_build
-from soundscene.data import PatchDataset, load_manifest
+import soundscene.training.cache as cache_mod
+from soundscene.training.cache import cache_key, load_or_build
+from soundscene.training.data import PatchDataset, load_manifest
 from soundscene.errors import AudioError, SoundsceneWarning
 
 
@@ -17,7 +17,7 @@ def items(tiny_dataset):
 
 def in_memory(items, config, classes, **kwargs):
     """Features of items computed in memory by the one feature-set builder (no cache)."""
-    from soundscene.cache import feature_sets
+    from soundscene.training.cache import feature_sets
 
     sets, skipped = feature_sets({"all": items}, config, classes, use_cache=False, progress=False, **kwargs)
     return sets["all"], skipped
@@ -131,7 +131,7 @@ def test_augment_hook_sees_every_batch(items, tiny_config):
 def test_cache_lists_every_bad_clip_at_once(tmp_path, tiny_dataset, tiny_config):
     from dataclasses import replace
 
-    from soundscene.cache import load_or_build
+    from soundscene.training.cache import load_or_build
 
     items = load_manifest(tiny_dataset).items[:6]
     bad = []
@@ -144,7 +144,7 @@ def test_cache_lists_every_bad_clip_at_once(tmp_path, tiny_dataset, tiny_config)
 
 
 def test_cache_meta_that_is_valid_json_but_wrong_is_rebuilt(tmp_path, tiny_dataset, tiny_config):
-    from soundscene.cache import load_or_build
+    from soundscene.training.cache import load_or_build
     from soundscene.errors import SoundsceneWarning
 
     items = load_manifest(tiny_dataset).items[:4]

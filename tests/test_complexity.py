@@ -5,11 +5,11 @@ import pytest
 import torch
 from torch import nn
 
-from soundscene.complexity import (count_macs, format_profile, front_end_macs_per_second, profile_model_file,
+from soundscene.training.complexity import (count_macs, format_profile, front_end_macs_per_second, profile_model_file,
                                    profile_network)
 from soundscene.config import Config
-from soundscene.models import available_models, build_model, register_model
-from soundscene.modelfile import save_model_file
+from soundscene.core.models import available_models, build_model, register_model
+from soundscene.core.modelfile import save_model_file
 
 
 class _ConvLinear(nn.Module):

@@ -4,8 +4,8 @@ import pytest
 
 from conftest import TINY
 from soundscene.config import Config
-from soundscene.crossval import assign_grouped_folds, cross_validate
-from soundscene.data import load_manifest
+from soundscene.training.crossval import assign_grouped_folds, cross_validate
+from soundscene.training.data import load_manifest
 from soundscene.errors import DataError
 
 
@@ -38,7 +38,7 @@ def test_cv_over_predefined_folds_reports_mean_and_sd(tmp_path, tiny_dataset, mo
     assert header[:2] == ["filename", "scene_label"] and header[2:] == summary["summary"]["classes"]
 
     # An interrupted cross-validation continues: finished folds are not trained again.
-    import soundscene.crossval as crossval
+    import soundscene.training.crossval as crossval
 
     (out / "fold-5" / "metrics.json").unlink()
     trained = []
@@ -49,20 +49,20 @@ def test_cv_over_predefined_folds_reports_mean_and_sd(tmp_path, tiny_dataset, mo
 
 
 def test_cv_needs_two_folds(tmp_path, tiny_dataset):
-    from soundscene.crossval import cross_validate
+    from soundscene.training.crossval import cross_validate
 
     with pytest.raises(DataError, match="at least 2 folds"):
         cross_validate(tiny_dataset, out_dir=tmp_path, config=Config.from_dict(TINY), k=1, progress=False)
 
 
 def _no_groups(manifest):
-    from soundscene.data import Manifest
+    from soundscene.training.data import Manifest
 
     return Manifest([type(i)(i.path, i.label) for i in manifest.items], manifest.classes, manifest.source)
 
 
 def test_cv_on_data_without_groups_warns(tmp_path, tiny_dataset, monkeypatch):
-    import soundscene.crossval as crossval
+    import soundscene.training.crossval as crossval
     from soundscene.errors import SoundsceneWarning
 
     monkeypatch.setattr(crossval, "train", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -72,7 +72,7 @@ def test_cv_on_data_without_groups_warns(tmp_path, tiny_dataset, monkeypatch):
 
 
 def test_cv_refuses_an_out_folder_of_another_configuration(tmp_path, tiny_dataset, monkeypatch):
-    import soundscene.crossval as crossval
+    import soundscene.training.crossval as crossval
     from soundscene.errors import SoundsceneError
 
     calls = []

@@ -5,14 +5,14 @@ import torch
 
 from conftest import two_class_folder, write_tone
 from soundscene.config import Config
-from soundscene.data import (PatchDataset, load_manifest, read_split, split_manifest,
+from soundscene.training.data import (PatchDataset, load_manifest, read_split, split_manifest,
                              write_split)
 from soundscene.errors import AudioError, DataError
 
 
 def in_memory(items, config, classes, **kwargs):
     """Features of items computed in memory by the one feature-set builder (no cache)."""
-    from soundscene.cache import feature_sets
+    from soundscene.training.cache import feature_sets
 
     sets, skipped = feature_sets({"all": items}, config, classes, use_cache=False, progress=False, **kwargs)
     return sets["all"], skipped
@@ -138,7 +138,7 @@ def test_unknown_label_is_refused(tiny_dataset, tiny_config):
 
 
 def test_auto_clip_length_is_fixed_at_training(tmp_path, tiny_dataset):
-    from soundscene.training import prepare_run
+    from soundscene.training.loop import prepare_run
 
     config = Config.from_dict({"audio": {"sample_rate": 8000, "min_seconds": 0.2},
                                "features": {"patch_frames": 32, "patch_hop_frames": 16}})

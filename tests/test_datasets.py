@@ -3,8 +3,8 @@ import csv
 import pytest
 
 from layouts import make_esc50, make_tau, make_urbansound8k
-from soundscene.data import split_manifest
-from soundscene.datasets import check_dataset, resolve_dataset, with_groups_from_names, DEFAULT_GROUP_PATTERN
+from soundscene.training.data import split_manifest
+from soundscene.training.datasets import check_dataset, resolve_dataset, with_groups_from_names, DEFAULT_GROUP_PATTERN
 from soundscene.errors import DataError
 
 
@@ -157,7 +157,7 @@ def test_check_names_unreadable_files(tmp_path, esc50, capsys):
 
 
 def test_data_name():
-    from soundscene.datasets import data_name
+    from soundscene.training.datasets import data_name
 
     assert data_name("tau2019:/data/TAU-dev") == "TAU-dev"
     assert data_name("../shared/data/esc10/labels.csv") == "labels"

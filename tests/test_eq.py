@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 from scipy.signal import chirp, sosfreqz, square
 
-from soundscene import eq
+from soundscene.apps import eq
 from soundscene.errors import AudioError, ConfigError
 
 RNG = np.random.default_rng(7)
@@ -337,7 +337,7 @@ def test_eq_live_changes_preset_only_on_scene_changes(tiny_run, tmp_path):
 
     import soundfile as sf
 
-    from soundscene.synth import synthesize_scene
+    from soundscene.training.synth import synthesize_scene
 
     ambient = np.concatenate([synthesize_scene(s, sample_rate=16000, seconds=3.0, seed=1) for s in ("rain", "metro")])
     music = _music_file(tmp_path / "music.wav", seconds=10.0, channels=1, rate=22050, subtype="FLOAT")
@@ -354,9 +354,9 @@ def test_eq_live_changes_preset_only_on_scene_changes(tiny_run, tmp_path):
 
 
 def test_eq_live_can_hand_blocks_to_a_player_instead_of_a_file(tiny_run, tmp_path):
-    from soundscene.eq import equalize_live
-    from soundscene.inference import SceneClassifier
-    from soundscene.synth import synthesize_scene
+    from soundscene.apps.eq import equalize_live
+    from soundscene.core.inference import SceneClassifier
+    from soundscene.training.synth import synthesize_scene
 
     stream = SceneClassifier.from_file(tiny_run.model_path).stream(input_rate=8000)
     ambient = synthesize_scene("park", sample_rate=8000, seconds=3.0, seed=1)

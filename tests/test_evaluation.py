@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from soundscene.data import load_manifest
+from soundscene.training.data import load_manifest
 from soundscene.errors import DataError, ModelFileError
-from soundscene.evaluation import compute_metrics, evaluate
+from soundscene.training.evaluation import compute_metrics, evaluate
 
 
 def test_metrics_of_known_predictions():
@@ -46,7 +46,7 @@ def test_scoring_training_clips_needs_a_flag_and_the_report_says_so(tiny_run, ti
     assert m["n_clips"] == len(load_manifest(tiny_dataset)) and m["training_clips_scored"] > 0
     assert "these figures are inflated" in (tmp_path / "ev" / "report.md").read_text()
     train_only = [i for i in load_manifest(tiny_dataset).items if i.fold in (1, 2)]
-    from soundscene.data import Manifest
+    from soundscene.training.data import Manifest
 
     with pytest.raises(DataError, match="--include-training"):
         evaluate(tiny_run.run_dir, Manifest(train_only, load_manifest(tiny_dataset).classes, "x"),
@@ -54,7 +54,7 @@ def test_scoring_training_clips_needs_a_flag_and_the_report_says_so(tiny_run, ti
 
 
 def test_skip_bad_skips_and_lists_a_row_whose_file_is_missing(tiny_run, tiny_dataset, tmp_path):
-    from soundscene.datasets import resolve_dataset
+    from soundscene.training.datasets import resolve_dataset
 
     lines = tiny_dataset.read_text().splitlines()
     lines.insert(1, "rain/does_not_exist.wav,rain,5,ghost")
@@ -66,7 +66,7 @@ def test_skip_bad_skips_and_lists_a_row_whose_file_is_missing(tiny_run, tiny_dat
 
 
 def test_the_official_evaluation_list_can_be_selected(tiny_run, tmp_path):
-    from soundscene.data import Item, Manifest
+    from soundscene.training.data import Item, Manifest
 
     manifest = load_manifest(_tiny_labels(tiny_run))
     tau_like = Manifest([Item(i.path, i.label, None, i.group, i.where, subset="test" if i.fold == 5 else "train")
@@ -78,15 +78,15 @@ def test_the_official_evaluation_list_can_be_selected(tiny_run, tmp_path):
 
 
 def _tiny_labels(run):
-    from soundscene.data import read_split
+    from soundscene.training.data import read_split
 
     return read_split(run.run_dir / "split.csv")["test"][0].path.parent.parent / "labels.csv"
 
 
 def test_a_model_giving_non_finite_probabilities_is_refused_before_scoring(tiny_run, tiny_dataset, tmp_path):
-    from soundscene.evaluation import score_and_report
-    from soundscene.modelfile import load_model_file
-    from soundscene.cache import feature_sets
+    from soundscene.training.evaluation import score_and_report
+    from soundscene.core.modelfile import load_model_file
+    from soundscene.training.cache import feature_sets
 
     bundle = load_model_file(tiny_run.model_path)
     sets, _ = feature_sets({"x": load_manifest(tiny_dataset).items[:4]}, bundle.config, bundle.classes,
@@ -102,9 +102,9 @@ def test_the_advice_for_an_over_long_file_can_be_followed(tiny_run, tiny_dataset
     import numpy as np
     import soundfile as sf
 
-    from soundscene.data import Item, Manifest
+    from soundscene.training.data import Item, Manifest
     from soundscene.errors import AudioError
-    from soundscene.modelfile import load_model_file, save_model_file
+    from soundscene.core.modelfile import load_model_file, save_model_file
 
     long = tmp_path / "long.wav"
     sf.write(str(long), np.sin(np.arange(8000 * 40) * 0.05).astype(np.float32) * 0.3, 8000)

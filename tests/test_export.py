@@ -13,10 +13,10 @@ import onnx  # the export extra, installed by scripts/setup.sh test: a missing o
 
 from soundscene.config import Config
 from soundscene.errors import ModelFileError, SoundsceneError
-from soundscene.export import (INPUT_NAME, OUTPUT_NAME, default_quantized_path, export_onnx, onnx_probabilities,
+from soundscene.apps.export import (INPUT_NAME, OUTPUT_NAME, default_quantized_path, export_onnx, onnx_probabilities,
                                read_onnx_metadata)
-from soundscene.modelfile import save_model_file
-from soundscene.models import build_model
+from soundscene.core.modelfile import save_model_file
+from soundscene.core.models import build_model
 
 SR = 8000
 CLASSES = ["street_traffic", "park", "metro", "rain"]
@@ -75,7 +75,7 @@ def _clips(lengths=LENGTHS, seed=0) -> list[np.ndarray]:
 
 def _inference_probabilities(model_path: Path, clips) -> np.ndarray:
     """What soundscene's own inference gives, one clip at a time (the path the export must match)."""
-    from soundscene.inference import SceneClassifier
+    from soundscene.core.inference import SceneClassifier
 
     clf = SceneClassifier.from_file(model_path)
     return np.stack([clf.predict_waveforms([c[None]])[0] for c in clips])
@@ -172,7 +172,7 @@ def test_multichannel_model_is_refused_in_one_line(tmp_path):
 
 
 def test_a_mismatch_is_refused_and_nothing_written(tmp_path, monkeypatch):
-    import soundscene.export as export
+    import soundscene.apps.export as export
 
     model = _model_file(tmp_path)
     real = export.torch_probabilities
@@ -205,7 +205,7 @@ def test_quantized_export_reports_agreement_and_accuracy(tmp_path):
 
 def test_real_tut_clips(tmp_path, tau_scene_clips):
     files = sorted(tau_scene_clips.rglob("*.wav"))
-    from soundscene.audio import load_audio
+    from soundscene.core.audio import load_audio
 
     clips = [load_audio(f, sample_rate=SR, channels=1)[0] for f in files]
     model = _model_file(tmp_path, kind="mfcc")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from soundscene.config import FeatureConfig
-from soundscene.features import FrontEnd, cut_patches, deltas, n_patches, power_to_db, stft_power
+from soundscene.core.features import FrontEnd, cut_patches, deltas, n_patches, power_to_db, stft_power
 
 TOL_DB = 1e-3
 

@@ -3,8 +3,8 @@ import pytest
 import soundfile as sf
 
 from soundscene.errors import AudioError
-from soundscene.inference import SceneClassifier, expand_inputs
-from soundscene.synth import synthesize_scene
+from soundscene.core.inference import SceneClassifier, expand_inputs
+from soundscene.training.synth import synthesize_scene
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_windows_hop_by_half_a_clip_and_the_end_is_always_seen(classifier):
 
 
 def test_long_files_are_read_in_blocks_at_any_rate(classifier, tmp_path, monkeypatch):
-    import soundscene.inference as inference
+    import soundscene.core.inference as inference
 
     monkeypatch.setattr(inference, "BLOCK_SECONDS", 0.37)  # many blocks, none aligned with a window
     wave = synthesize_scene("street_traffic", sample_rate=44100, seconds=5.0, seed=4)
@@ -158,7 +158,7 @@ def test_trained_model_recognises_fresh_clips(classifier):
 
 
 def test_waveform_layout_and_empty_input_are_refused(tiny_run):
-    from soundscene.inference import SceneClassifier
+    from soundscene.core.inference import SceneClassifier
 
     clf = SceneClassifier.from_file(tiny_run.model_path)
     frames_channels = np.zeros((8000, 2), dtype=np.float32)

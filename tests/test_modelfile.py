@@ -7,8 +7,8 @@ from safetensors.torch import save_file
 
 from soundscene.config import Config
 from soundscene.errors import ModelFileError
-from soundscene.modelfile import load_model_file, read_model_metadata, save_model_file
-from soundscene.models import build_model
+from soundscene.core.modelfile import load_model_file, read_model_metadata, save_model_file
+from soundscene.core.models import build_model
 
 
 def _net(config, n_classes=3):
@@ -100,7 +100,7 @@ def test_a_model_file_written_by_release_1_still_loads_and_predicts():
     """tests/fixtures/model_format1.safetensors was written by the code before configuration format 2."""
     import numpy as np
 
-    from soundscene.inference import SceneClassifier
+    from soundscene.core.inference import SceneClassifier
 
     fixtures = Path(__file__).parent / "fixtures"
     assert read_model_metadata(fixtures / "model_format1.safetensors")["format"] == "1"
@@ -115,7 +115,7 @@ def test_a_model_file_written_by_release_1_still_loads_and_predicts():
 
 
 def test_a_run_folder_names_its_model_file(tmp_path, tiny_config):
-    from soundscene.runs import model_path
+    from soundscene.core.modelfile import model_path
 
     save_model_file(tmp_path / "model.safetensors", _net(tiny_config), tiny_config, ["a", "b", "c"])
     assert load_model_file(tmp_path).classes == ["a", "b", "c"]

@@ -3,7 +3,7 @@ import torch
 
 from soundscene.config import Config
 from soundscene.errors import ConfigError
-from soundscene.models import PaperCNN, aggregate_patches, available_models, build_model, register_model
+from soundscene.core.models import PaperCNN, aggregate_patches, available_models, build_model, register_model
 
 
 def _config(**model):
@@ -125,7 +125,7 @@ def test_new_networks_validate_their_parameters(name, key, value, match):
 
 
 def test_new_networks_parameters_take_effect():
-    from soundscene.models import MobileNet, ResidualBlock, RFResNet
+    from soundscene.core.models import MobileNet, ResidualBlock, RFResNet
 
     net = build_model(_config(name="rf_resnet", **{"params.width": 8, "params.rho": 3}), n_classes=3).backbone
     assert isinstance(net, RFResNet)
@@ -141,7 +141,7 @@ def test_new_networks_parameters_take_effect():
 
 
 def test_rf_resnet_receptive_field_follows_rho():
-    from soundscene.models import RFResNet
+    from soundscene.core.models import RFResNet
 
     table = [10, 14, 18, 22, 26, 34, 42, 50, 58, 74, 90, 106, 122]  # as documented in RFResNet
     for rho, rows in enumerate(table):
@@ -153,7 +153,7 @@ def test_rf_resnet_receptive_field_follows_rho():
 
 @pytest.mark.parametrize("rho, limited_kernel", [(0, "1x1"), (4, "1x1"), (6, "1x1"), (2, "1x3")])
 def test_rf_resnet_receptive_field_is_the_gradient_support(rho, limited_kernel):
-    from soundscene.models import RFResNet
+    from soundscene.core.models import RFResNet
 
     torch.manual_seed(0)
     net = RFResNet(in_channels=1, n_classes=2, width=8, rho=rho, limited_kernel=limited_kernel).eval()

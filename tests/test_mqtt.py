@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from soundscene.errors import SoundsceneError, SoundsceneWarning
-from soundscene.mqtt import SensorPublisher, check_sensor_id, dumps, parse_broker, scene_payload, topics
+from soundscene.apps.mqtt import SensorPublisher, check_sensor_id, dumps, parse_broker, scene_payload, topics
 
 try:
     import paho.mqtt.client as mqtt
@@ -291,7 +291,7 @@ def test_missing_paho_is_a_clear_error(monkeypatch):
         SensorPublisher("127.0.0.1", 1883, "s1", **FAST)
     assert "\n" not in str(info.value)
     # and the module itself imports without paho
-    code = "import sys; sys.modules['paho'] = None; import soundscene.mqtt; print('ok')"
+    code = "import sys; sys.modules['paho'] = None; import soundscene.apps.mqtt; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          env={**os.environ, "PYTHONPATH": str(SRC)})
     assert out.stdout.strip() == "ok", out.stderr
@@ -361,7 +361,7 @@ def test_last_will_when_the_sensor_is_killed(broker, subscribers):
     sub = subscribers(broker.port, "doomed")
     code = textwrap.dedent(f"""
         import sys, time
-        from soundscene.mqtt import SensorPublisher
+        from soundscene.apps.mqtt import SensorPublisher
         pub = SensorPublisher("127.0.0.1", {broker.port}, "doomed", keepalive=1, window_seconds=1, hop_seconds=1)
         assert pub.wait_connected(10), pub.last_error
         pub.publish({{"time": 1.0, "label": "metro", "confidence": 0.9, "probabilities": {{"metro": 0.9}}}})
@@ -515,7 +515,7 @@ def test_listen_command_publishes_decisions_to_the_broker(broker, subscribers, t
     """soundscene listen MODEL --stdin --mqtt HOST:PORT --sensor-id ID, end to end through a real broker."""
     import numpy as np
 
-    from soundscene.synth import synthesize_scene
+    from soundscene.training.synth import synthesize_scene
 
     sub = subscribers(broker.port, "cli-1")
     wave = synthesize_scene("rain", sample_rate=16000, seconds=3.1, seed=2)

@@ -3,8 +3,8 @@
 import pytest
 
 from conftest import SHARED
-from soundscene.audio import load_audio
-from soundscene.data import load_manifest, split_manifest
+from soundscene.core.audio import load_audio
+from soundscene.training.data import load_manifest, split_manifest
 
 ESC10 = SHARED / "esc10" / "labels.csv"
 TUT = SHARED / "tut2018-samples" / "labels.csv"
@@ -28,7 +28,7 @@ def test_esc10_manifest_folds_groups_and_ogg_with_spaces():
 
 @pytest.mark.skipif(not TUT.is_file(), reason="../shared/data/tut2018-samples is absent")
 def test_tut_clips_decode_as_48k_24bit_stereo():
-    from soundscene.audio import audio_info
+    from soundscene.core.audio import audio_info
 
     m = load_manifest(TUT)
     assert len(m.classes) == 10

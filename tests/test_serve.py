@@ -24,8 +24,8 @@ with warnings.catch_warnings():  # starlette >= 1.x asks for httpx2; httpx still
     from fastapi.testclient import TestClient
 
 from soundscene.errors import ConfigError, SoundsceneError
-from soundscene.inference import SceneClassifier
-from soundscene.serve import create_app, display_name, run_server
+from soundscene.core.inference import SceneClassifier
+from soundscene.apps.serve import create_app, display_name, run_server
 
 CLASSES = ["metro", "park", "rain", "street_traffic"]
 TINY = {"audio": {"sample_rate": 8000, "clip_seconds": 1.5, "min_seconds": 0.2},
@@ -48,7 +48,7 @@ def _tiny_config():
 
 
 def _tiny_net(cfg):
-    from soundscene.models import build_model
+    from soundscene.core.models import build_model
 
     try:
         return build_model(cfg, n_classes=len(CLASSES)).eval()
@@ -60,7 +60,7 @@ def _tiny_net(cfg):
 def model_file(tmp_path_factory) -> Path:
     import torch
 
-    from soundscene.modelfile import save_model_file
+    from soundscene.core.modelfile import save_model_file
 
     torch.manual_seed(0)
     cfg = _tiny_config()

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from soundscene.errors import SoundsceneError
-from soundscene.inference import SceneClassifier
-from soundscene.stream import listen, microphone_blocks, pcm_blocks
-from soundscene.synth import synthesize_scene
+from soundscene.core.inference import SceneClassifier
+from soundscene.apps.listen import listen, microphone_blocks, pcm_blocks
+from soundscene.training.synth import synthesize_scene
 
 
 @pytest.mark.parametrize("fmt, dtype, scale", [("s16le", "<i2", 32767), ("s32le", "<i4", 2**31 - 1),

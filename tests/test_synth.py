@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from soundscene.errors import ConfigError
-from soundscene.synth import SCENE_CLASSES, synthesize_scene, write_synthetic_dataset
+from soundscene.training.synth import SCENE_CLASSES, synthesize_scene, write_synthetic_dataset
 
 
 def test_at_least_six_classes_all_generate_finite_audio():

@@ -4,9 +4,9 @@ import pytest
 
 from soundscene.config import Config
 from soundscene.errors import DataError, SoundsceneError
-from soundscene.training import train
+from soundscene.training.loop import train
 from conftest import TINY, two_class_folder
-from soundscene.data import load_manifest
+from soundscene.training.data import load_manifest
 from soundscene.errors import AudioError
 
 
@@ -39,7 +39,7 @@ def test_existing_run_folder_is_not_overwritten(tiny_run, tiny_dataset):
 def test_crash_loses_at_most_one_epoch_and_resume_continues(tmp_path, tiny_dataset, monkeypatch):
     import lightning as L
 
-    import soundscene.training as training
+    import soundscene.training.loop as training
 
     class Crash(L.Callback):
         def on_train_epoch_end(self, trainer, pl_module):
@@ -104,7 +104,7 @@ def test_resume_refuses_damaged_or_mismatched_checkpoints(tmp_path, tiny_dataset
 
 
 def test_a_run_that_failed_before_its_first_epoch_can_be_started_again(tmp_path):
-    from soundscene.training import train
+    from soundscene.training.loop import train
 
     root = two_class_folder(tmp_path / "d", per_class=6)
     bad = root / "park" / "9.wav"
@@ -118,13 +118,13 @@ def test_a_run_that_failed_before_its_first_epoch_can_be_started_again(tmp_path)
 
 
 def test_skip_bad_also_covers_the_clip_length_from_the_data(tmp_path):
-    from soundscene.training import prepare_run
+    from soundscene.training.loop import prepare_run
 
     root = two_class_folder(tmp_path / "d", per_class=6)
     (root / "park" / "9.wav").write_bytes(b"not audio")
     cfg = Config.from_dict({"audio": {"sample_rate": 8000, "min_seconds": 0.2},
                             "features": {"patch_frames": 32, "patch_hop_frames": 16}})
-    from soundscene.data import median_duration
+    from soundscene.training.data import median_duration
 
     with pytest.raises(AudioError):
         median_duration(load_manifest(root).items)
@@ -135,7 +135,7 @@ def test_skip_bad_also_covers_the_clip_length_from_the_data(tmp_path):
 def test_the_loss_takes_soft_targets():
     import torch
 
-    from soundscene.training import soft_cross_entropy
+    from soundscene.training.loop import soft_cross_entropy
 
     logits = torch.randn(5, 3)
     labels = torch.tensor([0, 2, 1, 1, 0])
@@ -148,7 +148,7 @@ def test_the_loss_takes_soft_targets():
 
 
 def test_learning_rate_warms_up_then_follows_its_schedule():
-    from soundscene.training import lr_factor
+    from soundscene.training.loop import lr_factor
 
     kw = dict(total_steps=100, warmup_steps=10, steps_per_epoch=10)
     assert [round(lr_factor(s, schedule="cosine", **kw), 2) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
@@ -198,7 +198,7 @@ def test_two_process_ddp_on_cpu_trains_and_writes_one_model(tmp_path, tiny_datas
 def test_the_moving_average_warms_up_so_initial_weights_do_not_linger():
     import torch
 
-    from soundscene.training import _ema_step
+    from soundscene.training.loop import _ema_step
 
     avg, current = torch.zeros(3), torch.ones(3)
     first = _ema_step(avg, current, torch.tensor(0), decay=0.999)  # decay min(0.999, 1/10): 90 % new

@@ -32,9 +32,6 @@ from pathlib import Path
 
 from ._version import __version__
 from .errors import SoundsceneError
-from .datasets import data_name, resolve_dataset
-from .runs import RunFolder
-from .synth import DEFAULT_DIFFICULTY
 
 DEMO_CLASSES_SECONDS = 5.0
 DATA_HELP = ("a data set: NAME:PATH with NAME one of tau2019, tau2020, urbansound8k, esc50, esc10, folder, csv; "
@@ -82,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, help="run folder (default: runs/demo-<time>)")
     demo.add_argument("--clips-per-class", type=int, default=30)
     demo.add_argument("--epochs", type=int, default=15)
-    demo.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY, help="0 (easy) .. 1 (hard)")
+    demo.add_argument("--difficulty", type=float, help="0 (easy) .. 1 (hard); default: the synthetic set's (0.8)")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(handler=_cmd_demo)
@@ -204,7 +201,7 @@ def _parser() -> argparse.ArgumentParser:
     sy.add_argument("--clips-per-class", type=int, default=30)
     sy.add_argument("--seconds", type=float, default=DEMO_CLASSES_SECONDS)
     sy.add_argument("--sample-rate", type=int, default=22050)
-    sy.add_argument("--difficulty", type=float, default=DEFAULT_DIFFICULTY)
+    sy.add_argument("--difficulty", type=float, help="0 (easy) .. 1 (hard); default: the synthetic set's (0.8)")
     sy.add_argument("--seed", type=int, default=0)
     sy.set_defaults(handler=_cmd_synth)
 
@@ -269,7 +266,7 @@ def _preset(name):
 
 
 def _cmd_profile(args) -> int:
-    from .complexity import format_profile, profile_model_file, profile_network
+    from .training.complexity import format_profile, profile_model_file, profile_network
 
     if (args.model is None) == (args.preset is None):
         raise SoundsceneError("give a model file or run folder, or --preset NAME")
@@ -314,7 +311,7 @@ def _config_from_args(args):
         if value is not None:
             overrides[key] = value
     config = config.with_overrides(overrides) if overrides else config.validate()
-    from .models import check_model_config
+    from .core.models import check_model_config
 
     check_model_config(config)
     return config
@@ -337,6 +334,8 @@ def _fresh_run_dir(stem: str) -> Path:
 
 
 def _print_result(result) -> None:
+    from .training.runs import RunFolder
+
     m = result.test_metrics
     print(f"\nrun folder: {result.run_dir}")
     rule = {"best_val": "best validation epoch", "ema": "averaged weights", "last": "last epoch"}.get(
@@ -356,20 +355,21 @@ def _print_result(result) -> None:
 
 def _cmd_demo(args) -> int:
     from .config import Config
-    from .synth import SCENE_CLASSES, write_synthetic_dataset
-    from .training import train
+    from .training.synth import DEFAULT_DIFFICULTY, SCENE_CLASSES, write_synthetic_dataset
+    from .training.loop import train
 
     if args.clips_per_class < 3:
         raise SoundsceneError("--clips-per-class must be at least 3 (training, validation and test need clips)")
     started = time.perf_counter()
+    difficulty = DEFAULT_DIFFICULTY if args.difficulty is None else args.difficulty
     run_dir = args.out or _fresh_run_dir("demo")
     config = Config().with_overrides({"audio.clip_seconds": DEMO_CLASSES_SECONDS, "train.epochs": args.epochs,
                                       "train.seed": args.seed})
     print(f"synthesising {args.clips_per_class} clips x {len(SCENE_CLASSES)} scenes "
-          f"({DEMO_CLASSES_SECONDS:g} s, difficulty {args.difficulty}) into {run_dir / 'data'}")
+          f"({DEMO_CLASSES_SECONDS:g} s, difficulty {difficulty}) into {run_dir / 'data'}")
     manifest = write_synthetic_dataset(run_dir / "data", clips_per_class=args.clips_per_class,
                                        seconds=DEMO_CLASSES_SECONDS, sample_rate=config.audio.sample_rate,
-                                       seed=args.seed, difficulty=args.difficulty, progress=not args.no_progress)
+                                       seed=args.seed, difficulty=difficulty, progress=not args.no_progress)
     print(f"training the paper's CNN for {args.epochs} epochs (the last fold held out for the test)")
     result = train(manifest, run_dir=run_dir, config=config, cache_dir=run_dir / "cache",
                    workers=min(2, os.cpu_count() or 1), progress=not args.no_progress)
@@ -379,7 +379,8 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .training import train
+    from .training.datasets import data_name, resolve_dataset
+    from .training.loop import train
 
     if args.resume:
         if args.data:
@@ -405,7 +406,8 @@ def _cache_kwargs(args) -> dict:
 
 
 def _cmd_cv(args) -> int:
-    from .crossval import cross_validate
+    from .training.crossval import cross_validate
+    from .training.datasets import data_name, resolve_dataset
 
     config = _config_from_args(args)
     manifest = resolve_dataset(args.data, group_pattern=args.group_pattern)
@@ -425,7 +427,7 @@ def _cmd_cv(args) -> int:
 
 
 def _cmd_datasets(args) -> int:
-    from .datasets import LAYOUTS, check_dataset, format_check
+    from .training.datasets import LAYOUTS, check_dataset, format_check, resolve_dataset
 
     if not args.data:
         print("known data set layouts (use as NAME:PATH; a plain path is recognised by its files):")
@@ -440,7 +442,8 @@ def _cmd_datasets(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    from .evaluation import evaluate
+    from .training.datasets import resolve_dataset
+    from .training.evaluation import evaluate
 
     manifest = resolve_dataset(args.data, group_pattern=args.group_pattern, check_files=not args.skip_bad)
     m = evaluate(args.model, manifest, out_dir=args.out, fold=args.fold, official_test=args.official_test,
@@ -466,7 +469,7 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .inference import SceneClassifier, expand_inputs
+    from .core.inference import SceneClassifier, expand_inputs
 
     classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop)
     files, problems = expand_inputs(args.inputs)
@@ -474,7 +477,7 @@ def _cmd_predict(args) -> int:
                                             progress=len(files) > 20 and sys.stderr.isatty())
     records = [p.to_record() for p in predictions] + [{"path": path, "error": why} for path, why in problems]
     if args.plot is not None:
-        from .plots import plot_timeline
+        from .core.plots import plot_timeline
 
         for k, p in enumerate(predictions):
             if p.error is None:
@@ -513,8 +516,8 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_listen(args) -> int:
-    from .inference import SceneClassifier
-    from .stream import listen, microphone_blocks, pcm_blocks, print_json_line
+    from .core.inference import SceneClassifier
+    from .apps.listen import listen, microphone_blocks, pcm_blocks, print_json_line
 
     classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop)
     if args.stdin:
@@ -525,7 +528,7 @@ def _cmd_listen(args) -> int:
     callbacks = [] if args.quiet else [print_json_line]
     publisher = None
     if args.mqtt:
-        from .mqtt import SensorPublisher, parse_broker
+        from .apps.mqtt import SensorPublisher, parse_broker
 
         if not args.sensor_id:
             raise SoundsceneError("--mqtt needs --sensor-id ID (the topics are soundscene/<id>/...)")
@@ -549,15 +552,15 @@ def _cmd_listen(args) -> int:
 
 
 def _cmd_serve(args) -> int:
-    from .serve import run_server
+    from .apps.serve import run_server
 
     run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
     return 0
 
 
 def _cmd_export(args) -> int:
-    from .export import export_onnx
-    from .inference import SceneClassifier, expand_inputs
+    from .apps.export import export_onnx
+    from .core.inference import SceneClassifier, expand_inputs
 
     classifier = SceneClassifier.from_file(args.model)
     clips, labels = [], []
@@ -565,7 +568,7 @@ def _cmd_export(args) -> int:
         files, problems = expand_inputs(args.verify)
         for _, why in problems:
             raise SoundsceneError(why)
-        from .audio import load_audio
+        from .core.audio import load_audio
 
         for f in files:
             clips.append(load_audio(f, sample_rate=classifier.sample_rate, channels=1,
@@ -590,13 +593,13 @@ def _cmd_export(args) -> int:
 
 
 def _presets(path):
-    from .eq import DEFAULT_PRESETS, load_presets
+    from .apps.eq import DEFAULT_PRESETS, load_presets
 
     return load_presets(path) if path else DEFAULT_PRESETS
 
 
 def _cmd_eq(args) -> int:
-    from .eq import curve_for_scene, equalize_file, format_presets, plot_curves, schedule_from_prediction
+    from .apps.eq import curve_for_scene, equalize_file, format_presets, plot_curves, schedule_from_prediction
 
     presets = _presets(args.presets)
     if args.list_presets:
@@ -614,7 +617,7 @@ def _cmd_eq(args) -> int:
         if len(args.inputs) != 2 or not args.ambient:
             raise SoundsceneError("usage: soundscene eq MODEL MUSIC --ambient RECORDING -o OUT.wav "
                                   "(or --scene NAME instead of a model and an ambient recording)")
-        from .inference import SceneClassifier
+        from .core.inference import SceneClassifier
 
         model, music = Path(args.inputs[0]), Path(args.inputs[1])
         prediction = SceneClassifier.from_file(model).classify_file(args.ambient)
@@ -636,9 +639,9 @@ def _cmd_eq(args) -> int:
 
 
 def _cmd_eq_live(args) -> int:
-    from .eq import equalize_live
-    from .inference import SceneClassifier
-    from .stream import microphone_blocks, pcm_blocks, speaker
+    from .apps.eq import equalize_live
+    from .core.inference import SceneClassifier
+    from .apps.listen import microphone_blocks, pcm_blocks, speaker
 
     presets = _presets(args.presets)
     play = None if args.out else speaker()
@@ -662,10 +665,11 @@ def _cmd_eq_live(args) -> int:
 
 
 def _cmd_synth(args) -> int:
-    from .synth import write_synthetic_dataset
+    from .training.synth import DEFAULT_DIFFICULTY, write_synthetic_dataset
 
+    difficulty = DEFAULT_DIFFICULTY if args.difficulty is None else args.difficulty
     manifest = write_synthetic_dataset(args.out, clips_per_class=args.clips_per_class, seconds=args.seconds,
-                                       sample_rate=args.sample_rate, seed=args.seed, difficulty=args.difficulty)
+                                       sample_rate=args.sample_rate, seed=args.seed, difficulty=difficulty)
     print(f"wrote {manifest}")
     return 0
 

@@ -30,9 +30,9 @@ from typing import Callable
 
 import numpy as np
 
-from .config import AudioConfig
+from ..config import AudioConfig
 from .data import Item, Manifest, load_manifest, parse_fold, read_table
-from .errors import DataError
+from ..errors import DataError
 
 LAYOUTS: dict[str, str] = {
     "tau2019": "TAU Urban Acoustic Scenes 2019 development (DCASE 2019 task 1A), official fold-1 split",
@@ -224,8 +224,8 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
 
     from tqdm.auto import tqdm
 
-    from .audio import LOW_LEVEL_DBFS, audio_info, level_dbfs, load_audio
-    from .errors import AudioError
+    from ..core.audio import LOW_LEVEL_DBFS, audio_info, level_dbfs, load_audio
+    from ..errors import AudioError
 
     audio = audio or AudioConfig()
     durations, rates, channels, subtypes, unreadable, quiet = [], Counter(), Counter(), Counter(), [], []

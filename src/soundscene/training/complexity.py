@@ -32,10 +32,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .config import Config
-from .features import FrontEnd
-from .modelfile import load_model_file
-from .models import build_model, predict_clips
+from ..config import Config
+from ..core.features import FrontEnd
+from ..core.modelfile import load_model_file
+from ..core.models import build_model, predict_clips
 
 DCASE_PARAMS_LIMIT = 128_000
 DCASE_MACS_LIMIT = 30_000_000

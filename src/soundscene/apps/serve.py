@@ -63,8 +63,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from ._version import __version__
-from .errors import AudioError, SoundsceneError, warn
+from .._version import __version__
+from ..errors import AudioError, SoundsceneError, warn
 
 try:
     import anyio
@@ -495,7 +495,7 @@ def _decoder_reads(path: str) -> bool:
 
 
 def _web_file(name: str) -> bytes:
-    return (resources.files("soundscene") / "web" / name).read_bytes()
+    return (resources.files("soundscene.apps") / "web" / name).read_bytes()
 
 
 def _page_headers() -> dict[str, str]:
@@ -540,7 +540,7 @@ def run_server(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8
     """
     import uvicorn
 
-    from .inference import SceneClassifier
+    from ..core.inference import SceneClassifier
 
     if not (max_upload_mb > 0):
         raise SoundsceneError(f"--max-upload-mb must be positive, got {max_upload_mb}")

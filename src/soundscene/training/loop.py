@@ -31,19 +31,19 @@ import torch
 from lightning.pytorch.callbacks import Checkpoint
 from torch.nn import functional as F
 
-from ._io import atomic_write_json, atomic_write_text
+from .._io import atomic_write_json, atomic_write_text
 from .cache import feature_sets
-from .config import Config
+from ..config import Config
 from .data import (FeatureSet, Manifest, PatchDataset, collate_batch, median_duration, split_manifest,
                    warn_if_no_groups, with_digests)
 from .datasets import resolve_dataset
-from .errors import DataError, SoundsceneError
+from ..errors import DataError, SoundsceneError
 from .evaluation import score_and_report
-from .modelfile import load_model_file, save_model_file
-from .models import SceneNet, build_model, check_model_config, predict_clips
-from .plots import plot_training_curves
+from ..core.modelfile import load_model_file, save_model_file
+from ..core.models import SceneNet, build_model, check_model_config, predict_clips
+from ..core.plots import plot_training_curves
 from .runs import RunFolder
-from .runtime import tune_malloc
+from ..runtime import tune_malloc
 
 
 @dataclass

@@ -30,8 +30,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .config import AudioConfig
-from .errors import AudioError
+from ..config import AudioConfig
+from ..errors import AudioError
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".au", ".w64", ".caf")
 MIN_SAMPLE_RATE = 1000

@@ -25,7 +25,7 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
-from .errors import ConfigError
+from ..errors import ConfigError
 
 DEFAULT_DIFFICULTY = 0.8  # the demo's setting: a CNN reaches about 85 %, not 100 %
 SCENE_CLASSES = ("street_traffic", "park", "cafe", "metro", "rain", "quiet_room", "seaside", "office")

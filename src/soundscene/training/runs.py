@@ -21,10 +21,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._io import atomic_write_json
-from .config import Config
+from .._io import atomic_write_json
+from ..config import Config
 from .data import Item, read_split, write_split
-from .errors import ModelFileError, SoundsceneError
+from ..core.modelfile import MODEL_FILE_NAME, RUN_MARKER
+from ..errors import SoundsceneError
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,10 @@ class RunFolder:
     def __post_init__(self):
         object.__setattr__(self, "root", Path(self.root))
 
-    config = property(lambda self: self.root / "config.json")
+    config = property(lambda self: self.root / RUN_MARKER)
     classes = property(lambda self: self.root / "classes.json")
     split = property(lambda self: self.root / "split.csv")
-    model = property(lambda self: self.root / "model.safetensors")
+    model = property(lambda self: self.root / MODEL_FILE_NAME)
     checkpoints = property(lambda self: self.root / "checkpoints")
     last_checkpoint = property(lambda self: self.root / "checkpoints" / "last.ckpt")
     history = property(lambda self: self.root / "history.json")
@@ -73,25 +74,6 @@ class RunFolder:
         except (OSError, ValueError):
             raise SoundsceneError(f"{self.classes}: missing or damaged; the run folder is incomplete") from None
         return config, read_split(self.split), classes
-
-
-def model_path(path: str | Path) -> Path:
-    """The model file a path names: the file itself, or a run folder's ``model.safetensors``.
-
-    Raises ModelFileError (one line) when there is none.
-    """
-    path = Path(path)
-    if path.is_dir():
-        run = RunFolder(path)
-        if run.model.is_file():
-            return run.model
-        if run.is_run():
-            raise ModelFileError(f"{path}: the run has not written a model yet (no finished epoch); "
-                                 f"continue it with soundscene train --resume {path}")
-        raise ModelFileError(f"{path}: is a folder but neither a run folder nor holds model.safetensors")
-    if not path.exists():
-        raise ModelFileError(f"{path}: model file does not exist")
-    return path
 
 
 def run_of_model(path: Path) -> RunFolder | None:

@@ -23,8 +23,8 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from .errors import AudioError, SoundsceneError
-from .inference import SceneClassifier, StreamClassifier
+from ..errors import AudioError, SoundsceneError
+from ..core.inference import SceneClassifier, StreamClassifier
 
 SAMPLE_FORMATS = {"s16le": ("<i2", 2, 32768.0), "s24le": (None, 3, 8388608.0), "s32le": ("<i4", 4, 2147483648.0),
                   "f32le": ("<f4", 4, 1.0)}

@@ -48,10 +48,10 @@ import soundfile as sf
 import soxr
 import torch
 
-from ._version import __version__
+from .._version import __version__
 from .audio import (AUDIO_EXTENSIONS, LOW_LEVEL_DBFS, audio_info, check_length, check_samples, fix_length,
                     level_dbfs, quiet_decoder)
-from .errors import AudioError, ModelFileError, SoundsceneError
+from ..errors import AudioError, ModelFileError, SoundsceneError
 from .features import FrontEnd
 from .modelfile import load_model_file
 from .models import predict_clips

@@ -26,7 +26,7 @@ import math
 
 import torch
 
-from .config import FEATURE_KINDS, AugmentConfig, Config
+from ..config import FEATURE_KINDS, AugmentConfig, Config
 
 AXES = {-1: "time", -2: "frequency"}
 

@@ -12,8 +12,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ._io import atomic_write_json, atomic_write_text
-from .plots import plot_confusion_matrix
+from .._io import atomic_write_json, atomic_write_text
+from ..core.plots import plot_confusion_matrix
 
 
 def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequence[str],
@@ -118,8 +118,8 @@ def score_and_report(net, config, classes: Sequence[str], feature_set, out_dir: 
 
     Returns the metrics dict as written to ``out_dir/metrics.json``.
     """
-    from .errors import ModelFileError
-    from .models import predict_clips
+    from ..errors import ModelFileError
+    from ..core.models import predict_clips
 
     probs = predict_clips(net, feature_set.features, features_config=config.features,
                           aggregate=config.model.aggregate).numpy()
@@ -186,8 +186,8 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
     from .cache import feature_sets
     from .data import Manifest, with_digests
     from .datasets import data_name, resolve_dataset
-    from .errors import DataError
-    from .modelfile import load_model_file
+    from ..errors import DataError
+    from ..core.modelfile import load_model_file
     from .runs import run_of_model
 
     bundle = load_model_file(model)

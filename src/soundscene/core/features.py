@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import Config, FeatureConfig
+from ..config import Config, FeatureConfig
 
 AMIN = 1e-10  # smallest power before the logarithm, as librosa.power_to_db
 

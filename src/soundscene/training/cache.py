@@ -39,13 +39,13 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ._io import atomic_write_json
-from .audio import load_clip
-from .config import Config
-from ._version import __version__
+from .._io import atomic_write_json
+from ..core.audio import load_clip
+from ..config import Config
+from .._version import __version__
 from .data import FeatureSet, Item, describe_bad_clip, featurize
-from .errors import AudioError, DataError, warn
-from .features import FrontEnd
+from ..errors import AudioError, DataError, warn
+from ..core.features import FrontEnd
 
 CACHE_FORMAT = 2
 CHUNK_CLIPS = 8

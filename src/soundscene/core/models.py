@@ -28,8 +28,8 @@ from typing import Any, Callable, Mapping
 import torch
 from torch import nn
 
-from .config import Config, FeatureConfig
-from .errors import ConfigError
+from ..config import Config, FeatureConfig
+from ..errors import ConfigError
 from .features import cut_patches
 
 

@@ -43,8 +43,8 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from ._version import __version__
-from .errors import SoundsceneError, warn
+from .._version import __version__
+from ..errors import SoundsceneError, warn
 
 DEFAULT_PORT = 1883
 TOPIC_ROOT = "soundscene"

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._io import atomic_write
+from .._io import atomic_write
 
 
 def _figure(**kwargs):

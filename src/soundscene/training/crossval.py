@@ -22,14 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_write_json, atomic_write_text
-from .config import Config
+from .._io import atomic_write_json, atomic_write_text
+from ..config import Config
 from .data import Manifest, median_duration, warn_if_no_groups
 from .datasets import resolve_dataset
-from .errors import DataError, SoundsceneError
-from .plots import plot_confusion_matrix
+from ..errors import DataError, SoundsceneError
+from ..core.plots import plot_confusion_matrix
 from .runs import RunFolder
-from .training import train
+from .loop import train
 
 PLAN_FILE = "cv.json"
 

@@ -22,14 +22,15 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
-from ._io import atomic_write
-from ._version import __version__
-from .config import Config
-from .errors import ConfigError, ModelFileError
+from .._io import atomic_write
+from .._version import __version__
+from ..config import Config
+from ..errors import ConfigError, ModelFileError
 from .models import SceneNet, build_model
-from .runs import model_path
 
 FILE_KIND = "soundscene-model"
+MODEL_FILE_NAME = "model.safetensors"  # the name a run folder gives its model file
+RUN_MARKER = "config.json"  # a folder holding this is a run (see soundscene.training.runs)
 FILE_FORMAT = "2"
 READABLE_FORMATS = ("1", "2")
 
@@ -134,3 +135,21 @@ def load_model_file(path: str | Path, *, device: str | torch.device = "cpu") -> 
                              f"({detail}); the file is damaged or was edited") from None
     net.eval().to(device)
     return ModelBundle(net, config, list(classes), dict(metadata), path)
+
+
+def model_path(path: str | Path) -> Path:
+    """The model file a path names: the file itself, or a run folder's ``model.safetensors``.
+
+    Raises ModelFileError (one line) when there is none.
+    """
+    path = Path(path)
+    if path.is_dir():
+        if (path / MODEL_FILE_NAME).is_file():
+            return path / MODEL_FILE_NAME
+        if (path / RUN_MARKER).is_file():
+            raise ModelFileError(f"{path}: the run has not written a model yet (no finished epoch); "
+                                 f"continue it with soundscene train --resume {path}")
+        raise ModelFileError(f"{path}: is a folder but neither a run folder nor holds {MODEL_FILE_NAME}")
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file does not exist")
+    return path

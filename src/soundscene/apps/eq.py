@@ -42,8 +42,8 @@ from types import MappingProxyType
 import numpy as np
 from scipy.signal import sosfilt, sosfreqz
 
-from ._io import atomic_write, atomic_write_text
-from .errors import AudioError, ConfigError
+from .._io import atomic_write, atomic_write_text
+from ..errors import AudioError, ConfigError
 
 BAND_CENTRES = tuple(1000.0 * 2.0 ** k for k in range(-5, 5))  # 31.25 .. 16000 Hz
 BAND_LABELS = ("31.25", "62.5", "125", "250", "500", "1k", "2k", "4k", "8k", "16k")

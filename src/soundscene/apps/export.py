@@ -53,13 +53,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._io import atomic_write
-from ._version import __version__
-from .config import Config
-from .errors import ModelFileError, SoundsceneError
-from .features import AMIN, FrontEnd, cut_patches
-from .modelfile import load_model_file
-from .models import aggregate_patches
+from .._io import atomic_write
+from .._version import __version__
+from ..config import Config
+from ..errors import ModelFileError, SoundsceneError
+from ..core.features import AMIN, FrontEnd, cut_patches
+from ..core.modelfile import load_model_file
+from ..core.models import aggregate_patches
 
 DEFAULT_OPSET = 17
 OPSETS = (17, 18, 19, 20)  # 17: the first with STFT; 20: the newest torch's TorchScript exporter writes

@@ -21,10 +21,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .audio import AUDIO_EXTENSIONS, audio_info, load_clip
-from .config import Config
-from .errors import AudioError, DataError, warn
-from .features import FrontEnd, patch_view
+from ..core.audio import AUDIO_EXTENSIONS, audio_info, load_clip
+from ..config import Config
+from ..errors import AudioError, DataError, warn
+from ..core.features import FrontEnd, patch_view
 
 SPLITS = ("train", "val", "test")
 # Columns read as the group (recording session, location, source) when no "group" column exists.
@@ -304,7 +304,7 @@ def _check_no_group_crosses(splits: dict[str, list[Item]]) -> None:
 
 def write_split(splits: dict[str, list[Item]], path: Path) -> None:
     """Record a split as CSV (path,label,fold,group,split,name,device,digest) so a run can be resumed or audited."""
-    from ._io import atomic_write_text
+    from .._io import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.writer(buf)

@@ -1,0 +1,1 @@
+"""Training: data sets, feature cache, augmentation, the training loop, evaluation, cross-validation."""
