@@ -127,7 +127,7 @@ def onnx_vs_torch(model: Path, folder: Path, repeats: int) -> dict:
     x = clip[None]
 
     def run_torch():
-        clf.predict_waveforms([clip])
+        clf.classify_clips([clip])
 
     def run_ort():
         session.run(["probabilities"], {"waveform": x})
@@ -140,7 +140,7 @@ def onnx_vs_torch(model: Path, folder: Path, repeats: int) -> dict:
             t = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - t)
-    diff = float(np.abs(session.run(["probabilities"], {"waveform": x})[0][0] - clf.predict_waveforms([clip])[0]).max())
+    diff = float(np.abs(session.run(["probabilities"], {"waveform": x})[0][0] - clf.classify_clips([clip])[0]).max())
     return {**{k: 1000 * statistics.median(v) for k, v in times.items()}, "max_abs_diff": diff}
 
 

@@ -111,7 +111,7 @@ def main(argv=None) -> None:
 
         feats = _times({"torch": torch_features, "ort conv-DFT": run(("conv", "features")),
                         "ort STFT op": run(("op", "features"))}, args.repeats)
-        full = _times({"torch": lambda: torch_probabilities(bundle, [clip], front_end=front_end),
+        full = _times({"torch": lambda: torch_probabilities(bundle, [clip]),
                        "ort conv-DFT": run(("conv", "probabilities")),
                        "ort STFT op": run(("op", "probabilities")),
                        "ort conv-DFT int8": run(("int8", "probabilities"))}, args.repeats)

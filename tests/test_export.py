@@ -78,7 +78,7 @@ def _inference_probabilities(model_path: Path, clips) -> np.ndarray:
     from soundscene.core.inference import SceneClassifier
 
     clf = SceneClassifier.from_file(model_path)
-    return np.stack([clf.predict_waveforms([c[None]])[0] for c in clips])
+    return np.stack([clf.classify_clips([c[None]])[0] for c in clips])
 
 
 @pytest.mark.parametrize("kind, aggregate, pad_mode", [

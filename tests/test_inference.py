@@ -19,15 +19,15 @@ def _clips(n, seconds=1.5, sr=8000):
 
 def test_batch_equals_one_by_one(classifier):
     clips = _clips(4)
-    batch = classifier.predict_waveforms(clips)
-    single = np.stack([classifier.predict_waveforms([c])[0] for c in clips])
+    batch = classifier.classify_clips(clips)
+    single = np.stack([classifier.classify_clips([c])[0] for c in clips])
     np.testing.assert_allclose(batch, single, atol=1e-5)
     np.testing.assert_allclose(batch.sum(1), 1.0, atol=1e-5)
 
 
 def test_deterministic(classifier):
     clips = _clips(2)
-    np.testing.assert_array_equal(classifier.predict_waveforms(clips), classifier.predict_waveforms(clips))
+    np.testing.assert_array_equal(classifier.classify_clips(clips), classifier.classify_clips(clips))
 
 
 def test_waveform_at_another_rate_is_resampled(classifier):
@@ -61,7 +61,7 @@ def test_a_file_equals_its_waveform_and_a_short_file_is_one_padded_window(classi
     sf.write(str(tmp_path / "c.wav"), clip, 8000, subtype="FLOAT")
     result = classifier.classify_file(tmp_path / "c.wav")
     assert len(result.windows) == 1 and result.windows[0].end == pytest.approx(1.0)
-    np.testing.assert_allclose(result.probabilities, classifier.predict_waveforms([clip])[0], atol=1e-6)
+    np.testing.assert_allclose(result.probabilities, classifier.classify_clips([clip])[0], atol=1e-6)
     np.testing.assert_allclose(result.probabilities, classifier.predict_waveform(clip, sample_rate=8000), atol=1e-6)
 
 
@@ -71,7 +71,7 @@ def test_each_window_is_normalised_as_a_training_clip(classifier, tmp_path):
     clip[:4000] *= 0.05  # a loud and a quiet half: a floor taken over the whole file would change the features
     sf.write(str(tmp_path / "long.wav"), np.tile(clip, 8), 8000, subtype="FLOAT")
     whole = SceneClassifier.from_file(classifier.path, hop_seconds=1.5).classify_file(tmp_path / "long.wav")
-    expected = classifier.predict_waveforms([clip])[0]
+    expected = classifier.classify_clips([clip])[0]
     assert len(whole.windows) == 8
     for w in whole.windows:
         np.testing.assert_allclose(w.probabilities, expected, atol=1e-5)
@@ -92,13 +92,13 @@ def test_windows_hop_by_half_a_clip_and_the_end_is_always_seen(classifier):
 
 
 def test_long_files_are_read_in_blocks_at_any_rate(classifier, tmp_path, monkeypatch):
-    import soundscene.core.inference as inference
+    import soundscene.core.audio as audio
 
-    monkeypatch.setattr(inference, "BLOCK_SECONDS", 0.37)  # many blocks, none aligned with a window
+    monkeypatch.setattr(audio, "BLOCK_SECONDS", 0.37)  # many blocks, none aligned with a window
     wave = synthesize_scene("street_traffic", sample_rate=44100, seconds=5.0, seed=4)
     sf.write(str(tmp_path / "a.wav"), np.stack([wave, wave * 0.5], 1), 44100, subtype="PCM_24")
     blocks = classifier.classify_file(tmp_path / "a.wav")
-    monkeypatch.setattr(inference, "BLOCK_SECONDS", 1000.0)
+    monkeypatch.setattr(audio, "BLOCK_SECONDS", 1000.0)
     whole = classifier.classify_file(tmp_path / "a.wav")
     np.testing.assert_allclose([w.probabilities for w in blocks.windows], [w.probabilities for w in whole.windows],
                                atol=1e-6)
@@ -152,7 +152,7 @@ def test_trained_model_recognises_fresh_clips(classifier):
     names = ["park", "metro", "rain", "street_traffic"]
     clips = [synthesize_scene(s, sample_rate=8000, seconds=1.5, seed=500 + k, difficulty=0.2)[None]
              for k, s in enumerate(names * 3)]
-    probs = classifier.predict_waveforms(clips)
+    probs = classifier.classify_clips(clips)
     predicted = [classifier.classes[k] for k in probs.argmax(1)]
     assert np.mean([p == t for p, t in zip(predicted, names * 3)]) > 0.5
 

@@ -109,8 +109,8 @@ def test_a_model_file_written_by_release_1_still_loads_and_predicts():
     assert clf.classes == expected["classes"] and clf.config.features.n_rows == 39
     assert dict(clf.config.model.params) == {"widths": (4, 8, 8), "dropout": 0.5}
     wave = np.load(fixtures / "model_format1_input.npy")
-    # predict_waveforms analyses its input as one clip, as release 1's predict_waveform did
-    probs = clf.predict_waveforms([wave])[0]
+    # classify_clips analyses its input as one clip, as release 1's predict_waveform did
+    probs = clf.classify_clips([wave])[0]
     np.testing.assert_allclose(probs, expected["probabilities"], atol=1e-5)
 
 

@@ -41,8 +41,8 @@ def test_listen_equals_the_file_path_whatever_the_blocks(tiny_run):
     assert made == len(records) == 4  # 1.5, 2.25, 3.0, 3.75 s (the end-aligned window is for files only)
     assert {"time", "label", "confidence", "probabilities", "changed", "level_dbfs"} <= set(records[0])
     assert records[0]["changed"] and abs(sum(records[0]["probabilities"].values()) - 1) < 1e-4
-    np.testing.assert_allclose(records[0]["probabilities"][clf.classes[0]], whole.windows[0].probabilities[0],
-                               atol=1e-5)
+    np.testing.assert_allclose(records[0]["probabilities"][clf.classes[0]], whole.windows[0].probabilities[0],  # 4 decimals
+                               atol=5e-5)
 
 
 def test_no_microphone_library_or_device_is_one_clear_line(monkeypatch):

@@ -12,6 +12,7 @@
     soundscene export MODEL -o model.onnx    ONNX graph from waveform to probabilities, verified
     soundscene eq MODEL MUSIC --ambient REC  equalize music for the scene around the listener (eq-live: live)
     soundscene synth OUT                     write the synthetic scene data set
+    soundscene schema [KIND]                 the JSON Schema of the records every output uses
     soundscene config                        print the default configuration as JSON
 
 Exit status: 0 when everything asked for was done; 1 when some inputs failed (each is named on
@@ -22,7 +23,6 @@ stderr in a line starting with "error:", and every good result is still printed 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import sys
@@ -208,6 +208,11 @@ def _parser() -> argparse.ArgumentParser:
     cf = sub.add_parser("config", help="print the default configuration (JSON) to start a config file")
     cf.add_argument("--preset", choices=("paper", "strong", "tiny"), help="print this preset instead")
     cf.set_defaults(handler=lambda a: print((_preset(a.preset)).to_json()))
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of soundscene's records (every output uses them)")
+    sc.add_argument("kind", nargs="?", help="one record kind: window, segment, prediction, error, decision or "
+                                             "sensor_message (default: all)")
+    sc.set_defaults(handler=_cmd_schema)
 
     pf = sub.add_parser("profile", help="parameters, memory, multiply-accumulates per second of audio, latency")
     pf.add_argument("model", nargs="?", type=Path, help="model.safetensors or a run folder")
@@ -469,62 +474,60 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .core.inference import SceneClassifier, expand_inputs
+    from .core import records
+    from .core.audio import expand_inputs
+    from .core.inference import SceneClassifier
 
     classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop)
     files, problems = expand_inputs(args.inputs)
     predictions = classifier.classify_files(files, overview=args.plot is not None,
                                             progress=len(files) > 20 and sys.stderr.isatty())
-    records = [p.to_record() for p in predictions] + [{"path": path, "error": why} for path, why in problems]
+    results = [p.to_record() for p in predictions]
+    results += [records.make("error", path=path, error=why) for path, why in problems]
     if args.plot is not None:
-        from .core.plots import plot_timeline
-
-        for k, p in enumerate(predictions):
-            if p.error is None:
-                out = args.plot / f"{k + 1:03d}-{Path(p.path).stem}.png"
-                plot_timeline(overview=p.overview, duration=p.duration_seconds, segments=p.segments(),
-                              windows=p.windows, classes=p.classes, path=out, title=f"{p.path}: {p.label}")
-                records[k]["plot"] = str(out)
+        _plot_timelines(predictions, results, args.plot)
     if args.format == "json":
-        print(json.dumps(records, indent=2, allow_nan=False))
+        print(records.dumps(results, indent=2))
     elif args.format == "csv":
-        writer = csv.writer(sys.stdout)
-        writer.writerow(["path", "label", "confidence", *classifier.classes, "level_dbfs", "error"])
-        for r in records:
-            probs = [f"{r['probabilities'][c]:.6f}" for c in classifier.classes] if "label" in r else [""] * len(
-                classifier.classes)
-            writer.writerow([r["path"], r.get("label", ""), f"{r['confidence']:.6f}" if "label" in r else "",
-                             *probs, r.get("level_dbfs", ""), r.get("error", "")])
+        sys.stdout.write(records.csv_text(results, classifier.classes))
     else:
-        good = [r for r in records if "label" in r]
-        width = max([len(r["path"]) for r in good] or [0])
-        for r in good:
-            segments = len(r["segments"])
-            timeline = f"  {segments} scene segments" if segments > 1 else ""
-            print(f"{r['path']:<{width}}  {r['label']:<20} {r['confidence']:6.1%}  {r['level_dbfs']:7.1f} dBFS"
-                  f"{timeline}")
-    failed = [r for r in records if "error" in r]
-    for r in records:
+        for line in records.table_lines(results):
+            print(line)
+    return _report_inputs(results)
+
+
+def _plot_timelines(predictions, results: list[dict], folder: Path) -> None:
+    from .core.plots import plot_timeline
+
+    for k, p in enumerate(predictions):
+        if p.error is None:
+            out = folder / f"{k + 1:03d}-{Path(p.path).stem}.png"
+            plot_timeline(overview=p.overview, duration=p.duration_seconds, segments=p.segments(),
+                          windows=p.windows, classes=p.classes, path=out, title=f"{p.path}: {p.label}")
+            results[k]["plot"] = str(out)
+
+
+def _report_inputs(results: list[dict]) -> int:
+    """Warnings and errors of prediction records on stderr; the exit status (1 when any input failed)."""
+    failed = [r for r in results if "error" in r]
+    for r in results:
         if r.get("warning"):
             print(f"warning: {r['path']}: {r['warning']}", file=sys.stderr)
     for r in failed:
         print(f"error: {r['error']}", file=sys.stderr)
     if failed:
-        print(f"{len(failed)} of {len(records)} input(s) failed; {len(records) - len(failed)} classified",
+        print(f"{len(failed)} of {len(results)} input(s) failed; {len(results) - len(failed)} classified",
               file=sys.stderr)
     return 1 if failed else 0
 
 
 def _cmd_listen(args) -> int:
+    from .apps.listen import listen, live_source, print_json_line
     from .core.inference import SceneClassifier
-    from .apps.listen import listen, microphone_blocks, pcm_blocks, print_json_line
 
     classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop)
-    if args.stdin:
-        blocks = pcm_blocks(sys.stdin.buffer, rate=args.rate, channels=args.channels, sample_format=args.sample_format)
-    else:
-        device = int(args.device) if args.device and args.device.isdigit() else args.device
-        blocks = microphone_blocks(rate=args.rate, channels=args.channels, device=device)
+    blocks = live_source(stdin=args.stdin, rate=args.rate, channels=args.channels, sample_format=args.sample_format,
+                         device=args.device)
     callbacks = [] if args.quiet else [print_json_line]
     publisher = None
     if args.mqtt:
@@ -559,36 +562,23 @@ def _cmd_serve(args) -> int:
 
 
 def _cmd_export(args) -> int:
-    from .apps.export import export_onnx
-    from .core.inference import SceneClassifier, expand_inputs
+    from .apps.export import export_onnx, verification_clips
+    from .core.inference import SceneClassifier
 
     classifier = SceneClassifier.from_file(args.model)
-    clips, labels = [], []
-    if args.verify:
-        files, problems = expand_inputs(args.verify)
-        for _, why in problems:
-            raise SoundsceneError(why)
-        from .core.audio import load_audio
-
-        for f in files:
-            clips.append(load_audio(f, sample_rate=classifier.sample_rate, channels=1,
-                                    min_seconds=classifier.config.audio.min_seconds)[0])
-            if f.parent.name in classifier.classes:
-                labels.append(f.parent.name)
-        labels = labels if len(labels) == len(clips) else None
-    else:
-        import numpy as np
-
-        rng = np.random.default_rng(0)
-        n = classifier.config.audio.clip_samples
-        t = np.arange(n) / classifier.sample_rate
-        for k in range(4):  # tones over noise: something for every band of the front end
-            clips.append((0.3 * np.sin(2 * np.pi * (110 * 2 ** k) * t) + 0.05 * rng.standard_normal(n))
-                         .astype(np.float32))
-        labels = None
+    clips, labels = verification_clips(classifier, args.verify)
     report = export_onnx(args.model, args.out, opset=args.opset, quantize=args.quantize, verify_with=clips,
                          labels=labels)
     print(report.summary())
+    return 0
+
+
+def _cmd_schema(args) -> int:
+    from .core.records import FIELDS, dumps, json_schema, schema_of
+
+    if args.kind and args.kind not in FIELDS:
+        raise SoundsceneError(f"no record kind {args.kind!r}; the kinds are {', '.join(FIELDS)}")
+    print(dumps(schema_of(args.kind) if args.kind else json_schema(), indent=2))
     return 0
 
 
@@ -640,16 +630,14 @@ def _cmd_eq(args) -> int:
 
 def _cmd_eq_live(args) -> int:
     from .apps.eq import equalize_live
+    from .apps.listen import live_source, speaker
     from .core.inference import SceneClassifier
-    from .apps.listen import microphone_blocks, pcm_blocks, speaker
 
     presets = _presets(args.presets)
     play = None if args.out else speaker()
     classifier = SceneClassifier.from_file(args.model)
-    if args.ambient_stdin:
-        blocks = pcm_blocks(sys.stdin.buffer, rate=args.rate, channels=args.channels, sample_format=args.sample_format)
-    else:
-        blocks = microphone_blocks(rate=args.rate, channels=args.channels)
+    blocks = live_source(stdin=args.ambient_stdin, rate=args.rate, channels=args.channels,
+                         sample_format=args.sample_format)
     stream = classifier.stream(input_rate=args.rate, channels=args.channels, min_dwell_seconds=args.dwell)
 
     def report(decision):

@@ -43,6 +43,7 @@ import numpy as np
 from scipy.signal import sosfilt, sosfreqz
 
 from .._io import atomic_write, atomic_write_text
+from ..core.audio import AudioReader, write_audio_like
 from ..errors import AudioError, ConfigError
 
 BAND_CENTRES = tuple(1000.0 * 2.0 ** k for k in range(-5, 5))  # 31.25 .. 16000 Hz
@@ -50,6 +51,7 @@ BAND_LABELS = ("31.25", "62.5", "125", "250", "500", "1k", "2k", "4k", "8k", "16
 BAND_Q = 1.0
 MAX_GAIN_DB = 15.0          # the limit of every requested band gain and preamp
 NYQUIST_FRACTION = 0.9      # a band is kept if its centre < 0.9 * sample_rate / 2
+EQ_RATES = (8000, 192000)   # the sample rates (Hz) the bands are designed for
 WARMUP_SECONDS = 0.2
 _MAX_CORRECTED_DB = 24.0    # corrected gains are clipped here (only extreme zig-zag curves get near it)
 
@@ -140,11 +142,22 @@ DEFAULT_PRESETS: Presets = MappingProxyType({
 
 
 def band_centres(sample_rate: int) -> np.ndarray:
-    """The centres (n_kept,) in Hz of the bands designed at ``sample_rate`` (8000 .. 192000 Hz)."""
-    if not (isinstance(sample_rate, (int, np.integer)) and 8000 <= sample_rate <= 192000):
-        raise ValueError(f"sample_rate must be an integer in 8000..192000 Hz, not {sample_rate!r}")
+    """The centres (n_kept,) in Hz of the bands designed at ``sample_rate`` (EQ_RATES: 8000 .. 192000 Hz)."""
+    if not (isinstance(sample_rate, (int, np.integer)) and EQ_RATES[0] <= sample_rate <= EQ_RATES[1]):
+        raise ValueError(f"sample_rate must be an integer in {EQ_RATES[0]}..{EQ_RATES[1]} Hz, not {sample_rate!r}")
     c = np.array(BAND_CENTRES)
     return c[c < NYQUIST_FRACTION * sample_rate / 2]
+
+
+def _open_music(path: str | Path) -> AudioReader:
+    """The music, opened for reading; AudioError naming it when its rate is outside what the bands serve."""
+    reader = AudioReader(path)
+    rate = reader.info.sample_rate
+    if not EQ_RATES[0] <= rate <= EQ_RATES[1]:
+        reader.close()
+        raise AudioError(f"{path}: sample rate {rate} Hz is outside {EQ_RATES[0]}..{EQ_RATES[1]} Hz, the rates the "
+                         "equalizer's bands are designed for")
+    return reader
 
 
 def design_sos(gains_db: Mapping[str | float, float] | Sequence[float], *, sample_rate: int,
@@ -393,43 +406,27 @@ def equalize_file(in_path: str | Path, out_path: str | Path, *, schedule: Sequen
     applies. The output keeps the length, rate, channels and subtype (format from ``out_path``'s suffix,
     else the input's). A missing or unreadable input raises :class:`AudioError` naming the file.
     """
-    import soundfile as sf
-
-    in_path, out_path = Path(in_path), Path(out_path)
-    try:
-        src = sf.SoundFile(in_path)
-    except (RuntimeError, OSError) as exc:  # soundfile's LibsndfileError is a RuntimeError
-        raise AudioError(f"{in_path}: cannot read audio ({_one_line(exc)})") from None
-    with src:
-        sr, channels = src.samplerate, src.channels
-        if not 8000 <= sr <= 192000:
-            raise AudioError(f"{in_path}: sample rate {sr} Hz is outside 8000..192000 Hz")
-        if any(not (math.isfinite(t) and t >= 0) for t, _ in schedule):
-            raise ValueError("schedule times must be finite and >= 0 seconds")
+    if any(not (math.isfinite(t) and t >= 0) for t, _ in schedule):
+        raise ValueError("schedule times must be finite and >= 0 seconds")
+    with _open_music(in_path) as src:
+        sr, channels = src.info.sample_rate, src.info.channels
         changes = sorted(((int(round(t * sr)), c) for t, c in schedule), key=lambda change: change[0])
         first = changes.pop(0)[1] if changes and changes[0][0] == 0 else "default"
         eq = Equalizer(sr, channels, presets, crossfade_seconds=crossfade_seconds, initial=first)
-        fmt = out_path.suffix[1:].upper()
-        fmt = fmt if fmt in sf.available_formats() else src.format
-        subtype = src.subtype if sf.check_format(fmt, src.subtype) else sf.default_subtype(fmt)
 
-        def write(tmp: Path) -> None:
-            with sf.SoundFile(tmp, "w", sr, channels, subtype=subtype, format=fmt) as dst:
-                done = 0
-                for block in src.blocks(max(1, int(block_seconds * sr)), dtype="float32", always_2d=True):
-                    x, start = block.T, 0
-                    while changes and changes[0][0] < done + x.shape[1]:
-                        at, curve = changes.pop(0)
-                        dst.write(eq.process(x[:, start:at - done]).T)
-                        start = at - done
-                        eq.set_curve(_as_curve(presets, curve))
-                    dst.write(eq.process(x[:, start:]).T)
-                    done += x.shape[1]
+        def equalized():
+            done = 0
+            for x in src.blocks(max(1, int(block_seconds * sr))):
+                start = 0
+                while changes and changes[0][0] < done + x.shape[1]:
+                    at, curve = changes.pop(0)
+                    yield eq.process(x[:, start:at - done]).T
+                    start = at - done
+                    eq.set_curve(_as_curve(presets, curve))
+                yield eq.process(x[:, start:]).T
+                done += x.shape[1]
 
-        try:
-            return atomic_write(out_path, write)
-        except (RuntimeError, OSError) as exc:
-            raise AudioError(f"{in_path} -> {out_path}: cannot equalize ({_one_line(exc)})") from None
+        return write_audio_like(out_path, equalized(), like=src.info)
 
 
 def schedule_from_prediction(prediction, presets: Presets = DEFAULT_PRESETS, *,
@@ -464,17 +461,8 @@ def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambien
     stream: a :class:`soundscene.inference.StreamClassifier` (anything whose ``push(block)`` returns
     decisions with ``changed`` and ``label``).  on_decision: called with each decision.
     """
-    import soundfile as sf
-
-    music_path = Path(music_path)
-    try:
-        src = sf.SoundFile(music_path)
-    except (RuntimeError, OSError) as exc:
-        raise AudioError(f"{music_path}: cannot read audio ({_one_line(exc)})") from None
-    with src:
-        sr, channels = src.samplerate, src.channels
-        if not 8000 <= sr <= 192000:
-            raise AudioError(f"{music_path}: sample rate {sr} Hz is outside 8000..192000 Hz")
+    with _open_music(music_path) as src:
+        sr, channels = src.info.sample_rate, src.info.channels
         eq = Equalizer(sr, channels, presets, crossfade_seconds=crossfade_seconds)
 
         def equalized():
@@ -487,10 +475,10 @@ def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambien
                         eq.set_scene(decision.label)
                 heard += block.shape[-1]
                 target = int(round(heard * sr / ambient_rate))
-                music = src.read(target - played, dtype="float32", always_2d=True)
-                if music.shape[0]:
-                    yield eq.process(music.T).T
-                    played += music.shape[0]
+                music = src.read(target - played)
+                if music.shape[1]:
+                    yield eq.process(music).T
+                    played += music.shape[1]
                 if played < target:  # the music has ended
                     return
 
@@ -498,20 +486,7 @@ def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambien
             for block in equalized():
                 play(block, sr)
             return None
-        out_path = Path(out_path)
-        fmt = out_path.suffix[1:].upper()
-        fmt = fmt if fmt in sf.available_formats() else src.format
-        subtype = src.subtype if sf.check_format(fmt, src.subtype) else sf.default_subtype(fmt)
-
-        def write(tmp: Path) -> None:
-            with sf.SoundFile(tmp, "w", sr, channels, subtype=subtype, format=fmt) as dst:
-                for block in equalized():
-                    dst.write(block)
-
-        try:
-            return atomic_write(out_path, write)
-        except (RuntimeError, OSError) as exc:
-            raise AudioError(f"{music_path} -> {out_path}: cannot equalize ({_one_line(exc)})") from None
+        return write_audio_like(out_path, equalized(), like=src.info)
 
 
 def plot_curves(curves: Mapping[str, Curve], path: str | Path, *, sample_rate: int = 48000) -> Path:

@@ -57,9 +57,10 @@ from .._io import atomic_write
 from .._version import __version__
 from ..config import Config
 from ..errors import ModelFileError, SoundsceneError
-from ..core.features import AMIN, FrontEnd, cut_patches
+from ..core.audio import expand_inputs, load_audio
+from ..core.features import AMIN, FrontEnd
 from ..core.modelfile import load_model_file
-from ..core.models import aggregate_patches
+from ..core.scorer import WindowScorer
 
 DEFAULT_OPSET = 17
 OPSETS = (17, 18, 19, 20)  # 17: the first with STFT; 20: the newest torch's TorchScript exporter writes
@@ -211,38 +212,31 @@ def check_exportable(config: Config, *, source: str = "model") -> None:
 
 # --------------------------------------------------------------------------- the torch reference
 
-@torch.no_grad()
-def torch_probabilities(bundle, clips: Sequence[np.ndarray], *, front_end: FrontEnd | None = None) -> np.ndarray:
-    """Clip probabilities ``(clips, classes)`` from the torch model, each clip on its own.
-
-    The same steps as inference for a mono clip at the model's rate: pad to the
-    clip length (audio.pad_mode), front end, patches, network, aggregation.
-    front_end: the bundle's FrontEnd when already built (saves rebuilding it).
-    """
-    config = bundle.config
-    if front_end is None:
-        front_end = FrontEnd(config.features, sample_rate=config.audio.sample_rate)
-    net = bundle.net.eval().cpu()
-    out = []
-    for clip in clips:
-        wave = torch.from_numpy(_pad_to_clip(np.asarray(clip, dtype=np.float32).reshape(-1), config))
-        feats = front_end(wave[None, None])  # (1 clip, 1 channel, rows, frames)
-        patches = cut_patches(feats, patch_frames=config.features.patch_frames,
-                              hop_frames=config.features.patch_hop_frames).transpose(1, 2)
-        probs = net.predict_proba(patches.reshape(-1, *patches.shape[2:]))
-        out.append(aggregate_patches(probs.reshape(1, patches.shape[1], -1), config.model.aggregate)[0])
-    return torch.stack(out).numpy()
+def torch_probabilities(bundle, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Clip probabilities ``(clips, classes)`` from the torch model: the core's window scorer, which is what
+    inference runs (pad to the clip length, front end, patches, network, aggregation)."""
+    scorer = WindowScorer(bundle.net, bundle.config, n_classes=len(bundle.classes))
+    return scorer.score_clips([np.asarray(c, dtype=np.float32).reshape(1, -1) for c in clips])
 
 
-def _pad_to_clip(wave: np.ndarray, config: Config) -> np.ndarray:
-    """Inference's padding of a short clip: tiled ("repeat") or zeros at the end, up to the clip length."""
-    length = config.audio.clip_samples
-    n = wave.shape[-1]
-    if n >= length:
-        return wave
-    if config.audio.pad_mode == "repeat":
-        return np.ascontiguousarray(np.tile(wave, -(-length // n))[:length])
-    return np.pad(wave, (0, length - n))
+def verification_clips(classifier, inputs: Sequence[str | Path] = ()) -> tuple[list[np.ndarray],
+                                                                                 list[str] | None]:
+    """Mono clips at the model's rate to verify an export on, and their labels when every file sits in a
+    folder named after a class.  From ``inputs`` (files and folders), or without them four synthetic clips:
+    tones over noise, something for every band of the front end."""
+    if not inputs:
+        rng = np.random.default_rng(0)
+        n = classifier.config.audio.clip_samples
+        t = np.arange(n) / classifier.sample_rate
+        return [(0.3 * np.sin(2 * np.pi * (110 * 2 ** k) * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+                for k in range(4)], None
+    files, problems = expand_inputs(inputs)
+    for _, why in problems:
+        raise SoundsceneError(why)
+    clips = [load_audio(f, sample_rate=classifier.sample_rate, channels=1,
+                        min_seconds=classifier.config.audio.min_seconds)[0] for f in files]
+    labels = [f.parent.name for f in files if f.parent.name in classifier.classes]
+    return clips, labels if len(labels) == len(clips) else None
 
 
 def onnx_probabilities(model: bytes | str | Path, clips: Sequence[np.ndarray], *, threads: int = 0) -> np.ndarray:

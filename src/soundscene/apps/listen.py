@@ -1,11 +1,12 @@
 """Live scene classification: audio from a microphone or raw PCM on stdin -> a decision every hop.
 
-:func:`listen` drives a :class:`soundscene.inference.StreamClassifier` from a
-source of blocks and hands each decision (a JSON-ready dict: ``time``,
-``label``, ``confidence``, ``probabilities``, ``changed``, ``level_dbfs``) to
-callbacks: print it as a JSON line, publish it over MQTT, change an equalizer.
+:func:`listen` drives a :class:`soundscene.core.stream.StreamClassifier` from a
+source of blocks and hands each decision's record (the ``decision`` record of
+:mod:`soundscene.core.records`) to callbacks: print it as a JSON line, publish
+it over MQTT.  ``soundscene eq-live`` takes its ambient input from the same
+:func:`live_source`.
 
-Sources:
+Sources (:func:`live_source` picks one):
 
 * :func:`pcm_blocks` — raw interleaved PCM from a binary stream (``arecord``,
   ``ffmpeg -f s16le -``, a socket): ``s16le``, ``s24le``, ``s32le`` or
@@ -23,16 +24,17 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import AudioError, SoundsceneError
 from ..core.inference import SceneClassifier, StreamClassifier
+from ..core.records import dumps
+from ..errors import AudioError, SoundsceneError
 
 SAMPLE_FORMATS = {"s16le": ("<i2", 2, 32768.0), "s24le": (None, 3, 8388608.0), "s32le": ("<i4", 4, 2147483648.0),
                   "f32le": ("<f4", 4, 1.0)}
-BLOCK_SECONDS = 0.1
+LIVE_BLOCK_SECONDS = 0.1  # live input is read in blocks this long
 
 
 def pcm_blocks(stream: BinaryIO, *, rate: int, channels: int, sample_format: str = "s16le",
-               block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
+               block_seconds: float = LIVE_BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Decode raw interleaved little-endian PCM into ``(channels, n)`` float32 blocks (full scale ±1).
 
     A trailing partial frame at the end of the stream is dropped.
@@ -70,7 +72,17 @@ def _decode(raw: bytes, dtype: str | None, width: int, scale: float, channels: i
     return np.ascontiguousarray(out)
 
 
-def microphone_blocks(*, rate: int, channels: int = 1, block_seconds: float = BLOCK_SECONDS,
+def live_source(*, stdin: bool, rate: int, channels: int, sample_format: str = "s16le",
+                device: str | None = None) -> Iterator[np.ndarray]:
+    """The blocks of live input: raw PCM on this process's stdin, or the microphone (``device``: a name or an
+    index given as digits)."""
+    if stdin:
+        return pcm_blocks(sys.stdin.buffer, rate=rate, channels=channels, sample_format=sample_format)
+    chosen = int(device) if device and device.isdigit() else device
+    return microphone_blocks(rate=rate, channels=channels, device=chosen)
+
+
+def microphone_blocks(*, rate: int, channels: int = 1, block_seconds: float = LIVE_BLOCK_SECONDS,
                       device: str | int | None = None) -> Iterator[np.ndarray]:
     """``(channels, n)`` float32 blocks from an input device (sounddevice / PortAudio), until interrupted."""
     try:
@@ -133,27 +145,26 @@ def listen(classifier: SceneClassifier, blocks: Iterable[np.ndarray], *, input_r
     stream: StreamClassifier = classifier.stream(input_rate=input_rate, channels=channels, smoothing=smoothing,
                                                  min_dwell_seconds=min_dwell_seconds)
     made = 0
-    try:
-        for block in blocks:
-            for decision in stream.push(block):
-                record = decision.to_record(classifier.classes)
-                for callback in on_decision:
-                    callback(record)
-                made += 1
-        for decision in stream.finish():
+
+    def hand_on(decisions) -> None:
+        nonlocal made
+        for decision in decisions:
             record = decision.to_record(classifier.classes)
             for callback in on_decision:
                 callback(record)
             made += 1
+
+    try:
+        for block in blocks:
+            hand_on(stream.push(block))
+        hand_on(stream.finish())
     except AudioError as exc:
         raise SoundsceneError(f"live input: {exc}") from None
     return made
 
 
 def print_json_line(record: dict, *, out=None) -> None:
-    """Write one decision as one strict JSON line and flush (for pipes)."""
-    import json
-
+    """Write one record as one strict JSON line and flush (for pipes)."""
     out = out or sys.stdout
-    out.write(json.dumps(record, allow_nan=False) + "\n")
+    out.write(dumps(record) + "\n")
     out.flush()

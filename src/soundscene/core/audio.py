@@ -25,11 +25,13 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable, Iterator
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from .._io import atomic_write
 from ..config import AudioConfig
 from ..errors import AudioError
 
@@ -38,6 +40,7 @@ MIN_SAMPLE_RATE = 1000
 MAX_SAMPLE_RATE = 768000
 MAX_ABS_SAMPLE = 1000.0
 LOW_LEVEL_DBFS = -80.0  # RMS level below which a recording is reported as near-silent
+BLOCK_SECONDS = 10.0  # what a file is decoded in when it is read block by block
 _STDERR_LOCK = threading.Lock()
 
 
@@ -108,9 +111,7 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise AudioError(f"{path}: contains no audio frames")
-    if not MIN_SAMPLE_RATE <= info.samplerate <= MAX_SAMPLE_RATE:
-        raise AudioError(f"{path}: declares a sample rate of {info.samplerate} Hz, outside "
-                         f"{MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz; the header is damaged")
+    check_sample_rate(info.samplerate, f"{path}: declares a sample rate of", hint="; the header is damaged")
     return AudioInfo(path, int(info.samplerate), int(info.channels), int(info.frames),
                      str(info.format), str(info.subtype))
 
@@ -276,3 +277,142 @@ def _declared_wav_frames(path: Path) -> int | None:
 def _short(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[-1] if text else type(exc).__name__
+
+
+def check_sample_rate(rate: int, what: str = "sample rate", *, hint: str = "") -> int:
+    """The rate as an int, or AudioError ``"{what} N Hz, outside 1000..768000 Hz{hint}"``: the one range of
+    rates soundscene reads (a 1-Hz header would otherwise be resampled into gigabytes)."""
+    if not MIN_SAMPLE_RATE <= rate <= MAX_SAMPLE_RATE:
+        raise AudioError(f"{what} {rate} Hz, outside {MIN_SAMPLE_RATE}..{MAX_SAMPLE_RATE} Hz{hint}")
+    return int(rate)
+
+
+def as_channels_first(waveform: np.ndarray) -> np.ndarray:
+    """``(samples,)`` or ``(channels, samples)`` -> float32 ``(channels, samples)``; AudioError for empty input
+    or for ``(samples, channels)`` as soundfile returns it."""
+    w = np.asarray(waveform, dtype=np.float32)
+    if w.ndim == 1:
+        w = w[None]
+    if w.ndim != 2 or w.shape[-1] == 0:
+        raise AudioError(f"waveform must be (samples,) or (channels, samples) with samples > 0, got {w.shape}")
+    if w.shape[0] > w.shape[1] or w.shape[0] > 16:
+        raise AudioError(f"waveform of shape {w.shape} looks like (samples, channels) as soundfile returns it; "
+                         "pass its transpose, (channels, samples)")
+    return w
+
+
+class AudioReader:
+    """An audio file opened for reading in blocks of ``(channels, n)`` float32, each checked (NaN, range).
+
+    The one place besides :func:`load_audio` that decodes files: inference reads recordings of any
+    length through it, the equalizer reads music.  Use as a context manager.
+    """
+
+    def __init__(self, path: str | Path):
+        self.info = audio_info(path)
+        self.frames_read = 0
+        try:
+            with quiet_decoder():
+                self._file = sf.SoundFile(str(self.info.path))
+        except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+            raise AudioError(f"{self.info.path}: cannot read audio ({_short(exc)})") from None
+
+    def __enter__(self) -> "AudioReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def read(self, frames: int) -> np.ndarray:
+        """Up to ``frames`` more frames, ``(channels, n)``; n == 0 at the end."""
+        try:
+            with quiet_decoder():
+                data = self._file.read(max(0, int(frames)), dtype="float32", always_2d=True)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{self.info.path}: decoding failed ({_short(exc)}); the file is damaged") from None
+        check_samples(data, self.info.path, silence_ok=True)
+        self.frames_read += data.shape[0]
+        return data.T
+
+    def blocks(self, frames: int) -> Iterator[np.ndarray]:
+        """Every block to the end; AudioError at the end when fewer frames came than the header declares."""
+        while True:
+            block = self.read(frames)
+            if block.shape[-1] == 0:
+                break
+            yield block
+        if self.frames_read != self.info.frames:
+            raise AudioError(f"{self.info.path}: truncated: header declares {self.info.frames} frames but only "
+                             f"{self.frames_read} could be read")
+
+
+def read_blocks(info: AudioInfo, *, block_seconds: float | None = None) -> Iterator[np.ndarray]:
+    """A file's decoded ``(channels, n)`` float32 blocks of ``block_seconds`` (default BLOCK_SECONDS), with the
+    reader's checks."""
+    block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
+    with AudioReader(info.path) as reader:
+        yield from reader.blocks(max(1, int(block_seconds * info.sample_rate)))
+
+
+def write_audio_like(path: str | Path, blocks: Iterable[np.ndarray], *, like: AudioInfo) -> Path:
+    """Write ``(samples, channels)`` blocks atomically at ``like``'s rate and channels, in the format named by
+    ``path``'s suffix (else ``like``'s) and ``like``'s subtype where that format has it."""
+    path = Path(path)
+    fmt = path.suffix[1:].upper()
+    fmt = fmt if fmt in sf.available_formats() else like.format
+    subtype = like.subtype if sf.check_format(fmt, like.subtype) else sf.default_subtype(fmt)
+
+    def write(tmp: Path) -> None:
+        with sf.SoundFile(tmp, "w", like.sample_rate, like.channels, subtype=subtype, format=fmt) as dst:
+            for block in blocks:
+                dst.write(block)
+
+    try:
+        return atomic_write(path, write)
+    except (sf.LibsndfileError, RuntimeError, OSError) as exc:
+        raise AudioError(f"{path}: cannot write audio ({_short(exc)})") from None
+
+
+class StreamResampler:
+    """soxr's streaming resampler over ``(channels, n)`` blocks; its output equals the one-shot resampler's
+    exactly, whatever the block sizes.  At the same rate it passes blocks through."""
+
+    def __init__(self, rate: int, target: int, channels: int):
+        self._stream = None if rate == target else soxr.ResampleStream(rate, target, channels, dtype="float32",
+                                                                      quality="HQ")
+        self.channels = channels
+
+    def push(self, block: np.ndarray) -> np.ndarray:
+        if self._stream is None:
+            return block
+        return np.ascontiguousarray(self._stream.resample_chunk(np.ascontiguousarray(block.T)).T)
+
+    def finish(self) -> np.ndarray:
+        """What the resampler still holds at the end of the input (``(channels, 0)`` when nothing)."""
+        if self._stream is None:
+            return np.zeros((self.channels, 0), np.float32)
+        rest = self._stream.resample_chunk(np.zeros((0, self.channels), np.float32), last=True)
+        self._stream = None
+        return np.ascontiguousarray(rest.T)
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files and folders (searched recursively for audio files) -> (sorted files, [(input, reason)] of
+    inputs that do not exist or are folders without audio).  Nothing raises: every input is accounted for."""
+    files: list[Path] = []
+    problems: list[tuple[str, str]] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+            if not found:
+                problems.append((str(path), f"{path}: folder holds no audio files ({', '.join(AUDIO_EXTENSIONS)})"))
+            files.extend(found)
+        elif path.exists():
+            files.append(path)
+        else:
+            problems.append((str(path), f"{path}: does not exist"))
+    return files, problems

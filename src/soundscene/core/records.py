@@ -29,8 +29,7 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 
 from .._version import __version__
-
-LOW_LEVEL_DBFS = -80.0  # RMS level below which a recording is reported as near-silent
+from .audio import LOW_LEVEL_DBFS
 
 #: unit -> (JSON Schema of one value, decimals or None)
 UNITS: dict[str, tuple[dict, int | None]] = {

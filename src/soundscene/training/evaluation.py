@@ -5,14 +5,13 @@ and a confusion-matrix PNG.
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
 from .._io import atomic_write_json, atomic_write_text
+from ..core import records
 from ..core.plots import plot_confusion_matrix
 
 
@@ -64,7 +63,8 @@ def compute_metrics(labels: np.ndarray, probabilities: np.ndarray, classes: Sequ
 def write_evaluation(out_dir: str | Path, metrics: dict, *, items: Sequence | None = None,
                      probabilities: np.ndarray | None = None, title: str = "Evaluation") -> dict[str, Path]:
     """Write metrics.json, report.md, confusion_matrix.png, and with items (data.Item) and their
-    probabilities predictions.csv and the DCASE-format dcase_output.tsv, into out_dir.
+    probabilities predictions.csv (prediction records beside each clip's ``true_label``: see
+    :func:`soundscene.core.records.csv_text`) and the DCASE-format dcase_output.tsv, into out_dir.
     Returns {name: path}."""
     out_dir = Path(out_dir)
     classes = metrics["classes"]
@@ -76,12 +76,11 @@ def write_evaluation(out_dir: str | Path, metrics: dict, *, items: Sequence | No
         "report": atomic_write_text(out_dir / "report.md", markdown_report(metrics, title=title)),
     }
     if items is not None and probabilities is not None:
-        buf = io.StringIO()
-        writer = csv.writer(buf)
-        writer.writerow(["path", "label", "predicted", *classes])
-        for item, probs in zip(items, probabilities):
-            writer.writerow([str(item.path), item.label, classes[int(np.argmax(probs))], *[f"{p:.6f}" for p in probs]])
-        written["predictions"] = atomic_write_text(out_dir / "predictions.csv", buf.getvalue())
+        rows = [records.make("prediction", path=str(item.path), label=classes[int(np.argmax(probs))],
+                             confidence=float(np.max(probs)), probabilities=records.named(classes, probs))
+                for item, probs in zip(items, probabilities)]
+        written["predictions"] = atomic_write_text(out_dir / "predictions.csv", records.csv_text(
+            rows, classes, truth=[item.label for item in items]))
         written["dcase_output"] = write_dcase_output(out_dir / "dcase_output.tsv",
                                                      [i.display_name for i in items], probabilities, classes)
     return written

@@ -1,0 +1,166 @@
+"""The timeline of a recording: framing, window classification in batches, segments, the overview picture.
+
+**One rule for any length.**  A recording is classified window by window:
+windows of ``window`` samples (default: the training clip length) every
+``hop`` samples (default: half of it), at the model's rate.  Each window is
+featurised on its own (:class:`~soundscene.core.scorer.WindowScorer`), so its
+dB floor is taken over the window exactly as it was over each training clip.
+A recording no longer than one window is one window, padded as training clips
+were.  When the hops do not reach the end, one more window is aligned with the
+end, so every sample is seen.  The recording's probabilities are the mean of
+its windows'; its label is their arg-max.  Segments merge consecutive windows
+with the same top class into runs that cover the recording without gaps (a
+boundary between two windows lies halfway between their centres).
+
+**Bounded memory.**  :class:`TimelineBuilder` takes decoded blocks at the
+input's rate, resamples them with the streaming resampler, frames them and
+classifies windows in batches of :data:`WINDOW_BATCH` as they fill, so memory
+does not grow with the recording's length (but for one small record per window).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import AudioError
+from .audio import StreamResampler, fix_length
+from .records import Prediction, Segment, Window
+from .scorer import WindowScorer
+
+WINDOW_BATCH = 4  # windows per network call (peak memory ~300 MB over the imports for 10-s windows)
+
+
+class Framer:
+    """Cuts a stream of ``(channels, n)`` blocks into windows every hop: yields (start sample, window)."""
+
+    def __init__(self, window: int, hop: int, channels: int):
+        self.window, self.hop = window, hop
+        self.buffer = np.zeros((channels, 0), np.float32)
+        self.buffer_start = 0  # stream position of buffer[:, 0]
+        self.next_start = 0
+        self.consumed = 0
+        self.emitted = 0
+        self.last_start = -1
+
+    def push(self, block: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        self.buffer = np.concatenate([self.buffer, block.astype(np.float32, copy=False)], axis=1)
+        self.consumed += block.shape[-1]
+        while self.next_start + self.window <= self.consumed:
+            a = self.next_start - self.buffer_start
+            yield self.next_start, self.buffer[:, a:a + self.window].copy()
+            self.last_start = self.next_start
+            self.emitted += 1
+            self.next_start += self.hop
+        drop = min(self.next_start - self.buffer_start, self.buffer.shape[-1])
+        if drop > 0:
+            self.buffer = self.buffer[:, drop:]
+            self.buffer_start += drop
+
+
+class TimelineBuilder:
+    """One recording's windows, classified as its decoded blocks arrive (see the module docstring).
+
+    push(block) takes ``(input_channels, n)`` float32 at ``input_rate``; finish(duration) returns the
+    :class:`Prediction` (AudioError for digital silence).
+    """
+
+    def __init__(self, scorer: WindowScorer, classes: Sequence[str], *, window: int, hop: int, input_rate: int,
+                 name: str, overview: bool = False):
+        self.scorer, self.classes, self.name = scorer, list(classes), name
+        self.window, self.rate = window, scorer.config.audio.sample_rate
+        self.windows: list[Window] = []
+        self.coarse: list | None = [] if overview else None
+        self._framer = Framer(window, hop, scorer.channels)
+        self._resampler: StreamResampler | None = None
+        self._input_rate = input_rate
+        self._pending: list[tuple[int, np.ndarray]] = []
+        self._tail = np.zeros((scorer.channels, 0), np.float32)
+        self._energy, self._count, self._peak = 0.0, 0, 0.0
+
+    def push(self, block: np.ndarray) -> None:
+        if self._resampler is None:
+            self._resampler = StreamResampler(self._input_rate, self.rate, block.shape[0])
+        self._measure(block)
+        self._frame(self._resampler.push(block))
+
+    def finish(self, duration: float) -> Prediction:
+        if self._resampler is not None:
+            self._frame(self._resampler.finish())
+        if self._peak == 0.0:
+            raise AudioError(f"{self.name}: is digital silence (every sample is 0)")
+        framer, window = self._framer, self.window
+        if framer.emitted == 0:  # shorter than one window: one window, padded as training clips are
+            audio = self.scorer.config.audio
+            self._pending.append((0, fix_length(self._tail, length=window, pad_mode=audio.pad_mode)))
+        elif framer.last_start + window < framer.consumed:  # the hops stop short of the end: one more, end-aligned
+            self._pending.append((framer.consumed - window, self._tail))
+        self._flush()
+        self.windows[-1].end = min(self.windows[-1].end, duration)  # a short recording's padded window ends with it
+        probs = np.mean([w.probabilities for w in self.windows], axis=0)
+        level = 10 * math.log10(self._energy / self._count) if self._energy > 0 else float("-inf")
+        overview = stitch(self.coarse, self.windows, duration, window / self.rate) if self.coarse else None
+        return Prediction(self.name, self.classes, probs, self.windows, duration, level, overview=overview)
+
+    def _measure(self, block: np.ndarray) -> None:
+        """The level is measured on the input as recorded (its rate and channels)."""
+        self._energy += float(np.square(block, dtype=np.float64).sum())
+        self._count += block.size
+        self._peak = max(self._peak, float(np.abs(block).max(initial=0.0)))
+
+    def _frame(self, block: np.ndarray) -> None:
+        if block.shape[-1] == 0:
+            return
+        mixed = self.scorer.mix(block)
+        self._tail = np.concatenate([self._tail, mixed[:, -self.window:]], axis=1)[:, -self.window:]
+        for start, w in self._framer.push(mixed):
+            self._pending.append((start, w))
+            if len(self._pending) >= WINDOW_BATCH:
+                self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        probs = self.scorer.score(np.stack([w for _, w in self._pending]), self.coarse)
+        for (start, _), p in zip(self._pending, probs):
+            self.windows.append(Window(start / self.rate, (start + self.window) / self.rate, p))
+        self._pending.clear()
+
+
+def merge_segments(windows: Sequence[Window], classes: Sequence[str], duration: float) -> list[Segment]:
+    """Runs of consecutive windows with the same top class, covering 0..duration without gaps."""
+    if not windows:
+        return []
+    bounds = [0.0]
+    for a, b in zip(windows, windows[1:]):
+        bounds.append(((a.start + a.end) / 2 + (b.start + b.end) / 2) / 2)
+    bounds.append(duration)
+    tops = [int(np.argmax(w.probabilities)) for w in windows]
+    runs: list[list[int]] = []
+    for k, top in enumerate(tops):
+        if runs and tops[runs[-1][0]] == top:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    out = []
+    for run in runs:
+        top = tops[run[0]]
+        confidence = float(np.mean([windows[k].probabilities[top] for k in run]))
+        out.append(Segment(bounds[run[0]], bounds[run[-1] + 1], classes[top], confidence))
+    return out
+
+
+def stitch(columns: list[np.ndarray], windows: list[Window], duration: float, window_seconds: float) -> np.ndarray:
+    """One ``(rows, columns)`` picture of 0..duration from the windows' coarse columns (windows overlap:
+    each time is drawn from the first window that covers it)."""
+    out, covered = [], 0.0
+    for cols, w in zip(columns, windows):
+        step = window_seconds / cols.shape[-1]
+        for i in range(cols.shape[-1]):
+            centre = w.start + (i + 0.5) * step
+            if covered <= centre < duration:
+                out.append(cols[:, i])
+                covered = w.start + (i + 1) * step
+    return np.stack(out, axis=-1)
