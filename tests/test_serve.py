@@ -4,13 +4,13 @@ real browser (headless Debian Chromium driven by Playwright)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import math
 import re
 import socket
 import threading
-import time
 import warnings
 from pathlib import Path
 from types import SimpleNamespace
@@ -160,13 +160,13 @@ def test_model_runs_off_the_event_loop(classifier, upload_dir, tmp_path):
         def describe(self):
             return classifier.describe()
 
-        def classify_file(self, path):
+        def classify_file(self, path, *, name=None):
             try:
                 asyncio.get_running_loop()
                 seen.append("event loop")
             except RuntimeError:
                 seen.append("worker thread")
-            return classifier.classify_file(path)
+            return classifier.classify_file(path, name=name)
 
     c = TestClient(create_app(Probe(), max_upload_bytes=5_000_000, temp_dir=upload_dir))
     assert c.post("/v1/classify", files={"file": ("a.wav", _wav_bytes(tmp_path))}).status_code == 200
@@ -322,12 +322,101 @@ def test_metrics_count_requests_errors_and_latency(client, tmp_path):
     assert "soundscene_build_info{" in text
 
 
+def _openapi_validator(doc: dict, *pointer: str):
+    """A validator of the schema at ``pointer`` (path parts) in the OpenAPI document ``doc``, its ``#/...``
+    references resolved in ``doc`` (OpenAPI 3.1 schemas are JSON Schema 2020-12)."""
+    from jsonschema import Draft202012Validator
+    from referencing import Registry, Resource
+    from referencing.jsonschema import DRAFT202012
+
+    uri = "urn:soundscene:openapi"
+    registry = Registry().with_resource(uri, Resource.from_contents(doc, default_specification=DRAFT202012))
+    where = "/".join(part.replace("~", "~0").replace("/", "~1") for part in pointer)
+    return Draft202012Validator({"$ref": f"{uri}#/{where}"}, registry=registry)
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
 def test_openapi_documents_classify(client):
-    schema = client.get("/openapi.json").json()
-    op = schema["paths"]["/v1/classify"]["post"]
-    assert "file" in op["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
-    assert {"200", "400", "413", "415", "422"} <= set(op["responses"])
-    assert {"/v1/model", "/healthz", "/metrics"} <= set(schema["paths"])
+    doc = client.get("/openapi.json").json()
+    op = doc["paths"]["/v1/classify"]["post"]
+    assert {"200", "400", "413", "415", "422", "500"} <= set(op["responses"])
+    assert {"/v1/model", "/healthz", "/metrics"} <= set(doc["paths"])
+    form = op["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert form == {"$ref": "#/components/schemas/upload"}
+    assert "file" in doc["components"]["schemas"]["upload"]["properties"]
+    assert "5 MB" in doc["components"]["schemas"]["upload"]["properties"]["file"]["description"]
+    assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/prediction"}
+
+
+def test_openapi_document_is_self_consistent(client):
+    """Every reference in /openapi.json points at something in it, and the schemas there are valid JSON Schema."""
+    from jsonschema import Draft202012Validator
+
+    doc = client.get("/openapi.json").json()
+    refs = set(_refs(doc))
+    assert "#/components/schemas/prediction" in refs
+    for ref in refs:
+        assert ref.startswith("#/"), ref
+        node = doc
+        for part in ref[2:].split("/"):
+            assert part in node, f"{ref} does not resolve"
+            node = node[part]
+    for schema in doc["components"]["schemas"].values():
+        Draft202012Validator.check_schema(schema)
+    assert "$defs" not in json.dumps(doc)  # no reference left relative to a nested schema
+
+
+def test_classify_response_validates_against_the_published_schema(client, tmp_path):
+    from jsonschema import Draft202012Validator
+
+    from soundscene.core import records
+
+    doc = client.get("/openapi.json").json()
+    response = ("paths", "/v1/classify", "post", "responses", "{}", "content", "application/json", "schema")
+    published = _openapi_validator(doc, *(part.format(200) for part in response))
+    error_body = _openapi_validator(doc, *(part.format(415) for part in response))
+    generated = Draft202012Validator(records.schema_of("prediction"))
+    r = client.post("/v1/classify", files={"file": ("long.wav", _wav_bytes(tmp_path, 12.0, scenes=True))})
+    assert r.status_code == 200, r.text
+    assert "NaN" not in r.text and "Infinity" not in r.text
+    record = r.json()
+    assert len(record["windows"]) > 1 and record["segments"]
+    published.validate(record)
+    generated.validate(record)
+    for bad in ({**record, "extra": 1}, {k: v for k, v in record.items() if k != "label"},
+                {**record, "windows": [{"start": 0}]}):
+        assert not published.is_valid(bad) and not generated.is_valid(bad)
+    error_body.validate(client.post("/v1/classify", files={"file": ("n.wav", b"not audio" * 50)}).json())
+
+
+def test_the_route_table_lists_exactly_the_routes_served(client):
+    from soundscene.apps.serve import ROUTES
+
+    app = client.app
+    builtin = {app.openapi_url, app.docs_url, app.docs_url + "/oauth2-redirect", app.redoc_url}
+    served = {(method, route.path) for route in app.routes for method in getattr(route, "methods", ())
+              if route.path not in builtin}
+    table = {(route.method, route.path) for route in ROUTES}
+    assert len(table) == len(ROUTES)  # each (method, path) once
+    assert served == table
+    for method, path in sorted(table):
+        if method in ("GET", "HEAD"):
+            r = client.request(method, path.replace("{name}", "app.js"))
+            assert r.status_code == 200, (method, path, r.text)
+    documented = {(m.upper(), p) for p, ops in client.get("/openapi.json").json()["paths"].items() for m in ops}
+    assert documented == {(r.method, r.path) for r in ROUTES if r.options.get("include_in_schema", True)}
 
 
 def test_errors_are_one_line_json(client):
@@ -344,12 +433,12 @@ def test_a_failing_model_is_a_500_with_one_line(classifier, upload_dir, tmp_path
         def describe(self):
             return classifier.describe()
 
-        def classify_file(self, path):
-            raise ModelFileError(f"{path}: the model gives non-finite probabilities")
+        def classify_file(self, path, *, name=None):
+            raise ModelFileError(f"{name}: the model gives non-finite probabilities")
 
     c = TestClient(create_app(Broken(), max_upload_bytes=5_000_000, temp_dir=upload_dir))
     message = _assert_error(c.post("/v1/classify", files={"file": ("a.wav", _wav_bytes(tmp_path))}), 500)
-    assert message.startswith("a.wav:")
+    assert message.startswith("a.wav:") and str(upload_dir) not in message
     assert list(upload_dir.iterdir()) == []
 
 
@@ -380,45 +469,45 @@ def test_run_server_refuses_bad_input_in_one_line(tmp_path, model_file):
 
 
 # ---- the real server and the browser ---------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def live_server(classifier, tmp_path_factory):
+@contextlib.contextmanager
+def _running(app):
+    """``app`` served by uvicorn on a free port of 127.0.0.1 in a thread; yields the port once it listens."""
     import uvicorn
 
-    uploads = tmp_path_factory.mktemp("live_uploads")
-    app = create_app(classifier, max_upload_bytes=20_000_000, temp_dir=uploads)
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets=sockets)
+            ready.set()
+
+    ready = threading.Event()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    server = Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        assert time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    yield SimpleNamespace(url=f"http://127.0.0.1:{sock.getsockname()[1]}", port=sock.getsockname()[1],
-                          uploads=uploads)
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    try:
+        assert ready.wait(15), "uvicorn did not start"
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(classifier, tmp_path_factory):
+    uploads = tmp_path_factory.mktemp("live_uploads")
+    with _running(create_app(classifier, max_upload_bytes=20_000_000, temp_dir=uploads)) as port:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{port}", port=port, uploads=uploads)
 
 
 def test_real_server_refuses_a_chunked_upload_over_the_limit(classifier, tmp_path_factory):
     """Over a real socket: no Content-Length, chunked transfer, 2 MB against a 100-kB limit -> 413 early."""
-    import uvicorn
-
     app = create_app(classifier, max_upload_bytes=100_000, temp_dir=tmp_path_factory.mktemp("chunked"))
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        while not server.started:
-            time.sleep(0.02)
+    with _running(app) as port:
         body, headers = _multipart(b"big.wav", b"RIFF" + bytes(2_000_000))
-        conn = http.client.HTTPConnection("127.0.0.1", sock.getsockname()[1], timeout=10)
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
         conn.putrequest("POST", "/v1/classify")
         conn.putheader("Content-Type", headers["Content-Type"])
         conn.putheader("Transfer-Encoding", "chunked")
@@ -436,10 +525,6 @@ def test_real_server_refuses_a_chunked_upload_over_the_limit(classifier, tmp_pat
         assert response.status == 413
         assert "limit" in json.loads(response.read())["error"]
         conn.close()
-    finally:
-        server.should_exit = True
-        thread.join(10)
-        sock.close()
 
 
 def _tut_clip() -> Path | None:
