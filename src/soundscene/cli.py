@@ -75,6 +75,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"soundscene {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
+    _add_training_commands(sub)
+    _add_model_commands(sub)
+    _add_application_commands(sub)
+    return p
+
+
+def _add_training_commands(sub) -> None:
+    """demo, train, cv, datasets, evaluate, synth."""
     demo = sub.add_parser("demo", help="synthesise a scene data set, train the paper's CNN, evaluate it")
     demo.add_argument("--out", type=Path, help="run folder (default: runs/demo-<time>)")
     demo.add_argument("--clips-per-class", type=int, default=30)
@@ -128,6 +136,18 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_options(ev)
     ev.set_defaults(handler=_cmd_evaluate)
 
+    sy = sub.add_parser("synth", help="write the synthetic scene data set (WAV + labels.csv)")
+    sy.add_argument("out", type=Path)
+    sy.add_argument("--clips-per-class", type=int, default=30)
+    sy.add_argument("--seconds", type=float, default=DEMO_CLASSES_SECONDS)
+    sy.add_argument("--sample-rate", type=int, default=22050)
+    sy.add_argument("--difficulty", type=float, help="0 (easy) .. 1 (hard); default: the synthetic set's (0.8)")
+    sy.add_argument("--seed", type=int, default=0)
+    sy.set_defaults(handler=_cmd_synth)
+
+
+def _add_model_commands(sub) -> None:
+    """predict, config, schema, profile: what a model file or the configuration says."""
     pr = sub.add_parser("predict", help="classify audio files")
     pr.add_argument("model", type=Path, help="model.safetensors or a run folder")
     pr.add_argument("inputs", nargs="+", help="audio files or folders")
@@ -136,6 +156,26 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--plot", type=Path, metavar="DIR", help="write each file's scene timeline as a PNG into DIR")
     pr.set_defaults(handler=_cmd_predict)
 
+    cf = sub.add_parser("config", help="print the default configuration (JSON) to start a config file")
+    cf.add_argument("--preset", choices=("paper", "strong", "tiny"), help="print this preset instead")
+    cf.set_defaults(handler=lambda a: print((_preset(a.preset)).to_json()))
+
+    sc = sub.add_parser("schema", help="print the JSON Schema of soundscene's records (every output uses them)")
+    sc.add_argument("kind", nargs="?", help="one record kind: window, segment, prediction, error, decision or "
+                                             "sensor_message (default: all)")
+    sc.set_defaults(handler=_cmd_schema)
+
+    pf = sub.add_parser("profile", help="parameters, memory, multiply-accumulates per second of audio, latency")
+    pf.add_argument("model", nargs="?", type=Path, help="model.safetensors or a run folder")
+    pf.add_argument("--preset", choices=("paper", "strong", "tiny"), help="profile a preset's network instead")
+    pf.add_argument("--classes", type=int, default=10, help="classes, with --preset (default 10)")
+    pf.add_argument("--json", action="store_true", help="one JSON object")
+    pf.add_argument("--dcase", action="store_true",
+                    help="exit 1 with the reason when the DCASE limits (128 K parameters, 30 M MACs/s) are exceeded")
+    pf.set_defaults(handler=_cmd_profile)
+
+def _add_application_commands(sub) -> None:
+    """listen, serve, export, eq, eq-live: the applications over a model."""
     li = sub.add_parser("listen", help="classify live audio (microphone or raw PCM on stdin), a JSON line per hop")
     li.add_argument("model", type=Path, help="model.safetensors or a run folder")
     li.add_argument("--stdin", action="store_true", help="read raw interleaved PCM from stdin instead of a microphone")
@@ -196,33 +236,6 @@ def _parser() -> argparse.ArgumentParser:
     el.add_argument("--dwell", type=float, metavar="SECONDS", help="scene-change hysteresis (default one window)")
     el.set_defaults(handler=_cmd_eq_live)
 
-    sy = sub.add_parser("synth", help="write the synthetic scene data set (WAV + labels.csv)")
-    sy.add_argument("out", type=Path)
-    sy.add_argument("--clips-per-class", type=int, default=30)
-    sy.add_argument("--seconds", type=float, default=DEMO_CLASSES_SECONDS)
-    sy.add_argument("--sample-rate", type=int, default=22050)
-    sy.add_argument("--difficulty", type=float, help="0 (easy) .. 1 (hard); default: the synthetic set's (0.8)")
-    sy.add_argument("--seed", type=int, default=0)
-    sy.set_defaults(handler=_cmd_synth)
-
-    cf = sub.add_parser("config", help="print the default configuration (JSON) to start a config file")
-    cf.add_argument("--preset", choices=("paper", "strong", "tiny"), help="print this preset instead")
-    cf.set_defaults(handler=lambda a: print((_preset(a.preset)).to_json()))
-
-    sc = sub.add_parser("schema", help="print the JSON Schema of soundscene's records (every output uses them)")
-    sc.add_argument("kind", nargs="?", help="one record kind: window, segment, prediction, error, decision or "
-                                             "sensor_message (default: all)")
-    sc.set_defaults(handler=_cmd_schema)
-
-    pf = sub.add_parser("profile", help="parameters, memory, multiply-accumulates per second of audio, latency")
-    pf.add_argument("model", nargs="?", type=Path, help="model.safetensors or a run folder")
-    pf.add_argument("--preset", choices=("paper", "strong", "tiny"), help="profile a preset's network instead")
-    pf.add_argument("--classes", type=int, default=10, help="classes, with --preset (default 10)")
-    pf.add_argument("--json", action="store_true", help="one JSON object")
-    pf.add_argument("--dcase", action="store_true",
-                    help="exit 1 with the reason when the DCASE limits (128 K parameters, 30 M MACs/s) are exceeded")
-    pf.set_defaults(handler=_cmd_profile)
-    return p
 
 
 def _add_window_options(p: argparse.ArgumentParser) -> None:

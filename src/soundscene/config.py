@@ -5,17 +5,19 @@ A :class:`Config` has four sections:
 * ``audio``    — how a file becomes a waveform (rate, channels, clip length);
 * ``features`` — the front end (log-mel or MFCC + deltas) and the patches;
 * ``model``    — which registered network, its own parameters, how patches vote;
-* ``train``    — the optimiser and loop (paper defaults).
+* ``augment``  — batch augmentation (off by default);
+* ``train``    — the optimiser, schedule, selection rule and loop (paper defaults).
 
 It is stored as JSON inside every model file and run folder, and validated
 whenever it is read: unknown keys, wrong types and out-of-range values are
 refused with one line naming the key.  Training, evaluation and inference
-all read the same object, so no setting is repeated anywhere.
+all read the same object; what the command line offers as shortcuts
+(``--epochs``, ``--lr`` ...) are overrides of its keys, not settings of their own.
 
 A Config is frozen: change it with :meth:`Config.with_overrides`, which
 returns a validated copy.  Format 2 (this version) keeps each network's own
 parameters in ``model.params`` (validated by the network's builder, see
-:mod:`soundscene.models`); format-1 files (``model.widths``/``model.dropout``)
+:mod:`soundscene.core.models`); format-1 files (``model.widths``/``model.dropout``)
 are read and converted.
 """
 

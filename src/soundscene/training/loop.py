@@ -1,9 +1,16 @@
 """Training: one function, :func:`train`, read top to bottom.
 
-data -> split (recorded in the run folder) -> features computed once ->
-network (normalisation learnt from the training clips) -> Lightning loop
-(Adam, cross-entropy, checkpoint every epoch, best epoch by clip-level
-validation accuracy) -> model file -> evaluation on the test split -> plots.
+data -> split (recorded in the run folder) -> features computed once (the
+cache) -> network (normalisation learnt from the training clips) -> Lightning
+loop (:class:`SceneModule`: Adam, AdamW or SGD with weight decay, soft-target
+cross-entropy so that mixup works, optional warm-up and cosine/step schedule,
+gradient clipping, batch augmentation, an exponential moving average of the
+weights; a checkpoint every epoch) -> the model file, written after every epoch
+by the recorded selection rule (``train.selection``: the best validation epoch
+by clip-level accuracy, the last epoch, or the averaged weights) -> evaluation
+of that model on the test split, and of what each other rule would have chosen
+-> report and plots.  With ``train.devices`` > 1 or several nodes it trains
+with DDP; rank 0 writes the results.
 
 A run folder holds everything needed to resume (``config.json``,
 ``split.csv``, ``checkpoints/last.ckpt``) and the results (``model.safetensors``,
@@ -378,25 +385,16 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
         TrainResult with the model path, test metrics and per-epoch history.
     """
     import lightning as L
-    from lightning.pytorch.callbacks import ModelCheckpoint
 
     tune_malloc()  # training is an entry point: keep freed memory for reuse (see runtime.py)
     started = time.perf_counter()
     run = RunFolder(run_dir)
-    run_dir, last_ckpt = run.root, run.last_checkpoint
     if resume:
-        config, splits, classes = run.read()
-        if not last_ckpt.is_file():
-            raise SoundsceneError(f"{run_dir}: no finished epoch to resume from ({last_ckpt} is missing); "
-                                  "start the run again")
-        if epochs is not None:
-            config = config.with_overrides({"train.epochs": epochs})
-            atomic_write_json(run.config, config.to_dict())
-        splits = {name: with_digests(part) for name, part in splits.items()}
+        config, splits, classes = _resumed_run(run, epochs)
     else:
         if data is None:
             raise DataError("no data given to train on")
-        config, splits, classes = prepare_run(data, run_dir, config=config, test_fold=test_fold,
+        config, splits, classes = prepare_run(data, run.root, config=config, test_fold=test_fold,
                                               val_fold=val_fold, test_fraction=test_fraction, skip_bad=skip_bad)
 
     L.seed_everything(config.train.seed, workers=True, verbose=False)
@@ -408,65 +406,91 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     net = build_model(config, n_classes=len(classes))
     net.set_normalisation(train_set.features)
     if resume:
-        _check_checkpoint(last_ckpt, net)
-    model_path = run.model
-    augmenter = None
-    if config.augment.any:
-        from .augment import Augmenter
-
-        augmenter = Augmenter.from_config(config, n_classes=len(classes),
-                                          seed=config.train.seed + int(os.environ.get("RANK", "0")))
-    module = SceneModule(net, config, val_set.features, val_set.labels, augmenter)
+        _check_checkpoint(run.last_checkpoint, net)
+    module = SceneModule(net, config, val_set.features, val_set.labels, _augmenter(config, len(classes)))
     writer = ModelFileWriter(run, config, classes, trained_on)
-
-    loader_gen = torch.Generator().manual_seed(config.train.seed)
-    device = _training_device(config)
-    if device.type != "cpu":  # keep the training features on the GPU: batches are cut there, no copies per step
-        train_set = FeatureSet(train_set.features.to(device), train_set.labels.to(device), train_set.items)
-    train_loader = torch.utils.data.DataLoader(
-        PatchDataset(train_set, patch_frames=config.features.patch_frames,
-                     hop_frames=config.features.patch_hop_frames),
-        batch_size=config.train.batch_size, shuffle=True, generator=loader_gen, collate_fn=collate_batch,
-        num_workers=config.train.num_workers, persistent_workers=config.train.num_workers > 0)
-
-    checkpoint = ModelCheckpoint(dirpath=run.checkpoints, filename="last", save_top_k=1,
-                                 save_on_train_epoch_end=True, enable_version_counter=False)
-    from lightning.fabric.utilities.exceptions import MisconfigurationException
-
+    trainer = _trainer(config, run, writer, progress)
     with _quiet_lightning():
-        try:
-            t = config.train
-            trainer = L.Trainer(max_epochs=t.epochs, accelerator=t.accelerator, precision=t.precision,
-                                devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, logger=False,
-                                callbacks=[writer, checkpoint, _run_folder_callback(run_dir),
-                                           *([_progress_bar()] if progress else [])], limit_val_batches=0,
-                                gradient_clip_val=t.grad_clip or None,
-                                num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
-                                deterministic=True, default_root_dir=run_dir, log_every_n_steps=1)
-        except (MisconfigurationException, ValueError, RuntimeError) as exc:
-            raise SoundsceneError(f"cannot train with train.accelerator={t.accelerator!r}, "
-                                  f"train.precision={t.precision!r}, train.devices={t.devices}, "
-                                  f"train.strategy={t.strategy!r} here: {str(exc).strip().splitlines()[0]}") from None
-        trainer.fit(module, train_dataloaders=train_loader, ckpt_path=last_ckpt if resume else None,
-                    weights_only=True)
+        trainer.fit(module, train_dataloaders=_train_loader(train_set, config),
+                    ckpt_path=run.last_checkpoint if resume else None, weights_only=True)
 
     if trainer.interrupted:
-        raise SoundsceneError(f"training was interrupted; continue with: soundscene train --resume {run_dir}")
+        raise SoundsceneError(f"training was interrupted; continue with: soundscene train --resume {run.root}")
     history = module.history
     rule = config.train.selection
     best_epoch = max(history, key=_selection_key)["epoch"] if rule == "best_val" else history[-1]["epoch"]
     if not trainer.is_global_zero:  # other DDP processes: rank 0 evaluates and writes the results
-        return TrainResult(run_dir, model_path, {}, history, best_epoch, time.perf_counter() - started, [])
+        return TrainResult(run.root, run.model, {}, history, best_epoch, time.perf_counter() - started, [])
     # The model file holds the weights the selection rule chose (written during training); evaluate that,
     # and, for comparison, what each other rule would have chosen.
-    net = load_model_file(model_path).net
     rules = _score_rules(module, writer, test_set, config)
-    metrics = score_and_report(net, config, classes, test_set, run_dir, title="Test split",
+    metrics = score_and_report(load_model_file(run.model).net, config, classes, test_set, run.root,
+                               title="Test split",
                                extra={"best_epoch": best_epoch, "selection": rule, "selection_rules": rules})
     atomic_write_json(run.history, history)
     plot_training_curves(history, run.training_curves, best_epoch=best_epoch, selection=rule)
     reasons = [why for _, why in skipped]
     if reasons:
         atomic_write_text(run.skipped, "".join(f"{why}\n" for why in reasons))
-    return TrainResult(run_dir, model_path, metrics, history, best_epoch, time.perf_counter() - started, reasons)
+    return TrainResult(run.root, run.model, metrics, history, best_epoch, time.perf_counter() - started, reasons)
+
+
+def _resumed_run(run: RunFolder, epochs: int | None) -> tuple[Config, dict, list[str]]:
+    """The configuration, split (with content digests) and classes of a run to continue."""
+    config, splits, classes = run.read()
+    if not run.last_checkpoint.is_file():
+        raise SoundsceneError(f"{run.root}: no finished epoch to resume from ({run.last_checkpoint} is missing); "
+                              "start the run again")
+    if epochs is not None:
+        config = config.with_overrides({"train.epochs": epochs})
+        atomic_write_json(run.config, config.to_dict())
+    return config, {name: with_digests(part) for name, part in splits.items()}, classes
+
+
+def _augmenter(config: Config, n_classes: int):
+    """The batch augmenter the configuration asks for, or None (each DDP rank draws its own)."""
+    if not config.augment.any:
+        return None
+    from .augment import Augmenter
+
+    return Augmenter.from_config(config, n_classes=n_classes, seed=config.train.seed + int(os.environ.get("RANK", "0")))
+
+
+def _train_loader(train_set: FeatureSet, config: Config) -> torch.utils.data.DataLoader:
+    """Shuffled batches of patches cut from the training clips' features (kept on the GPU when training there:
+    batches are cut in place, no copy per step)."""
+    device = _training_device(config)
+    if device.type != "cpu":
+        train_set = FeatureSet(train_set.features.to(device), train_set.labels.to(device), train_set.items)
+    return torch.utils.data.DataLoader(
+        PatchDataset(train_set, patch_frames=config.features.patch_frames,
+                     hop_frames=config.features.patch_hop_frames),
+        batch_size=config.train.batch_size, shuffle=True, generator=torch.Generator().manual_seed(config.train.seed),
+        collate_fn=collate_batch, num_workers=config.train.num_workers,
+        persistent_workers=config.train.num_workers > 0)
+
+
+def _trainer(config: Config, run: RunFolder, writer: "ModelFileWriter", progress: bool):
+    """The Lightning trainer: the model-file writer, the last-epoch checkpoint, the run-folder guard and the
+    progress bar; one line naming the settings when they cannot be used on this machine."""
+    import lightning as L
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    checkpoint = ModelCheckpoint(dirpath=run.checkpoints, filename="last", save_top_k=1,
+                                 save_on_train_epoch_end=True, enable_version_counter=False)
+    t = config.train
+    with _quiet_lightning():
+        try:
+            return L.Trainer(max_epochs=t.epochs, accelerator=t.accelerator, precision=t.precision,
+                             devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, logger=False,
+                             callbacks=[writer, checkpoint, _run_folder_callback(run.root),
+                                        *([_progress_bar()] if progress else [])], limit_val_batches=0,
+                             gradient_clip_val=t.grad_clip or None,
+                             num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
+                             deterministic=True, default_root_dir=run.root, log_every_n_steps=1)
+        except (MisconfigurationException, ValueError, RuntimeError) as exc:
+            raise SoundsceneError(f"cannot train with train.accelerator={t.accelerator!r}, "
+                                  f"train.precision={t.precision!r}, train.devices={t.devices}, "
+                                  f"train.strategy={t.strategy!r} here: {str(exc).strip().splitlines()[0]}") from None
 
