@@ -16,12 +16,17 @@ import sys
 import textwrap
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
 
+import jsonschema
+
+from soundscene.core import records
 from soundscene.errors import SoundsceneError, SoundsceneWarning
-from soundscene.apps.mqtt import SensorPublisher, check_sensor_id, dumps, parse_broker, scene_payload, topics
+from soundscene.apps.mqtt import (Outbox, SensorPublisher, check_sensor_id, dumps, parse_broker, scene_payload,
+                                  topics)
 
 try:
     import paho.mqtt.client as mqtt
@@ -31,6 +36,7 @@ except ImportError:  # a requirement of the tests, like the broker: fail, never 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MODEL = {"name": "tiny-cnn", "version": "7", "classes": ["park", "street_traffic", "metro"]}
 FAST = dict(model=MODEL, window_seconds=1.5, hop_seconds=0.5, reconnect_min=0.1, reconnect_max=0.5)
+SENSOR_MESSAGE = jsonschema.Draft202012Validator(records.schema_of("sensor_message"))
 
 
 def _free_port() -> int:
@@ -206,6 +212,7 @@ class Subscriber:
 
     def __init__(self, port: int, sensor_id: str):
         self.messages: list[tuple[str, str, bool]] = []
+        self.sensor_id = sensor_id
         self._subscribed = threading.Event()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"soundscene/{sensor_id}/#", qos=1)
@@ -224,6 +231,15 @@ class Subscriber:
     def wait(self, kind: str, count: int, timeout: float = 10.0) -> list:
         _wait(lambda: len(self.on(kind)) >= count, timeout, f"{count} message(s) on {kind}: {self.messages}")
         return self.on(kind)
+
+    def mark(self, timeout: float = 10.0) -> None:
+        """Publish a marker to soundscene/<sensor>/marker and wait until it comes back.
+
+        The broker sends a client its messages in order, so whatever it had for this subscriber before the
+        marker (the retained messages sent at subscription, say) has arrived by then."""
+        token = f"marker-{time.monotonic_ns()}"
+        self.client.publish(f"soundscene/{self.sensor_id}/marker", token, qos=1)
+        _wait(lambda: token in [p for p, _ in self.on("marker")], timeout, "the marker")
 
     def close(self) -> None:
         self.client.disconnect()
@@ -297,22 +313,161 @@ def test_missing_paho_is_a_clear_error(monkeypatch):
     assert out.stdout.strip() == "ok", out.stderr
 
 
+STAMP = "2025-01-01T00:00:00.000Z"
+
+
+def _payload(decision, **kwargs) -> dict:
+    return scene_payload(decision, **{**dict(sensor_id="s1", model=MODEL, window_seconds=10, hop_seconds=1, seq=3,
+                                             timestamp=STAMP), **kwargs})
+
+
 def test_payload_is_strict_json():
     decision = {"time": 12.5004, "label": "park", "probabilities": {"metro": float("nan"), "park": 0.812345,
                                                                      "street_traffic": 0.1},
                 "changed": False, "level_dbfs": float("-inf")}
-    payload = scene_payload(decision, sensor_id="s1", model=MODEL, window_seconds=10, hop_seconds=1, seq=3,
-                            timestamp="2025-01-01T00:00:00.000Z")
+    payload = _payload(decision)
     assert payload["confidence"] == 0.8123  # taken from probabilities[label] when not given
     assert list(payload["probabilities"]) == ["park", "street_traffic", "metro"]  # the model's class order
     assert payload["probabilities"]["metro"] is None and payload["level_dbfs"] is None
     assert payload["time"] == 12.5 and payload["model"] == {"name": "tiny-cnn", "version": "7"}
-    assert "NaN" not in dumps(payload).decode() and "Infinity" not in dumps(payload).decode()
+    assert payload["previous"] is None and payload["changed"] is False
+    text = dumps(payload)
+    assert isinstance(text, bytes) and "NaN" not in text.decode() and "Infinity" not in text.decode()
+    assert json.loads(text) == payload
     with pytest.raises(ValueError):
         dumps({"x": math.nan})
-    with pytest.raises(ValueError):
-        scene_payload({"probabilities": {}}, sensor_id="s1", model={}, window_seconds=1, hop_seconds=1, seq=1,
-                      timestamp="t")
+    for bad in [{"probabilities": {}, "time": 1.0}, {"label": "", "time": 1.0, "confidence": 0.5}, "park",
+                {"label": "park", "time": 1.0, "confidence": float("nan")},  # a decision always has a confidence
+                {"label": "park", "time": 1.0},  # ... given, or the label's probability
+                {"label": "park", "confidence": 0.5, "probabilities": {"park": 0.5}},  # no time
+                {"label": "park", "time": 1.0, "confidence": 0.5, "probabilities": ["park"]}]:
+        with pytest.raises(ValueError):
+            _payload(bad)
+
+
+def test_payload_is_the_sensor_message_record():
+    """The record schema's sensor_message: its fields in its order, its rounding, valid by its JSON Schema."""
+    decision = _decision(3.14159, "metro", changed=True, previous="park", confidence=0.876543,
+                         level_dbfs=-20.06, smoothed=[0.1, 0.1, 0.8])  # keys beyond the decision's are ignored
+    decision["probabilities"] = {"extra": 0.001, "metro": 0.876543, "park": 0.11111}
+    payload = _payload(decision, window_seconds=1.23456, hop_seconds=0.5)
+    assert list(payload) == [f.name for f in records.FIELDS["sensor_message"]]
+    assert payload == {"sensor_id": "s1", "seq": 3, "timestamp": STAMP, "window_seconds": 1.235, "hop_seconds": 0.5,
+                       "model": {"name": "tiny-cnn", "version": "7"}, "soundscene_version": payload["soundscene_version"],
+                       "time": 3.142, "label": "metro", "confidence": 0.8765,
+                       "probabilities": {"park": 0.1111, "metro": 0.8765, "extra": 0.001}, "changed": True,
+                       "previous": "park", "level_dbfs": -20.1}
+    assert list(payload["probabilities"]) == ["park", "metro", "extra"]  # the model's classes first
+    SENSOR_MESSAGE.validate(json.loads(dumps(payload)))
+    bare = _payload({"time": 1.0, "label": "park", "confidence": 0.9, "probabilities": {"park": 0.9}}, model={})
+    assert (bare["changed"], bare["previous"], bare["level_dbfs"]) == (False, None, None)
+    assert bare["model"] == {"name": None, "version": None}
+    SENSOR_MESSAGE.validate(bare)
+
+
+def test_payload_from_a_decision_record():
+    """What the stream classifier gives (Decision.to_record) goes through unchanged, nulls included."""
+    import numpy as np
+
+    classes = MODEL["classes"]
+    made = records.Decision(time=2.0, label="street_traffic", confidence=0.7, probabilities=np.array([0.2, 0.7, 0.1]),
+                            smoothed=np.array([np.nan, 0.7, 0.1]), changed=True, previous="park",
+                            level_dbfs=float("-inf"))
+    record = made.to_record(classes)
+    payload = _payload(record)
+    assert {k: payload[k] for k in record} == record
+    assert payload["probabilities"]["park"] is None and payload["level_dbfs"] is None
+    SENSOR_MESSAGE.validate(json.loads(dumps(payload)))
+
+
+# -- the outbox, without a broker or paho ----------------------------------------------------------------
+
+
+def _message(k: int) -> tuple[str, bytes, bool]:
+    return (f"t/{k}", str(k).encode(), k % 2 == 0)
+
+
+class FakeSender:
+    """send(topic, payload, retain) -> a message id, recording what it was given; refuses when told to."""
+
+    def __init__(self):
+        self.sent: list[tuple[str, bytes, bool]] = []
+        self.refuse = False
+
+    def __call__(self, topic, payload, retain):
+        if self.refuse:
+            return None
+        self.sent.append((topic, payload, retain))
+        return len(self.sent)
+
+
+def test_outbox_keeps_order_and_hands_over_within_the_window():
+    box, send = Outbox(10), FakeSender()
+    box.put([_message(0), _message(1)])
+    box.put([_message(2)])
+    assert (box.queued, box.in_flight, box.undelivered, box.dropped) == (3, 0, 3, 0)
+    assert box.hand_over(send, window=2) and box.hand_over(send, window=2)
+    assert not box.hand_over(send, window=2)  # two in flight: the third waits
+    assert send.sent == [_message(0), _message(1)] and (box.queued, box.in_flight) == (1, 2)
+    box.acknowledged(1)
+    send.refuse = True
+    assert not box.hand_over(send, window=2) and box.queued == 1  # refused: stays first in line
+    send.refuse = False
+    assert box.hand_over(send, window=2) and send.sent == [_message(0), _message(1), _message(2)]
+    assert not box.hand_over(send, window=5) and box.queued == 0
+    assert box.forget_in_flight() == 2 and box.undelivered == 0
+    with pytest.raises(SoundsceneError):
+        Outbox(0)
+
+
+def _warnings_from(action) -> list[str]:
+    """The SoundsceneWarnings that ``action()`` gives, every one (no deduplication)."""
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        action()
+    return [str(w.message) for w in got if issubclass(w.category, SoundsceneWarning)]
+
+
+def test_outbox_is_bounded_drops_the_oldest_and_warns_once_per_outage():
+    box, send = Outbox(3, where="MQTT broker b:1"), FakeSender()
+    assert _warnings_from(lambda: box.put([_message(k) for k in range(3)])) == []
+    assert _warnings_from(lambda: box.put([_message(3), _message(4)])) == [
+        "MQTT broker b:1 unreachable and 3 messages queued: dropping the oldest (see SensorPublisher.dropped)"]
+    assert (box.queued, box.dropped) == (3, 2)
+    assert _warnings_from(lambda: box.put([_message(5)])) == []  # once per outage
+    assert box.dropped == 3
+    while box.hand_over(send, window=10):
+        pass
+    assert send.sent == [_message(3), _message(4), _message(5)]  # the newest, in order
+    box.outage_over()
+    assert len(_warnings_from(lambda: box.put([_message(k) for k in range(6, 10)]))) == 1  # a new outage
+    assert box.dropped == 4 and box.queued == 3
+
+
+def test_outbox_is_thread_safe_and_waits_for_acknowledgements():
+    box = Outbox(10_000)
+    putters = [threading.Thread(target=lambda n=n: [box.put([_message(n * 1000 + k)]) for k in range(500)])
+               for n in range(4)]
+    for th in putters:
+        th.start()
+    for th in putters:
+        th.join()
+    assert (box.queued, box.dropped) == (2000, 0)
+    send = FakeSender()
+    while box.hand_over(send, window=10_000):
+        pass
+    for n in range(4):  # each thread's messages keep their order
+        mine = [int(p) for _, p, _ in send.sent if int(p) // 1000 == n]
+        assert mine == [n * 1000 + k for k in range(500)]
+    assert not box.wait_empty(0.01)
+    acker = threading.Thread(target=lambda: [box.acknowledged(mid) for mid in range(1, 2001)])
+    acker.start()
+    assert box.wait_empty(10) and box.undelivered == 0
+    acker.join()
+    box.put([_message(0)])
+    box.close()  # nothing more will be sent: waiting answers at once
+    start = time.monotonic()
+    assert not box.wait_empty(10) and time.monotonic() - start < 1
 
 
 # -- with a broker -------------------------------------------------------------------------------------
@@ -326,9 +481,12 @@ def test_status_scene_and_events(broker, subscribers):
         pub.publish(_decision(0.5, "park", changed=True))
         pub.publish(_decision(1.0, "park"))
         pub.publish(_decision(1.5, "street_traffic", changed=True, level_dbfs=float("nan")))
+        pub.publish(_decision(2.0, "metro", changed=True, previous="told"))  # the decision's own word wins
         assert pub.flush(10)
-        scenes = [json.loads(p) for p, _ in sub.wait("scene", 3)]
-        events = [json.loads(p) for p, _ in sub.wait("event", 2)]
+        scenes = [json.loads(p) for p, _ in sub.wait("scene", 4)]
+        events = [json.loads(p) for p, _ in sub.wait("event", 3)]
+        for message in scenes + events:
+            SENSOR_MESSAGE.validate(message)
 
         first = scenes[0]
         assert first["sensor_id"] == "lab" and first["label"] == "park" and first["confidence"] == 0.8
@@ -336,18 +494,17 @@ def test_status_scene_and_events(broker, subscribers):
         assert first["level_dbfs"] == -32.1 and first["model"] == {"name": "tiny-cnn", "version": "7"}
         assert first["probabilities"] == {"park": 0.8, "street_traffic": 0.1, "metro": 0.1}
         assert first["timestamp"].endswith("Z") and "T" in first["timestamp"]
-        assert [s["seq"] for s in scenes] == [1, 2, 3] and [s["label"] for s in scenes] == \
-            ["park", "park", "street_traffic"]
+        assert [s["seq"] for s in scenes] == [1, 2, 3, 4] and [s["label"] for s in scenes] == \
+            ["park", "park", "street_traffic", "metro"]
         assert scenes[2]["level_dbfs"] is None and scenes[2]["changed"] is True
-        assert [(e["previous_label"], e["new_label"]) for e in events] == [(None, "park"),
-                                                                           ("park", "street_traffic")]
-        assert events[1]["seq"] == 3 and events[1]["label"] == "street_traffic"
+        assert [s["previous"] for s in scenes] == [None, None, "park", "told"]  # null when not a change
+        assert [(e["previous"], e["label"]) for e in events] == [(None, "park"), ("park", "street_traffic"),
+                                                                 ("told", "metro")]
+        assert events == [scenes[0], scenes[2], scenes[3]]  # an event is the same record as its scene
 
         late = subscribers(broker.port, "lab")  # the retained state: newest scene and online, no event
-        late.wait("scene", 1)
-        late.wait("status", 1)
-        time.sleep(0.2)
-        assert [(json.loads(p)["seq"], r) for p, r in late.on("scene")] == [(3, True)]
+        late.mark()  # the retained messages come before the marker
+        assert [(json.loads(p)["seq"], r) for p, r in late.on("scene")] == [(4, True)]
         assert late.on("status") == [("online", True)] and late.on("event") == []
 
     assert sub.wait("status", 2)[-1][0] == "offline"  # clean close
@@ -420,7 +577,7 @@ def test_offline_queue_is_bounded_and_flushed_in_order(broker, subscribers, qos)
         _wait(lambda: len(sub.json("scene")) >= 9, 10, "the queued scenes")
         scenes = sub.json("scene")
         assert [s["seq"] for s in scenes] == [4, 5, 6, 7, 8, 9, 10, 11, 12]
-        assert [e["previous_label"] for e in sub.json("event")] == ["park"]
+        assert [(e["previous"], e["label"], e["seq"]) for e in sub.json("event")] == [("park", "metro", 9)]
         assert [p for p, _ in sub.on("status")][-1] == "online" and pub.last_error is None
     finally:
         pub.close(timeout=2)
@@ -439,9 +596,7 @@ def test_publisher_started_before_the_broker(broker_factory, subscribers):
         assert pub.wait_connected(10)
         assert pub.flush(10)
         late = subscribers(broker.port, "early")
-        late.wait("scene", 1)
-        late.wait("status", 1)
-        time.sleep(0.2)
+        late.mark()
         assert [(json.loads(p)["seq"], json.loads(p)["label"], r) for p, r in late.on("scene")] == \
             [(4, "metro", True)]
         assert late.on("status") == [("online", True)]
@@ -462,8 +617,8 @@ def test_publisher_started_before_the_broker(broker_factory, subscribers):
 def test_close_while_the_broker_is_down_is_quick():
     pub = SensorPublisher("127.0.0.1", _free_port(), "alone", **FAST)
     pub.publish(_decision(0.5))
-    time.sleep(0.3)
-    assert not pub.connected and pub.queued == 1
+    _wait(lambda: pub.last_error, 5, "a failed connection attempt")
+    assert not pub.connected and pub.queued == 1 and pub.last_error == "cannot connect"
     start = time.monotonic()
     with pytest.warns(SoundsceneWarning, match="1 messages were not delivered"):
         pub.close(timeout=2)
@@ -528,5 +683,8 @@ def test_listen_command_publishes_decisions_to_the_broker(broker, subscribers, t
     assert [s["time"] for s in scenes] == [1.5, 2.25, 3.0]
     assert scenes[0]["sensor_id"] == "cli-1" and scenes[0]["window_seconds"] == 1.5 and scenes[0]["hop_seconds"] == 0.75
     assert scenes[0]["label"] in scenes[0]["probabilities"] and scenes[0]["model"]["name"] == "paper_cnn"
-    assert json.loads(sub.wait("event", 1)[0][0])["new_label"] == scenes[0]["label"]
+    event = json.loads(sub.wait("event", 1)[0][0])
+    assert event == scenes[0] and event["previous"] is None and event["changed"] is True
+    for message in scenes:
+        SENSOR_MESSAGE.validate(message)
     assert sub.wait("status", 2)[-1][0] == "offline"  # a clean close says so

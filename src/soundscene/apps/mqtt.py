@@ -1,56 +1,75 @@
 """Publishing a sensor's scene decisions over MQTT.
 
-:class:`SensorPublisher` takes the decisions of a stream classifier (plain
-dicts, one per hop) and publishes them to an MQTT broker; it knows nothing of
-the classifier::
+:class:`SensorPublisher` takes the decisions of a stream classifier (``decision`` records, one per hop:
+``Decision.to_record(classes)`` in :mod:`soundscene.core.records`) and publishes them to an MQTT broker;
+it knows nothing of the classifier::
 
     with SensorPublisher("broker.local", 1883, "kitchen-1", model={"name": "cnn", "version": "3"},
                          window_seconds=10.0, hop_seconds=1.0) as pub:
-        for decision in stream:          # {"time", "label", "confidence", "probabilities", "changed", "level_dbfs"}
+        for decision in stream:          # {"time", "label", "confidence", "probabilities", "changed", ...}
             pub.publish(decision)
 
 Topics (``<id>`` is the sensor id):
 
 * ``soundscene/<id>/scene``: every decision, retained (a new subscriber sees the current scene at once);
-* ``soundscene/<id>/event``: one message per scene change, not retained;
+* ``soundscene/<id>/event``: the same message again for each scene change, not retained;
 * ``soundscene/<id>/status``: ``online`` (retained) on every connect, ``offline`` (retained) on a clean
   :meth:`~SensorPublisher.close` and as the last will, which the broker publishes when the sensor dies or
   loses its network (after 1.5 x ``keepalive`` seconds).
 
-Payloads are strict JSON (never NaN; a value that is not finite, like the level of digital silence, is
-``null``) in UTF-8: see :func:`scene_payload`.
+The payload of ``scene`` and ``event`` is the project's ``sensor_message`` record, built by
+:func:`scene_payload` with :func:`soundscene.core.records.make`; its fields are those of
+``records.FIELDS["sensor_message"]`` (and its JSON Schema is ``records.schema_of("sensor_message")``):
+the sensor's ``sensor_id``, ``seq`` (from 1), ``timestamp`` (ISO 8601 UTC, ms, ``Z``), ``window_seconds``,
+``hop_seconds``, ``model`` (``name``, ``version``) and ``soundscene_version``, then the decision's ``time``,
+``label``, ``confidence``, ``probabilities`` (in the model's class order), ``changed``, ``previous`` (the
+former scene at a change, else null) and ``level_dbfs``.  The records' one rounding rule applies
+(probabilities 4 decimals, level 0.1 dB, times 1 ms); a value that is not finite, like the level of
+digital silence, is ``null``.  Payloads are strict JSON in UTF-8 (:func:`dumps`).
 
-The broker may be down at start or go away at any time: the client reconnects
-in the background with exponential backoff (``reconnect_min`` doubling up to
-``reconnect_max`` seconds).  Meanwhile decisions wait in a bounded queue
-(``queue_limit`` messages; the oldest are dropped first and counted in
-:attr:`~SensorPublisher.dropped`) and are sent in order once connected again,
-so the retained scene is always the newest decision.
+The parts, each small enough to hold in mind:
 
-paho-mqtt (2.x) is imported only when a publisher is made, so this module
-imports without it.
+* :class:`Outbox`: the bounded, ordered, thread-safe queue of ``(topic, payload, retain)`` messages and
+  the messages handed to the broker but not yet acknowledged.  When full it drops the oldest, counts them
+  and warns once per outage.  It knows nothing of MQTT.
+* :class:`Link`: the connection.  It owns the paho client (whose callbacks only post to an inbox), the
+  sender thread that reads the inbox and hands the outbox's messages to paho, the reconnects, the
+  ``online``/``offline`` status and the last will.
+* :class:`SensorPublisher`: the facade: checks its settings, numbers and builds the messages, puts them
+  in the outbox and lets the link send them.
+
+The broker may be down at start or go away at any time: the client reconnects in the background with
+exponential backoff (``reconnect_min`` doubling up to ``reconnect_max`` seconds).  Meanwhile messages wait
+in the outbox (``queue_limit`` messages; the oldest are dropped first and counted in
+:attr:`~SensorPublisher.dropped`) and are sent in order once connected again, so the retained scene is
+always the newest decision.
+
+paho-mqtt (2.x) is imported only when a publisher is made, so this module imports without it.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import math
 import re
 import threading
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from .._version import __version__
+from ..core import records
 from ..errors import SoundsceneError, warn
 
 DEFAULT_PORT = 1883
 TOPIC_ROOT = "soundscene"
 ONLINE, OFFLINE = "online", "offline"
-_WINDOW = 20  # messages handed to paho and not yet acknowledged; the rest wait in our bounded queue
+_WINDOW = 20  # messages handed to paho and not yet acknowledged; the rest wait in the outbox
 _SENSOR_ID_BAD = re.compile(r"[/+#\s\x00-\x1f\x7f]")
+_DECISION_FIELDS = tuple(f.name for f in records.FIELDS["decision"])
+
+Message = tuple[str, bytes, bool]  # (topic, payload, retain)
 
 
 def parse_broker(text: str) -> tuple[str, int]:
@@ -110,16 +129,6 @@ def topics(sensor_id: str) -> dict[str, str]:
     return {"scene": f"{base}/scene", "event": f"{base}/event", "status": f"{base}/status"}
 
 
-def _number(value: Any, digits: int) -> float | None:
-    """A JSON-safe rounded float: None for None, NaN and infinities."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
-        raise ValueError(f"expected a number, got {value!r}")
-    value = float(value)
-    return round(value, digits) if math.isfinite(value) else None
-
-
 def utc_timestamp(when: datetime | None = None) -> str:
     """ISO-8601 UTC time with milliseconds and a ``Z``: ``2025-05-01T12:00:00.123Z``."""
     when = datetime.now(timezone.utc) if when is None else when.astimezone(timezone.utc)
@@ -127,20 +136,21 @@ def utc_timestamp(when: datetime | None = None) -> str:
 
 
 def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping[str, Any],
-                  window_seconds: float, hop_seconds: float, seq: int, timestamp: str,
-                  previous_label: str | None = None, event: bool = False) -> dict[str, Any]:
-    """The JSON object published for one decision (``event=True``: the scene-change event).
+                  window_seconds: float, hop_seconds: float, seq: int, timestamp: str) -> dict[str, Any]:
+    """The ``sensor_message`` record published for one decision (on ``scene``, and on ``event`` at a change).
 
     Example::
 
-        {"sensor_id": "kitchen-1", "seq": 42, "timestamp": "2025-05-01T12:00:00.123Z", "time": 12.5,
-         "window_seconds": 10.0, "hop_seconds": 1.0, "label": "park", "confidence": 0.81,
+        {"sensor_id": "kitchen-1", "seq": 42, "timestamp": "2025-05-01T12:00:00.123Z", "window_seconds": 10.0,
+         "hop_seconds": 1.0, "model": {"name": "cnn", "version": "3"}, "soundscene_version": "0.1.0",
+         "time": 12.5, "label": "park", "confidence": 0.81,
          "probabilities": {"park": 0.81, "street_traffic": 0.12, "metro": 0.07}, "changed": false,
-         "level_dbfs": -32.1, "model": {"name": "cnn", "version": "3"}, "soundscene_version": "0.1.0"}
+         "previous": null, "level_dbfs": -32.1}
 
-    An event has ``"changed": true`` and also ``previous_label`` (null for the first scene) and
-    ``new_label`` (= ``label``).  Probabilities and confidence are rounded to 4 decimals, the level
-    to 0.1 dB, times to 1 ms; values that are not finite become null.
+    The decision's fields (those of a ``decision`` record) are taken from ``decision``: ``confidence``
+    defaults to the label's probability, ``changed`` to false, ``previous`` and ``level_dbfs`` to null.
+    Probabilities come in the order of ``model["classes"]`` when given.  A malformed decision (not a dict,
+    no label, no time, no finite confidence) raises ValueError.
     """
     if not isinstance(decision, Mapping):
         raise ValueError(f"a decision must be a dict, got {type(decision).__name__}")
@@ -150,35 +160,22 @@ def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping
     raw_probs = decision.get("probabilities") or {}
     if not isinstance(raw_probs, Mapping):
         raise ValueError("a decision's 'probabilities' must be a dict of label -> probability")
-    classes = list(model.get("classes") or ())
+    classes = [str(c) for c in model.get("classes") or ()]
     order = [c for c in classes if c in raw_probs] + [c for c in raw_probs if c not in classes]
-    probabilities = {str(c): _number(raw_probs[c], 4) for c in order}
-    confidence = decision.get("confidence", raw_probs.get(label))
-    payload = {
-        "sensor_id": sensor_id,
-        "seq": seq,
-        "timestamp": timestamp,
-        "time": _number(decision.get("time"), 3),
-        "window_seconds": _number(window_seconds, 3),
-        "hop_seconds": _number(hop_seconds, 3),
-        "label": label,
-        "confidence": _number(confidence, 4),
-        "probabilities": probabilities,
-        "changed": bool(decision.get("changed", False)),
-        "level_dbfs": _number(decision.get("level_dbfs"), 1),
-        "model": {"name": model.get("name"), "version": model.get("version")},
-        "soundscene_version": __version__,
-    }
-    if event:
-        payload["changed"] = True
-        payload["previous_label"] = previous_label
-        payload["new_label"] = label
-    return payload
+    # a decision record says null for a probability that was not finite: it stays null
+    probabilities = {c: math.nan if raw_probs[c] is None else raw_probs[c] for c in order}
+    fields = {"changed": False, "previous": None, "level_dbfs": None,
+              **{k: decision[k] for k in _DECISION_FIELDS if k in decision},
+              "confidence": decision.get("confidence", raw_probs.get(label)), "probabilities": probabilities}
+    return records.make("sensor_message", **fields, sensor_id=sensor_id, seq=seq, timestamp=timestamp,
+                        window_seconds=window_seconds, hop_seconds=hop_seconds,
+                        model={"name": model.get("name"), "version": model.get("version")},
+                        soundscene_version=__version__)
 
 
 def dumps(payload: Mapping[str, Any]) -> bytes:
-    """Strict compact JSON in UTF-8 (raises ValueError on NaN or infinity)."""
-    return json.dumps(payload, allow_nan=False, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    """Strict compact JSON in UTF-8 (raises ValueError on NaN or infinity): :func:`records.dumps` as bytes."""
+    return records.dumps(payload).encode("utf-8")
 
 
 def _import_paho():
@@ -201,6 +198,277 @@ def _positive(name: str, value: Any) -> float:
     return value
 
 
+class Outbox:
+    """A bounded, ordered, thread-safe queue of ``(topic, payload, retain)`` messages, and those in flight.
+
+    :meth:`put` appends (dropping the oldest when more than ``limit`` wait, counted in :attr:`dropped`, with
+    one warning per outage); :meth:`hand_over` gives the oldest to a sender and remembers its message id
+    until :meth:`acknowledged`; :meth:`wait_empty` waits until nothing waits and nothing is in flight.
+    ``where`` names the destination in the warning.  It knows nothing of MQTT and needs no broker.
+    """
+
+    def __init__(self, limit: int, *, where: str = "the MQTT broker"):
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise SoundsceneError(f"MQTT queue limit must be a positive whole number, got {limit!r}")
+        self.limit, self.where = limit, where
+        self._lock = threading.Condition()
+        self._queue: collections.deque[Message] = collections.deque()
+        self._in_flight: set[int] = set()  # ids of messages handed over, not yet acknowledged
+        self._dropped = 0
+        self._warned = False  # this outage's warning was given
+        self._closed = False
+
+    @property
+    def queued(self) -> int:
+        """Messages waiting to be handed over (at most ``limit``)."""
+        with self._lock:
+            return len(self._queue)
+
+    @property
+    def in_flight(self) -> int:
+        """Messages handed over and not yet acknowledged."""
+        with self._lock:
+            return len(self._in_flight)
+
+    @property
+    def dropped(self) -> int:
+        """Messages dropped so far because the queue was full (the oldest go first)."""
+        return self._dropped
+
+    @property
+    def undelivered(self) -> int:
+        """Messages waiting or in flight."""
+        with self._lock:
+            return len(self._queue) + len(self._in_flight)
+
+    def put(self, messages: Iterable[Message]) -> int:
+        """Append ``messages`` together, in order; returns how many old ones were dropped to make room."""
+        dropped = 0
+        with self._lock:
+            for message in messages:
+                if len(self._queue) >= self.limit:
+                    self._queue.popleft()
+                    dropped += 1
+                self._queue.append(message)
+            self._dropped += dropped
+            first_drop = dropped > 0 and not self._warned
+            self._warned = self._warned or first_drop
+        if first_drop:  # once per outage, outside the lock
+            warn(f"{self.where} unreachable and {self.limit} messages queued: dropping the oldest "
+                 "(see SensorPublisher.dropped)")
+        return dropped
+
+    def outage_over(self) -> None:
+        """The destination is reachable again: the next drop warns again."""
+        with self._lock:
+            self._warned = False
+
+    def hand_over(self, send: Callable[[str, bytes, bool], int | None], window: int) -> bool:
+        """Give the oldest message to ``send(topic, payload, retain)`` unless ``window`` are in flight.
+
+        ``send`` returns the message's id, kept in flight until :meth:`acknowledged`, or None when it did
+        not take the message, which stays first in line.  True when a message was handed over.  Done under
+        the lock, so a message is always either queued or in flight (``send`` must not call back into
+        this outbox).
+        """
+        with self._lock:
+            if not self._queue or len(self._in_flight) >= window:
+                return False
+            mid = send(*self._queue[0])
+            if mid is None:
+                return False
+            self._queue.popleft()
+            self._in_flight.add(mid)
+            return True
+
+    def acknowledged(self, mid: int) -> None:
+        """The message with id ``mid`` was delivered."""
+        with self._lock:
+            self._in_flight.discard(mid)
+            self._lock.notify_all()
+
+    def forget_in_flight(self) -> int:
+        """Messages in flight will never be acknowledged (QoS 0 at a disconnect): forget them; returns how many."""
+        with self._lock:
+            lost = len(self._in_flight)
+            self._in_flight.clear()
+            self._lock.notify_all()
+            return lost
+
+    def wait_empty(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s until nothing is queued or in flight; True if so (False at once once closed)."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._queue or self._in_flight:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed:
+                    return False
+                self._lock.wait(left)
+        return True
+
+    def close(self) -> None:
+        """Nothing more will be sent: wake every :meth:`wait_empty`, which answers at once from now on."""
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+
+
+class Link:
+    """The connection to the broker: the paho client, its callbacks, the sender thread, status and will.
+
+    paho's callbacks run on paho's network thread and only post to an inbox.  The sender thread alone
+    reads the inbox, keeps the connection state and hands the outbox's messages to paho, at most
+    ``_WINDOW`` unacknowledged at a time.  On every connect it publishes ``online`` (retained) to
+    ``status_topic``; ``offline`` (retained) is the last will and is published by :meth:`close`.
+    paho reconnects by itself, with backoff from ``reconnect_min`` to ``reconnect_max`` seconds.
+    """
+
+    def __init__(self, outbox: Outbox, host: str, port: int, *, client_id: str, status_topic: str, qos: int = 1,
+                 keepalive: int = 30, username: str | None = None, password: str | None = None,
+                 reconnect_min: float = 1.0, reconnect_max: float = 60.0, thread_name: str = "soundscene-mqtt"):
+        mqtt = _import_paho()
+        self.outbox, self.host, self.port, self.qos, self.status_topic = outbox, host, port, qos, status_topic
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
+                             clean_session=True)
+        if username is not None:
+            client.username_pw_set(username, password)
+        client.will_set(status_topic, OFFLINE, qos=qos, retain=True)  # before connecting
+        client.reconnect_delay_set(reconnect_min, reconnect_max)
+        client.max_inflight_messages_set(_WINDOW)
+        client.on_connect, client.on_connect_fail = self._on_connect, self._on_connect_fail
+        client.on_disconnect, client.on_publish = self._on_disconnect, self._on_publish
+        self._client = client
+
+        self._inbox: collections.deque[tuple[str, Any]] = collections.deque()  # from paho's callbacks
+        self._wake = threading.Event()   # something for the sender: inbox or outbox
+        self._up = threading.Event()     # connected (CONNACK accepted)
+        self._ready = False              # connected and paho's own resends are ahead of us: send the outbox
+        self._online_mid: int | None = None
+        self._last_error: str | None = None
+        self._closing = False
+        self._stopped = False
+        self._sender = threading.Thread(target=self._send_loop, name=thread_name, daemon=True)
+        self._sender.start()
+        try:
+            client.connect_async(host, port, keepalive=keepalive)
+        except (OSError, ValueError) as exc:
+            self._stop_sender()
+            raise SoundsceneError(f"MQTT broker {host}:{port}: {exc}") from None
+        client.loop_start()
+
+    @property
+    def connected(self) -> bool:
+        return self._up.is_set()
+
+    @property
+    def last_error(self) -> str | None:
+        return self._last_error
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._up.wait(timeout)
+
+    def wake(self) -> None:
+        """The outbox has something new."""
+        self._wake.set()
+
+    def close(self, timeout: float) -> int:
+        """Send what waits (up to ``timeout`` s when connected), publish ``offline``, disconnect and stop.
+
+        Returns how many messages were not delivered."""
+        if self._stopped:
+            return self.outbox.undelivered
+        self._closing = True
+        if self.connected:
+            self.outbox.wait_empty(timeout)
+        self._stop_sender()
+        if self.connected:
+            info = self._client.publish(self.status_topic, OFFLINE, qos=self.qos, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError):
+                pass
+        self._client.disconnect()
+        self._client.loop_stop()
+        self._handle_inbox()  # the sender has stopped: count the acknowledgements that came meanwhile
+        self._up.clear()
+        self._ready = False
+        return self.outbox.undelivered
+
+    # -- paho callbacks (network thread): post to the inbox only -------------------------------------
+
+    def _post(self, kind: str, value: Any) -> None:
+        self._inbox.append((kind, value))
+        self._wake.set()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
+        if reason_code.is_failure:
+            self._post("refused", str(reason_code))
+        else:
+            # "online" goes out before paho re-sends what was in flight at the last disconnect; the outbox
+            # is released when "online" is acknowledged, i.e. after those re-sends: order is kept.
+            info = client.publish(self.status_topic, ONLINE, qos=self.qos, retain=True)
+            self._post("connected", info.mid if self.qos else None)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self._post("unreachable", None)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._post("disconnected", str(reason_code))
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
+        self._post("ack", mid)
+
+    # -- the sender thread ----------------------------------------------------------------------------
+
+    def _handle_inbox(self) -> None:
+        while self._inbox:
+            kind, value = self._inbox.popleft()
+            if kind == "ack":
+                if value == self._online_mid:
+                    self._ready, self._online_mid = self.connected, None
+                else:
+                    self.outbox.acknowledged(value)
+            elif kind == "connected":
+                self._last_error, self._online_mid, self._ready = None, value, value is None
+                self.outbox.outage_over()
+                self._up.set()  # last: whoever waits for it sees the rest
+            elif kind == "disconnected":
+                if self.connected and not self._closing:
+                    self._last_error = "connection lost"  # a refusal's reason is kept as it is
+                self._up.clear()
+                self._ready, self._online_mid = False, None
+                if self.qos == 0:
+                    self.outbox.forget_in_flight()  # QoS 0 messages are not re-sent: they are lost
+            elif kind == "refused":
+                self._up.clear()
+                self._ready = False
+                self._last_error = f"broker refused the connection: {value}"  # last: waiters on it see the rest
+            elif kind == "unreachable":
+                self._last_error = "cannot connect"
+
+    def _send(self, topic: str, payload: bytes, retain: bool) -> int | None:
+        info = self._client.publish(topic, payload, qos=self.qos, retain=retain)
+        if info.rc == 0 or self.qos > 0:  # paho keeps QoS>0 messages and re-sends them itself
+            return info.mid
+        self._ready = False  # QoS 0 and not sent: keep it first in line until the next connect
+        return None
+
+    def _send_loop(self) -> None:
+        while not self._stopped:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            self._handle_inbox()
+            while not self._stopped and self._ready and self.outbox.hand_over(self._send, _WINDOW):
+                self._handle_inbox()
+
+    def _stop_sender(self) -> None:
+        self._stopped = True
+        self.outbox.close()
+        self._wake.set()
+        if self._sender is not threading.current_thread():
+            self._sender.join(timeout=5.0)
+
+
 class SensorPublisher:
     """Publishes one sensor's decisions to an MQTT broker (see the module docstring for topics and payloads).
 
@@ -220,165 +488,85 @@ class SensorPublisher:
             raise SoundsceneError(f"MQTT broker port must be a number from 1 to 65535, got {port!r}")
         if qos not in (0, 1, 2):
             raise SoundsceneError(f"MQTT qos must be 0, 1 or 2, got {qos!r}")
-        if isinstance(queue_limit, bool) or not isinstance(queue_limit, int) or queue_limit < 1:
-            raise SoundsceneError(f"MQTT queue limit must be a positive whole number, got {queue_limit!r}")
         if isinstance(keepalive, bool) or not isinstance(keepalive, int) or keepalive < 1:
             raise SoundsceneError(f"MQTT keepalive must be a whole number of seconds >= 1, got {keepalive!r}")
-        model = dict(model or {})
-        for key in ("name", "version"):
-            if model.get(key) is not None:
-                model[key] = str(model[key])
-        if model.get("classes") is not None:
-            model["classes"] = [str(c) for c in model["classes"]]
-        self.model = model
+        self.model = _model_info(model)
         self.window_seconds = _positive("window_seconds", window_seconds)
         self.hop_seconds = _positive("hop_seconds", hop_seconds)
         reconnect_min = _positive("reconnect_min", reconnect_min)
         reconnect_max = max(_positive("reconnect_max", reconnect_max), reconnect_min)
         self.host, self.port, self.qos, self.queue_limit = host.strip(), port, qos, queue_limit
         self.topics = topics(self.sensor_id)
-
-        mqtt = _import_paho()
         self.client_id = client_id or f"soundscene-{self.sensor_id}-{uuid.uuid4().hex[:8]}"
-        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                   protocol=mqtt.MQTTv311, clean_session=True)
-        if username is not None:
-            self._client.username_pw_set(username, password)
-        self._client.will_set(self.topics["status"], OFFLINE, qos=qos, retain=True)  # before connecting
-        self._client.reconnect_delay_set(reconnect_min, reconnect_max)
-        self._client.max_inflight_messages_set(_WINDOW)
-        self._client.on_connect = self._on_connect
-        self._client.on_disconnect = self._on_disconnect
-        self._client.on_connect_fail = self._on_connect_fail
-        self._client.on_publish = self._on_publish
-
-        # publish() appends to _queue under _lock; the sender thread alone hands data to paho.  paho's
-        # callbacks only post to _inbox (never take _lock), so no lock order can deadlock.
-        self._lock = threading.Condition()
-        self._queue: collections.deque[tuple[str, bytes, bool]] = collections.deque()
-        self._inbox: collections.deque[tuple] = collections.deque()
-        self._wake = threading.Event()
-        self._pending: set[int] = set()  # data mids handed to paho, not yet acknowledged
-        self._connected = False          # connected (CONNACK accepted)
-        self._ready = False              # connected and paho's own resends are ahead of us: send the queue
-        self._online_mid: int | None = None
-        self._dropped = 0
-        self._dropped_warned = False
+        self._lock = threading.Lock()  # numbers the messages and puts them in the outbox in that order
         self._seq = 0
         self._last_label: str | None = None
-        self._last_error: str | None = None
-        self._closing = False
         self._closed = False
-
-        self._sender = threading.Thread(target=self._send_loop, name=f"soundscene-mqtt-{self.sensor_id}",
-                                        daemon=True)
-        self._sender.start()
-        try:
-            self._client.connect_async(self.host, self.port, keepalive=keepalive)
-        except (OSError, ValueError) as exc:
-            self._stop_sender()
-            raise SoundsceneError(f"MQTT broker {self.host}:{self.port}: {exc}") from None
-        self._client.loop_start()
-
-    # -- public API ---------------------------------------------------------------------------------
+        self._outbox = Outbox(queue_limit, where=f"MQTT broker {self.host}:{self.port}")
+        self._link = Link(self._outbox, self.host, self.port, client_id=self.client_id,
+                          status_topic=self.topics["status"], qos=qos, keepalive=keepalive, username=username,
+                          password=password, reconnect_min=reconnect_min, reconnect_max=reconnect_max,
+                          thread_name=f"soundscene-mqtt-{self.sensor_id}")
 
     @property
     def connected(self) -> bool:
         """True while connected to the broker."""
-        return self._connected
+        return self._link.connected
 
     @property
     def queued(self) -> int:
         """Messages waiting to be handed to the broker (bounded by ``queue_limit``)."""
-        with self._lock:
-            return len(self._queue)
+        return self._outbox.queued
 
     @property
     def dropped(self) -> int:
         """Messages dropped so far because the queue was full (the oldest go first)."""
-        return self._dropped
+        return self._outbox.dropped
 
     @property
     def last_error(self) -> str | None:
         """The last connection problem (``cannot connect``, ``connection lost``, ``broker refused the
         connection: Not authorized``), None while connected and before the first attempt."""
-        return self._last_error
+        return self._link.last_error
 
     def publish(self, decision: Mapping[str, Any], *, timestamp: datetime | None = None) -> int:
         """Queue one decision for ``scene`` (and ``event`` when ``decision["changed"]``); returns its seq.
 
-        Never blocks on the network.  The timestamp (default: now) is taken here, not when sent.
+        Never blocks on the network.  The timestamp (default: now) is taken here, not when sent.  A
+        decision without ``previous`` gets, at a change, the label this publisher published last.
         """
-        if self._closing:
+        if self._closed:
             raise SoundsceneError("this MQTT publisher is closed")
         stamp = utc_timestamp(timestamp)
         with self._lock:
-            self._seq += 1
-            seq, previous = self._seq, self._last_label
-        common = dict(sensor_id=self.sensor_id, model=self.model, window_seconds=self.window_seconds,
-                      hop_seconds=self.hop_seconds, seq=seq, timestamp=stamp)
-        messages = [(self.topics["scene"], dumps(scene_payload(decision, **common)), True)]
-        if decision.get("changed"):
-            previous = decision.get("previous_label", previous)
-            event = scene_payload(decision, previous_label=previous, event=True, **common)
-            messages.append((self.topics["event"], dumps(event), False))
-        dropped_now = False
-        with self._lock:
-            self._last_label = decision["label"]
-            for message in messages:
-                if len(self._queue) >= self.queue_limit:
-                    self._queue.popleft()
-                    self._dropped += 1
-                    dropped_now = True
-                self._queue.append(message)
-            if dropped_now and not self._dropped_warned:  # once per outage
-                self._dropped_warned = True
-            else:
-                dropped_now = False
-        if dropped_now:
-            warn(f"MQTT broker {self.host}:{self.port} unreachable and {self.queue_limit} messages queued: "
-                 "dropping the oldest (see SensorPublisher.dropped)")
-        self._wake.set()
-        return seq
+            if isinstance(decision, Mapping) and "previous" not in decision:
+                decision = {**decision, "previous": self._last_label if decision.get("changed") else None}
+            payload = scene_payload(decision, sensor_id=self.sensor_id, model=self.model, seq=self._seq + 1,
+                                    timestamp=stamp, window_seconds=self.window_seconds,
+                                    hop_seconds=self.hop_seconds)
+            data = dumps(payload)
+            messages = [(self.topics["scene"], data, True)]
+            if payload["changed"]:
+                messages.append((self.topics["event"], data, False))
+            self._seq, self._last_label = payload["seq"], payload["label"]
+            self._outbox.put(messages)
+        self._link.wake()
+        return payload["seq"]
 
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Wait up to ``timeout`` s for a connection; True when connected."""
-        deadline = time.monotonic() + timeout
-        while not self._connected and time.monotonic() < deadline:
-            time.sleep(0.02)
-        return self._connected
+        return self._link.wait_connected(timeout)
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait up to ``timeout`` s until every queued message is acknowledged by the broker; True if so."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while self._queue or self._pending:
-                left = deadline - time.monotonic()
-                if left <= 0 or self._closed:
-                    return False
-                self._lock.wait(min(left, 0.1))
-        return True
+        return self._outbox.wait_empty(timeout)
 
     def close(self, timeout: float = 5.0) -> None:
         """Send what is queued (up to ``timeout`` s when connected), publish ``offline``, disconnect, stop."""
         if self._closed:
             return
-        self._closing = True
-        if self._connected:
-            self.flush(timeout)
-        self._stop_sender()
-        if self._connected:
-            info = self._client.publish(self.topics["status"], OFFLINE, qos=self.qos, retain=True)
-            try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError):
-                pass
-        self._client.disconnect()
-        self._client.loop_stop()
-        with self._lock:
-            self._handle_inbox()  # the sender has stopped: count the acknowledgements that came meanwhile
-            lost = len(self._queue) + len(self._pending)
-            self._connected = self._ready = False
+        self._closed = True
+        lost = self._link.close(timeout)
         if lost:
             warn(f"MQTT: {lost} messages were not delivered to {self.host}:{self.port} before closing")
 
@@ -388,82 +576,13 @@ class SensorPublisher:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    # -- paho callbacks (network thread): post to the inbox only -------------------------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
-        if reason_code.is_failure:
-            self._inbox.append(("refused", str(reason_code)))
-        else:
-            # "online" goes out before paho re-sends what was in flight at the last disconnect; our queue
-            # is released when "online" is acknowledged, i.e. after those re-sends: order is kept.
-            info = client.publish(self.topics["status"], ONLINE, qos=self.qos, retain=True)
-            self._inbox.append(("connected", info.mid if self.qos else None))
-        self._wake.set()
-
-    def _on_connect_fail(self, client, userdata) -> None:
-        self._inbox.append(("unreachable", None))
-        self._wake.set()
-
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
-        self._inbox.append(("disconnected", str(reason_code)))
-        self._wake.set()
-
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._inbox.append(("ack", mid))
-        self._wake.set()
-
-    # -- the sender thread ----------------------------------------------------------------------------
-
-    def _handle_inbox(self) -> None:
-        while self._inbox:
-            kind, value = self._inbox.popleft()
-            if kind == "ack":
-                if value == self._online_mid:
-                    self._ready, self._online_mid = self._connected, None
-                self._pending.discard(value)
-            elif kind == "connected":
-                self._connected, self._last_error, self._dropped_warned = True, None, False
-                self._online_mid = value
-                self._ready = value is None
-            elif kind == "disconnected":
-                if self._connected and not self._closing:
-                    self._last_error = "connection lost"  # a refusal's reason is kept as it is
-                self._connected = self._ready = False
-                self._online_mid = None
-                if self.qos == 0:
-                    self._pending.clear()  # QoS 0 messages are not re-sent: they are lost
-            elif kind == "refused":
-                self._connected = self._ready = False
-                self._last_error = f"broker refused the connection: {value}"
-            elif kind == "unreachable":
-                self._last_error = "cannot connect"
-        self._lock.notify_all()
-
-    def _send_loop(self) -> None:
-        while True:
-            self._wake.wait(0.5)
-            self._wake.clear()
-            with self._lock:
-                self._handle_inbox()
-                if self._closed:
-                    return
-            while True:
-                with self._lock:
-                    self._handle_inbox()
-                    if self._closed or not (self._ready and self._queue and len(self._pending) < _WINDOW):
-                        break
-                    topic, payload, retain = self._queue.popleft()
-                    info = self._client.publish(topic, payload, qos=self.qos, retain=retain)
-                    if info.rc == 0 or self.qos > 0:  # paho keeps QoS>0 messages and re-sends them itself
-                        self._pending.add(info.mid)
-                    else:
-                        self._queue.appendleft((topic, payload, retain))
-                        self._ready = False
-
-    def _stop_sender(self) -> None:
-        with self._lock:
-            self._closed = True
-            self._lock.notify_all()
-        self._wake.set()
-        if self._sender is not threading.current_thread():
-            self._sender.join(timeout=5.0)
+def _model_info(model: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The model's description with ``name`` and ``version`` as text and ``classes`` as a list of text."""
+    model = dict(model or {})
+    for key in ("name", "version"):
+        if model.get(key) is not None:
+            model[key] = str(model[key])
+    if model.get("classes") is not None:
+        model["classes"] = [str(c) for c in model["classes"]]
+    return model
