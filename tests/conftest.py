@@ -1,7 +1,6 @@
-"""Shared fixtures: a tiny configuration, a tiny synthetic data set and one tiny trained run.
+"""Shared fixtures: a tiny configuration, a tiny synthetic data set, one tiny trained run, TAU-format clips.
 
-Everything is small (8 kHz, 1.5-s clips, narrow network, few epochs) so the
-whole suite runs in a few minutes on two CPU cores.
+The plain helpers (constants, audio writers, data set builders) live in helpers.py.
 """
 
 from __future__ import annotations
@@ -14,15 +13,8 @@ import soundfile as sf
 
 from soundscene.config import Config
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-TINY_CLASSES = ("street_traffic", "park", "metro", "rain")
-
-TINY = {
-    "audio": {"sample_rate": 8000, "clip_seconds": 1.5, "min_seconds": 0.2},
-    "features": {"n_mels": 32, "patch_frames": 32, "patch_hop_frames": 16},
-    "model": {"params": {"widths": [8, 16, 32]}},
-    "train": {"epochs": 4, "batch_size": 32, "val_fraction": 0.25},
-}
+# Re-exported for test files that still import them from conftest; new code imports them from helpers.
+from helpers import SHARED, TINY, TINY_CLASSES, two_class_folder, write_tone  # noqa: F401
 
 
 @pytest.fixture
@@ -49,15 +41,6 @@ def tiny_run(tmp_path_factory, tiny_dataset):
     return train(tiny_dataset, run_dir=run_dir, config=Config.from_dict(TINY), test_fold=5, progress=False)
 
 
-def write_tone(path: Path, *, sample_rate: int = 16000, seconds: float = 1.0, channels: int = 1,
-               subtype: str = "PCM_16", frequency: float = 440.0) -> np.ndarray:
-    """Write a sine (different phase per channel) and return the float64 samples written, (frames, channels)."""
-    t = np.arange(int(sample_rate * seconds)) / sample_rate
-    data = np.stack([0.5 * np.sin(2 * np.pi * frequency * t + k) for k in range(channels)], axis=1)
-    sf.write(str(path), data, sample_rate, subtype=subtype)
-    return data
-
-
 @pytest.fixture(autouse=True, scope="session")
 def _private_feature_cache(tmp_path_factory):
     """Tests never touch the user's ~/.cache: the default feature cache goes to a temporary folder."""
@@ -70,15 +53,6 @@ def _private_feature_cache(tmp_path_factory):
         os.environ.pop("SOUNDSCENE_CACHE", None)
     else:
         os.environ["SOUNDSCENE_CACHE"] = old
-
-
-def two_class_folder(root: Path, per_class: int = 4) -> Path:
-    """A class-per-folder data set: park/ and street/ with per_class 1.5-s tones at 8 kHz."""
-    for label in ("park", "street"):
-        (root / label).mkdir(parents=True)
-        for k in range(per_class):
-            write_tone(root / label / f"{k}.wav", sample_rate=8000, seconds=1.5, frequency=200 + 300 * k)
-    return root
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,16 @@
+"""Reading audio (soundscene.core.audio): every format, bit depth, rate and channel count decodes to the same
+signal; damaged, silent, too short or too long files are refused in one line naming the file."""
+
 import numpy as np
 import pytest
 import soundfile as sf
 
-from conftest import write_tone
+from helpers import SHARED, write_tone
 from soundscene.core.audio import audio_info, fix_length, load_audio, load_clip, resample
 from soundscene.config import AudioConfig
 from soundscene.errors import AudioError
+
+TUT = SHARED / "tut2018-samples" / "labels.csv"
 
 
 @pytest.mark.parametrize("subtype, tolerance", [
@@ -186,3 +191,16 @@ def test_a_fixed_length_clip_reads_only_what_it_needs(tmp_path, monkeypatch):
     assert clip.shape == (1, 16000) and asked == [int(2.5 * 16000)]
     whole = load_audio(path, sample_rate=8000)
     np.testing.assert_allclose(clip, whole[:, :16000], atol=1e-6)  # the same samples as cutting the whole file
+
+
+@pytest.mark.skipif(not TUT.is_file(), reason="../shared/data/tut2018-samples is absent")
+def test_tut_clips_decode_as_48k_24bit_stereo():
+    from soundscene.training.data import load_manifest
+
+    m = load_manifest(TUT)
+    assert len(m.classes) == 10
+    info = audio_info(m.items[0].path)
+    assert (info.sample_rate, info.channels, info.subtype) == (48000, 2, "PCM_24")
+    assert info.duration_seconds == pytest.approx(10.0)
+    stereo = load_audio(m.items[0].path, sample_rate=22050, channels=2)
+    assert stereo.shape == (2, 220500)

@@ -1,10 +1,18 @@
+"""The feature-set builder and its cache (soundscene.training.cache): the same features as in memory, reused
+while valid, rebuilt when anything that shapes them changes or the cache is damaged; and what happens to a clip
+that cannot be used: the run stops naming every such clip (file, row, reason: one line) or, with --skip-bad,
+the clip is left out and listed."""
+
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 
 import soundscene.training.cache as cache_mod
+from helpers import TINY, in_memory, write_tone
 from soundscene.training.cache import cache_key, load_or_build
 from soundscene.training.data import PatchDataset, load_manifest
 from soundscene.errors import AudioError, SoundsceneWarning
@@ -13,14 +21,6 @@ from soundscene.errors import AudioError, SoundsceneWarning
 @pytest.fixture
 def items(tiny_dataset):
     return load_manifest(tiny_dataset).items[:12]
-
-
-def in_memory(items, config, classes, **kwargs):
-    """Features of items computed in memory by the one feature-set builder (no cache)."""
-    from soundscene.training.cache import feature_sets
-
-    sets, skipped = feature_sets({"all": items}, config, classes, use_cache=False, progress=False, **kwargs)
-    return sets["all"], skipped
 
 
 def _no_decoding(monkeypatch):
@@ -95,23 +95,6 @@ def test_leftover_partial_folder_is_ignored(tmp_path, items, tiny_config):
     assert store.folder.name == f"features-{key}"
 
 
-def test_bad_clip_stops_naming_its_row_or_is_skipped(tmp_path, items, tiny_config):
-    import shutil
-    from dataclasses import replace
-
-    bad_path = tmp_path / "broken.wav"
-    bad_path.write_bytes(b"RIFF\x00\x00")
-    bad = replace(items[0], path=bad_path, where="labels.csv, row 99")
-    with pytest.raises(AudioError, match=r"broken\.wav.*labels\.csv, row 99.*--skip-bad"):
-        load_or_build([bad, *items[1:]], tiny_config, cache_dir=tmp_path / "c", progress=False)
-    store = load_or_build([bad, *items[1:]], tiny_config, cache_dir=tmp_path / "c", skip_bad=True, progress=False)
-    fs, skipped = store.feature_set([bad, *items[1:]], sorted({i.label for i in items}))
-    assert len(fs.items) == len(items) - 1 and skipped[0][0].path == bad_path
-    meta = json.loads((store.folder / "meta.json").read_text())
-    assert list(meta["bad"].values())[0].startswith(str(bad_path))
-    shutil.rmtree(tmp_path / "c")
-
-
 def test_augment_hook_sees_every_batch(items, tiny_config):
     fs, _ = in_memory(items, tiny_config, sorted({i.label for i in items}))
     calls = []
@@ -128,21 +111,6 @@ def test_augment_hook_sees_every_batch(items, tiny_config):
     assert calls == [2]
 
 
-def test_cache_lists_every_bad_clip_at_once(tmp_path, tiny_dataset, tiny_config):
-    from dataclasses import replace
-
-    from soundscene.training.cache import load_or_build
-
-    items = load_manifest(tiny_dataset).items[:6]
-    bad = []
-    for k in range(2):
-        path = tmp_path / f"broken{k}.wav"
-        path.write_bytes(b"junk")
-        bad.append(replace(items[k], path=path))
-    with pytest.raises(AudioError, match=r"2 unusable clip\(s\): .*broken0.*broken1"):
-        load_or_build(bad + items[2:], tiny_config, cache_dir=tmp_path / "c", progress=False)
-
-
 def test_cache_meta_that_is_valid_json_but_wrong_is_rebuilt(tmp_path, tiny_dataset, tiny_config):
     from soundscene.training.cache import load_or_build
     from soundscene.errors import SoundsceneWarning
@@ -152,3 +120,89 @@ def test_cache_meta_that_is_valid_json_but_wrong_is_rebuilt(tmp_path, tiny_datas
     (store.folder / "meta.json").write_text("null")
     with pytest.warns(SoundsceneWarning, match="rebuilding"):
         load_or_build(items, tiny_config, cache_dir=tmp_path, progress=False)
+
+
+def _truncated(path):
+    write_tone(path, sample_rate=8000, seconds=1.0)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _nan(path):
+    data = np.full((8000, 1), 0.1, dtype=np.float32)
+    data[100] = np.nan
+    sf.write(str(path), data, 8000, subtype="FLOAT")
+
+
+BAD_CLIPS = {  # kind of damage: how to write such a file
+    "garbage after the RIFF tag": lambda p: p.write_bytes(b"RIFF....garbage"),
+    "cut-off RIFF header": lambda p: p.write_bytes(b"RIFF\x00\x00"),
+    "WAVE header without a data chunk": lambda p: p.write_bytes(b"RIFF....WAVEjunk"),
+    "not audio at all": lambda p: p.write_bytes(b"junk"),
+    "empty file": lambda p: p.write_bytes(b""),
+    "truncated WAV": _truncated,
+    "digital silence": lambda p: sf.write(str(p), np.zeros((8000, 1)), 8000),
+    "shorter than audio.min_seconds": lambda p: write_tone(p, sample_rate=8000, seconds=0.1),
+    "NaN samples": _nan,
+    "samples far beyond full scale": lambda p: sf.write(str(p), (np.sin(np.arange(8000)) * 1e30).astype(np.float32),
+                                                        8000, subtype="FLOAT"),
+}
+
+
+@pytest.mark.parametrize("damage", list(BAD_CLIPS))
+def test_bad_clips_stop_the_run_named_with_their_rows_or_are_skipped_and_listed(tmp_path, items, tiny_config, damage):
+    bad = []
+    for k, row in enumerate((98, 99)):
+        path = tmp_path / f"broken{k}.wav"
+        BAD_CLIPS[damage](path)
+        bad.append(replace(items[k], path=path, where=f"labels.csv, row {row}"))
+    clips = [*bad, *items[2:]]
+    classes = sorted({i.label for i in items})
+    every_one = r"2 unusable clip\(s\): .*broken0\.wav.*labels\.csv, row 98.*broken1\.wav.*labels\.csv, row 99.*--skip-bad"
+
+    # Without --skip-bad: stop, naming every bad clip at once with its row and the advice, in one line.
+    with pytest.raises(AudioError, match=every_one) as stopped:
+        in_memory(clips, tiny_config, classes)
+    assert "\n" not in str(stopped.value)
+    with pytest.raises(AudioError, match=every_one):
+        load_or_build(clips, tiny_config, cache_dir=tmp_path / "c", progress=False)
+
+    # With --skip-bad: left out and listed with the reason, in memory and through the cache alike.
+    fs, skipped = in_memory(clips, tiny_config, classes, skip_bad=True)
+    assert len(fs.items) == len(items) - 2 and [i.path for i, _ in skipped] == [b.path for b in bad]
+    store = load_or_build(clips, tiny_config, cache_dir=tmp_path / "c", skip_bad=True, progress=False)
+    fs, skipped = store.feature_set(clips, classes)
+    assert len(fs.items) == len(items) - 2 and [i.path for i, _ in skipped] == [b.path for b in bad]
+    assert all("\n" not in reason for _, reason in skipped)
+    meta = json.loads((store.folder / "meta.json").read_text())
+    assert sorted(meta["bad"].values())[0].startswith(str(bad[0].path))
+    assert sorted(meta["bad"].values())[1].startswith(str(bad[1].path))
+
+
+def test_train_cli_names_each_bad_clip_and_skip_bad_lists_them(tmp_path, tiny_dataset, capsys):
+    """soundscene train: exit 2 naming every bad clip with its row; with --skip-bad the run finishes (exit 0),
+    prints each skipped clip and writes them to the run's skipped.txt."""
+    from soundscene.cli import main
+
+    BAD_CLIPS["WAVE header without a data chunk"](tmp_path / "broken.wav")
+    _truncated(tmp_path / "truncated.wav")
+    lines = [line if n == 0 else f"{tiny_dataset.parent}/{line}"
+             for n, line in enumerate(tiny_dataset.read_text().splitlines())]
+    lines += [f"{tmp_path / 'broken.wav'},rain,1,broken", f"{tmp_path / 'truncated.wav'},park,1,truncated"]
+    manifest = tmp_path / "labels.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 1}}))
+    args = ["train", str(manifest), "--config", str(config), "--test-fold", "5", "--no-progress"]
+
+    assert main([*args, "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "broken.wav: not a readable audio file" in err and f"labels.csv, row {len(lines) - 1}" in err
+    assert "truncated.wav: truncated" in err and f"labels.csv, row {len(lines)}" in err and "--skip-bad" in err
+
+    assert main([*args, "--out", str(tmp_path / "b"), "--skip-bad"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped 2 unreadable clip(s)" in out and "broken.wav" in out and "truncated.wav" in out
+    listed = (tmp_path / "b" / "skipped.txt").read_text()
+    assert "broken.wav" in listed and "truncated.wav" in listed

@@ -1,8 +1,11 @@
+"""Cross-validation (soundscene.training.crossval): grouped folds, mean and SD over folds, resuming, and refusing
+an out folder of another configuration."""
+
 import json
 
 import pytest
 
-from conftest import TINY
+from helpers import TINY
 from soundscene.config import Config
 from soundscene.training.crossval import assign_grouped_folds, cross_validate
 from soundscene.training.data import load_manifest

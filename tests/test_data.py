@@ -1,29 +1,19 @@
-import csv
+"""The data layer (soundscene.training.data): manifests from folders and CSVs, splits, features and patches.
+
+What happens to a clip that cannot be used is specified in test_cache.py (the feature-set builder owns it).
+"""
 
 import pytest
 import torch
 
-from conftest import two_class_folder, write_tone
+from helpers import SHARED, in_memory, two_class_folder, write_labels_csv, write_tone
 from soundscene.config import Config
+from soundscene.core.audio import load_audio
 from soundscene.training.data import (PatchDataset, load_manifest, read_split, split_manifest,
                              write_split)
-from soundscene.errors import AudioError, DataError
+from soundscene.errors import DataError
 
-
-def in_memory(items, config, classes, **kwargs):
-    """Features of items computed in memory by the one feature-set builder (no cache)."""
-    from soundscene.training.cache import feature_sets
-
-    sets, skipped = feature_sets({"all": items}, config, classes, use_cache=False, progress=False, **kwargs)
-    return sets["all"], skipped
-
-
-def _write_csv(path, rows, header=("path", "label", "fold", "group")):
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        w.writerows(rows)
-    return path
+ESC10 = SHARED / "esc10" / "labels.csv"
 
 
 def _folder_dataset(root, classes=("a", "b"), per_class=3):
@@ -47,7 +37,7 @@ def test_csv_manifest_with_spaces_folds_and_groups(tmp_path):
     for i in range(4):
         write_tone(tmp_path / "my clips" / f"clip {i}.wav", seconds=0.3)
         rows.append([f"my clips/clip {i}.wav", "x" if i % 2 else "y", i % 2 + 1, f"g{i // 2}"])
-    m = load_manifest(_write_csv(tmp_path / "labels.csv", rows))
+    m = load_manifest(write_labels_csv(tmp_path / "labels.csv", rows))
     assert m.has_folds and m.classes == ["x", "y"]
     assert m.items[0].path == (tmp_path / "my clips" / "clip 0.wav").resolve()
     assert m.items[3].group == "g1" and m.items[3].fold == 2
@@ -56,17 +46,17 @@ def test_csv_manifest_with_spaces_folds_and_groups(tmp_path):
 def test_manifest_errors_name_the_file_and_row(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         load_manifest(tmp_path / "nothing")
-    bad = _write_csv(tmp_path / "bad.csv", [["a.wav"]], header=("path",))
+    bad = write_labels_csv(tmp_path / "bad.csv", [["a.wav"]], header=("path",))
     with pytest.raises(DataError, match=r"missing column\(s\) \['label'\]"):
         load_manifest(bad)
     write_tone(tmp_path / "a.wav")
-    missing = _write_csv(tmp_path / "m.csv", [["a.wav", "x", "", ""], ["gone.wav", "y", "", ""]])
+    missing = write_labels_csv(tmp_path / "m.csv", [["a.wav", "x", "", ""], ["gone.wav", "y", "", ""]])
     with pytest.raises(DataError, match=r"m\.csv, row 3: audio file .*gone\.wav does not exist"):
         load_manifest(missing)
-    badfold = _write_csv(tmp_path / "f.csv", [["a.wav", "x", "one", ""], ["a.wav", "y", "2", ""]])
+    badfold = write_labels_csv(tmp_path / "f.csv", [["a.wav", "x", "one", ""], ["a.wav", "y", "2", ""]])
     with pytest.raises(DataError, match="row 2: fold 'one'"):
         load_manifest(badfold)
-    one_class = _write_csv(tmp_path / "o.csv", [["a.wav", "x", "", ""]])
+    one_class = write_labels_csv(tmp_path / "o.csv", [["a.wav", "x", "", ""]])
     with pytest.raises(DataError, match="only one label"):
         load_manifest(one_class)
 
@@ -89,7 +79,7 @@ def test_fraction_split_never_puts_a_group_on_two_sides(tmp_path):
             name = f"rec{g}_{seg}.wav"
             write_tone(tmp_path / name, seconds=0.2)
             rows.append([name, "ab"[g % 2], "", f"rec{g}"])
-    m = load_manifest(_write_csv(tmp_path / "l.csv", rows))
+    m = load_manifest(write_labels_csv(tmp_path / "l.csv", rows))
     for seed in range(5):
         s = split_manifest(m, test_fraction=0.25, val_fraction=0.2, seed=seed)
         sides = {}
@@ -119,16 +109,6 @@ def test_features_and_patches(tiny_dataset, tiny_config):
     assert patches.shape == (3, 1, 32, 32)
     torch.testing.assert_close(patches[1], fs.features[0, ..., 16:48])
     assert clips.tolist()[-1] == 4 and labels[0] == fs.labels[0]
-
-
-def test_bad_clip_stops_or_is_skipped_and_listed(tmp_path, tiny_config):
-    write_tone(tmp_path / "good.wav", sample_rate=8000, seconds=1.0)
-    (tmp_path / "bad.wav").write_bytes(b"RIFF....garbage")
-    m = load_manifest(_write_csv(tmp_path / "l.csv", [["good.wav", "x", "", ""], ["bad.wav", "y", "", ""]]))
-    with pytest.raises(AudioError, match=r"bad\.wav.*row 3.*--skip-bad"):
-        in_memory(m.items, tiny_config, m.classes)
-    fs, skipped = in_memory(m.items, tiny_config, m.classes, skip_bad=True)
-    assert len(fs.items) == 1 and skipped[0][0].path.name == "bad.wav"
 
 
 def test_unknown_label_is_refused(tiny_dataset, tiny_config):
@@ -174,3 +154,19 @@ def test_default_test_fold_avoids_the_validation_fold(tiny_dataset):
     assert {i.fold for i in s["val"]} == {5} and {i.fold for i in s["test"]} == {4}
     with pytest.raises(DataError, match="not both"):
         split_manifest(load_manifest(tiny_dataset), test_fold=5, test_fraction=0.2)
+
+
+@pytest.mark.skipif(not ESC10.is_file(), reason="../shared/data/esc10 is absent")
+def test_esc10_manifest_folds_groups_and_ogg_with_spaces():
+    m = load_manifest(ESC10)
+    assert len(m) == 400 and len(m.classes) == 10
+    assert set(m.class_counts().values()) == {40}
+    assert {i.fold for i in m.items} == {1, 2, 3, 4, 5}
+    assert all(i.group for i in m.items)  # from source_id
+    assert " " in str(m.items[0].path)
+    split = split_manifest(m, test_fold=5)
+    assert len(split["test"]) == 80
+    groups = {name: {i.group for i in part} for name, part in split.items()}
+    assert not (groups["train"] & groups["val"]) and not (groups["train"] & groups["test"])
+    x = load_audio(m.items[0].path, sample_rate=22050)
+    assert x.shape[0] == 1 and 3.0 < x.shape[1] / 22050 < 7.5

@@ -1,8 +1,11 @@
+"""The public data sets' layouts (soundscene.training.datasets): miniature copies of TAU 2019/2020, UrbanSound8K
+and ESC-50 resolve to manifests with their official folds and groups; `soundscene datasets` checks a data set."""
+
 import csv
 
 import pytest
 
-from layouts import make_esc50, make_tau, make_urbansound8k
+from helpers import make_esc50, make_tau, make_urbansound8k, write_tone
 from soundscene.training.data import split_manifest
 from soundscene.training.datasets import check_dataset, resolve_dataset, with_groups_from_names, DEFAULT_GROUP_PATTERN
 from soundscene.errors import DataError
@@ -120,8 +123,6 @@ def test_unknown_prefix_is_a_path_and_nonexistent_paths_fail(tmp_path):
 
 
 def test_groups_from_file_names(tmp_path):
-    from conftest import write_tone
-
     rows = []
     (tmp_path / "library").mkdir()
     (tmp_path / "cafe").mkdir()
@@ -168,7 +169,6 @@ def test_full_check_names_every_file_training_would_refuse_and_warns_on_near_sil
     import numpy as np
     import soundfile as sf
 
-    from conftest import write_tone
     from soundscene.cli import main
 
     (tmp_path / "a").mkdir()

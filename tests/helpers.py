@@ -1,5 +1,9 @@
-"""Miniature copies of the public data sets' exact layouts: real file names, separators and columns,
-with a few short generated WAVs."""
+"""Plain helpers shared by the tests: constants, audio writers and data set builders (no fixtures here).
+
+Fixtures live in conftest.py and are built from these.  Everything is small
+(8 kHz, 1.5-s clips, narrow network, few epochs) so the whole suite runs in a
+few minutes on two CPU cores.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +13,65 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from soundscene.training.synth import synthesize_scene
+# The real recordings (../shared/data next to the checkout); may be absent, e.g. on CI.
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+TINY_CLASSES = ("street_traffic", "park", "metro", "rain")
+
+TINY = {
+    "audio": {"sample_rate": 8000, "clip_seconds": 1.5, "min_seconds": 0.2},
+    "features": {"n_mels": 32, "patch_frames": 32, "patch_hop_frames": 16},
+    "model": {"params": {"widths": [8, 16, 32]}},
+    "train": {"epochs": 4, "batch_size": 32, "val_fraction": 0.25},
+}
+
+
+# --- audio files and small data sets ----------------------------------------------------------------------------
+
+def write_tone(path: Path, *, sample_rate: int = 16000, seconds: float = 1.0, channels: int = 1,
+               subtype: str = "PCM_16", frequency: float = 440.0) -> np.ndarray:
+    """Write a sine (different phase per channel) and return the float64 samples written, (frames, channels)."""
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    data = np.stack([0.5 * np.sin(2 * np.pi * frequency * t + k) for k in range(channels)], axis=1)
+    sf.write(str(path), data, sample_rate, subtype=subtype)
+    return data
+
+
+def two_class_folder(root: Path, per_class: int = 4) -> Path:
+    """A class-per-folder data set: park/ and street/ with per_class 1.5-s tones at 8 kHz."""
+    for label in ("park", "street"):
+        (root / label).mkdir(parents=True)
+        for k in range(per_class):
+            write_tone(root / label / f"{k}.wav", sample_rate=8000, seconds=1.5, frequency=200 + 300 * k)
+    return root
+
+
+def write_labels_csv(path: Path, rows, header=("path", "label", "fold", "group")) -> Path:
+    """A labels CSV with the given header and rows."""
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def in_memory(items, config, classes, **kwargs):
+    """Features of items computed in memory by the one feature-set builder (no cache): (FeatureSet, skipped)."""
+    from soundscene.training.cache import feature_sets
+
+    sets, skipped = feature_sets({"all": items}, config, classes, use_cache=False, progress=False, **kwargs)
+    return sets["all"], skipped
+
+
+# --- miniature copies of the public data sets' exact layouts -----------------------------------------------------
+# Real file names, separators and columns, with a few short generated WAVs.
 
 TAU_SCENES = ("airport", "metro", "park")
 
 
 def _clip(path: Path, scene: str, seed: int, *, sample_rate: int, seconds: float, channels: int, subtype: str):
+    from soundscene.training.synth import synthesize_scene
+
     path.parent.mkdir(parents=True, exist_ok=True)
     mono = synthesize_scene({"airport": "cafe", "metro": "metro", "park": "park"}.get(scene, scene),
                             sample_rate=sample_rate, seconds=seconds, seed=seed, difficulty=0.1)
