@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from soundscene.cli import main
-from conftest import write_tone
+from helpers import write_tone
 
 
 def _one_error_line(capsys):

@@ -171,7 +171,7 @@ class FeatureConfig:
 class ModelConfig:
     """Which registered network, its own parameters, and how a clip's patches vote.
 
-    name: a name from :func:`soundscene.models.available_models`.
+    name: a name from :func:`soundscene.core.models.available_models`.
     params: the network's own parameters (e.g. for ``paper_cnn``: ``widths``
         [32, 64, 128] and ``dropout`` 0.5); missing ones take the network's
         defaults, unknown ones are refused by its builder.
@@ -379,9 +379,15 @@ class Config:
     def from_json(cls, text: str) -> "Config":
         try:
             data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"configuration is not valid JSON: {exc}") from None
-        return cls.from_dict(data)
+        except RecursionError:
+            raise ConfigError("configuration is not valid JSON: nested too deeply") from None
+        except ValueError as exc:  # JSONDecodeError, and integers of thousands of digits
+            raise ConfigError(f"configuration is not valid JSON: {str(exc).splitlines()[0]}") from None
+        try:
+            return cls.from_dict(data)
+        except (OverflowError, RecursionError, ValueError) as exc:
+            raise ConfigError(f"configuration holds a value out of every range ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else 'too large'})") from None
 
     @classmethod
     def load(cls, path: str | Path) -> "Config":
@@ -393,6 +399,8 @@ class Config:
             return cls.from_json(path.read_text(encoding="utf-8"))
         except UnicodeDecodeError:
             raise ConfigError(f"config file {path} is not UTF-8 text") from None
+        except ConfigError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
 
     def with_overrides(self, overrides: Mapping[str, Any]) -> "Config":
         """Return a validated copy with dotted keys replaced, e.g. ``{"train.epochs": 5}``.

@@ -431,7 +431,7 @@ def equalize_file(in_path: str | Path, out_path: str | Path, *, schedule: Sequen
 
 def schedule_from_prediction(prediction, presets: Presets = DEFAULT_PRESETS, *,
                              blend: bool = False) -> list[tuple[float, Curve]]:
-    """The curve schedule for a classified ambient recording (a :class:`soundscene.inference.Prediction`).
+    """The curve schedule for a classified ambient recording (a :class:`soundscene.core.records.Prediction`).
 
     Without blend: one preset per scene segment (the merged runs of the timeline), each from the segment's
     start.  With blend: one probability-weighted curve per analysis window, from the point halfway between
@@ -458,7 +458,7 @@ def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambien
     the input) and returns the path; with out_path None, hands each equalized ``(samples, channels)`` block to
     ``play(block, sample_rate)`` (e.g. a sound card's output stream) and returns None.
 
-    stream: a :class:`soundscene.inference.StreamClassifier` (anything whose ``push(block)`` returns
+    stream: a :class:`soundscene.core.stream.StreamClassifier` (anything whose ``push(block)`` returns
     decisions with ``changed`` and ``label``).  on_decision: called with each decision.
     """
     with _open_music(music_path) as src:

@@ -162,8 +162,7 @@ def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping
         raise ValueError("a decision's 'probabilities' must be a dict of label -> probability")
     classes = [str(c) for c in model.get("classes") or ()]
     order = [c for c in classes if c in raw_probs] + [c for c in raw_probs if c not in classes]
-    # a decision record says null for a probability that was not finite: it stays null
-    probabilities = {c: math.nan if raw_probs[c] is None else raw_probs[c] for c in order}
+    probabilities = {c: raw_probs[c] for c in order}  # null (not finite) stays null
     fields = {"changed": False, "previous": None, "level_dbfs": None,
               **{k: decision[k] for k in _DECISION_FIELDS if k in decision},
               "confidence": decision.get("confidence", raw_probs.get(label)), "probabilities": probabilities}

@@ -68,7 +68,7 @@ def save_model_file(path: str | Path, net: SceneNet, config: Config, classes: li
                     extra: dict[str, str] | None = None, trained_on: list[str] | None = None) -> Path:
     """Write weights + configuration + class names atomically. Returns the path.
 
-    trained_on: content digests (:func:`soundscene.data.file_digest`) of the
+    trained_on: content digests (:func:`soundscene.training.data.file_digest`) of the
     training and validation files, recorded so evaluation can leave them out.
     """
     tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}

@@ -311,7 +311,7 @@ def _scaled(channels: int, width: float) -> int:
 
 class MobileNet(nn.Module):
     """A low-complexity MobileNetV2-style network (DCASE 2022+ task 1 budget: <= 128 K parameters and
-    <= 30 M MACs per second of audio at the defaults; see :mod:`soundscene.complexity`).
+    <= 30 M MACs per second of audio at the defaults; see :mod:`soundscene.training.complexity`).
 
     Layout (channels at ``width`` 1; rows x frames for a 40 x 100 patch)::
 

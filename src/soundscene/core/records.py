@@ -114,7 +114,8 @@ def _value(unit: str, value: Any, nullable: bool, where: str) -> Any:
         return [v if isinstance(v, dict) else v.to_record() for v in value] if kind else list(value)
     _, digits = UNITS[unit]
     if unit == "probabilities":
-        return {str(k): _number(v, 4, f"{where}[{k}]", nullable=True) for k, v in value.items()}
+        return {str(k): None if v is None else _number(v, 4, f"{where}[{k}]", nullable=True)
+                for k, v in value.items()}
     if digits is not None:
         return _number(value, digits, where, nullable)
     if unit == "text":

@@ -11,7 +11,7 @@ from the cache in the training loop (``augment`` hook of PatchDataset).
 
 :func:`feature_sets` is the one function that turns the splits of a data set
 into features, through the cache or, with ``use_cache=False``, in memory;
-both run the same :func:`soundscene.data.featurize`.
+both run the same :func:`soundscene.training.data.featurize`.
 
 Layout: ``<cache_dir>/features-<key>/data.npy`` (a memory-mapped .npy) and
 ``meta.json``.  The key hashes the audio and feature configuration, each

@@ -1,7 +1,7 @@
 """The public data sets' layouts, each selected by a short name (``tau2019:PATH`` ...).
 
 Each loader reads the data set's own metadata files as published and returns a
-:class:`~soundscene.data.Manifest` whose items carry the official folds or
+:class:`~soundscene.training.data.Manifest` whose items carry the official folds or
 train/test lists and the groups that must never be split:
 
 ========================  ===============================================  ==================================
