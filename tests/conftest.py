@@ -13,8 +13,7 @@ import soundfile as sf
 
 from soundscene.config import Config
 
-# Re-exported for test files that still import them from conftest; new code imports them from helpers.
-from helpers import SHARED, TINY, TINY_CLASSES, two_class_folder, write_tone  # noqa: F401
+from helpers import SHARED, TINY, TINY_CLASSES, Broker, Subscriber, free_port
 
 
 @pytest.fixture
@@ -70,3 +69,41 @@ def tau_scene_clips(tmp_path_factory) -> Path:
         mono = synthesize_scene(scene, sample_rate=48000, seconds=10.0, seed=70 + k)
         sf.write(str(root / f"{scene}.wav"), np.stack([mono, 0.8 * mono], axis=1), 48000, subtype="PCM_24")
     return root
+
+
+@pytest.fixture
+def broker_factory(tmp_path):
+    """broker_factory(port=None) -> a Broker not yet started; every one is killed afterwards."""
+    brokers = []
+
+    def make(port: int | None = None, users: dict[str, str] | None = None) -> Broker:
+        folder = tmp_path / f"broker{len(brokers)}"
+        folder.mkdir()
+        brokers.append(Broker(folder, port or free_port(), users))
+        return brokers[-1]
+
+    yield make
+    for b in brokers:
+        b.stop()
+
+
+@pytest.fixture
+def broker(broker_factory) -> Broker:
+    return broker_factory().start()
+
+
+
+@pytest.fixture
+def subscribers():
+    made = []
+
+    def make(port: int, sensor_id: str) -> Subscriber:
+        made.append(Subscriber(port, sensor_id))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+# -- without a broker ----------------------------------------------------------------------------------

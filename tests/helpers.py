@@ -8,7 +8,16 @@ few minutes on two CPU cores.
 from __future__ import annotations
 
 import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
 from pathlib import Path
+
+import pytest
 
 import numpy as np
 import soundfile as sf
@@ -165,3 +174,110 @@ def make_esc50(root: Path) -> Path:
         w.writerow(["filename", "fold", "target", "category", "esc10", "src_file", "take"])
         w.writerows(rows)
     return root
+
+
+# --- a real MQTT broker (Debian's mosquitto) and a subscriber ----------------------------------------------
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+
+class Broker:
+    """A mosquitto process on 127.0.0.1:port; start() waits until the port accepts, stop() kills it."""
+
+    def __init__(self, folder: Path, port: int, users: dict[str, str] | None = None):
+        self.port, self.folder, self.proc = port, folder, None
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not os.access(binary, os.X_OK):
+            pytest.fail("the MQTT tests need the mosquitto broker: apt-get install -y mosquitto", pytrace=False)
+        self.binary = binary
+        auth = "allow_anonymous true\n"
+        if users:  # mosquitto_passwd comes with the mosquitto package
+            passwords = folder / "passwords"
+            for k, (user, password) in enumerate(users.items()):
+                subprocess.run(["mosquitto_passwd", "-b"] + (["-c"] if k == 0 else []) +
+                               [str(passwords), user, password], check=True, capture_output=True, timeout=30)
+            auth = f"allow_anonymous false\npassword_file {passwords}\n"
+            if os.geteuid() == 0:  # else it drops to user mosquitto, who cannot read pytest's tmp_path
+                auth += "user root\n"
+        self.config = folder / "mosquitto.conf"
+        self.config.write_text(f"listener {port} 127.0.0.1\n{auth}persistence false\nlog_dest stderr\n")
+        self.log = folder / "mosquitto.log"
+
+    def start(self) -> "Broker":
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=log)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                pytest.fail(f"mosquitto exited at start: {self.log.read_text()[-2000:]}", pytrace=False)
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return self
+            except OSError:
+                time.sleep(0.02)
+        self.stop()
+        pytest.fail(f"mosquitto did not accept connections on port {self.port} within 10 s", pytrace=False)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        self.proc = None
+
+
+
+class Subscriber:
+    """A paho client on soundscene/<sensor>/#, recording (topic, payload, retain) in arrival order."""
+
+    def __init__(self, port: int, sensor_id: str):
+        self.messages: list[tuple[str, str, bool]] = []
+        self.sensor_id = sensor_id
+        self._subscribed = threading.Event()
+        import paho.mqtt.client as mqtt
+
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"soundscene/{sensor_id}/#", qos=1)
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), m.retain))
+        self.client.connect("127.0.0.1", port, keepalive=10)
+        self.client.loop_start()
+        assert self._subscribed.wait(10), "subscriber did not subscribe within 10 s"
+
+    def on(self, kind: str) -> list[tuple[str, bool]]:
+        return [(payload, retain) for topic, payload, retain in list(self.messages) if topic.endswith("/" + kind)]
+
+    def json(self, kind: str) -> list[dict]:
+        return [json.loads(payload) for payload, _ in self.on(kind)]
+
+    def wait(self, kind: str, count: int, timeout: float = 10.0) -> list:
+        wait_for(lambda: len(self.on(kind)) >= count, timeout, f"{count} message(s) on {kind}: {self.messages}")
+        return self.on(kind)
+
+    def mark(self, timeout: float = 10.0) -> None:
+        """Publish a marker to soundscene/<sensor>/marker and wait until it comes back.
+
+        The broker sends a client its messages in order, so whatever it had for this subscriber before the
+        marker (the retained messages sent at subscription, say) has arrived by then."""
+        token = f"marker-{time.monotonic_ns()}"
+        self.client.publish(f"soundscene/{self.sensor_id}/marker", token, qos=1)
+        wait_for(lambda: token in [p for p, _ in self.on("marker")], timeout, "the marker")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
+
 import signal
 import socket
 import subprocess
@@ -23,13 +23,14 @@ import pytest
 
 import jsonschema
 
+from helpers import free_port, wait_for
 from soundscene.core import records
 from soundscene.errors import SoundsceneError, SoundsceneWarning
 from soundscene.apps.mqtt import (Outbox, SensorPublisher, check_sensor_id, dumps, parse_broker, scene_payload,
                                   topics)
 
 try:
-    import paho.mqtt.client as mqtt
+    import paho.mqtt.client as mqtt  # noqa: F401
 except ImportError:  # a requirement of the tests, like the broker: fail, never skip
     pytest.fail("the MQTT tests need paho-mqtt: pip install 'paho-mqtt>=2'", pytrace=False)
 
@@ -38,97 +39,13 @@ MODEL = {"name": "tiny-cnn", "version": "7", "classes": ["park", "street_traffic
 FAST = dict(model=MODEL, window_seconds=1.5, hop_seconds=0.5, reconnect_min=0.1, reconnect_max=0.5)
 SENSOR_MESSAGE = jsonschema.Draft202012Validator(records.schema_of("sensor_message"))
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
 def _decision(t: float, label: str = "park", changed: bool = False, **extra) -> dict:
     probs = {"park": 0.1, "street_traffic": 0.1, "metro": 0.1}
     probs[label] = 0.8
     return {"time": t, "label": label, "confidence": 0.8, "probabilities": probs, "changed": changed,
             "level_dbfs": -32.14, **extra}
 
-
 # -- the broker -----------------------------------------------------------------------------------------
-
-
-class Broker:
-    """A mosquitto process on 127.0.0.1:port; start() waits until the port accepts, stop() kills it."""
-
-    def __init__(self, folder: Path, port: int, users: dict[str, str] | None = None):
-        self.port, self.folder, self.proc = port, folder, None
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not os.access(binary, os.X_OK):
-            pytest.fail("the MQTT tests need the mosquitto broker: apt-get install -y mosquitto", pytrace=False)
-        self.binary = binary
-        auth = "allow_anonymous true\n"
-        if users:  # mosquitto_passwd comes with the mosquitto package
-            passwords = folder / "passwords"
-            for k, (user, password) in enumerate(users.items()):
-                subprocess.run(["mosquitto_passwd", "-b"] + (["-c"] if k == 0 else []) +
-                               [str(passwords), user, password], check=True, capture_output=True, timeout=30)
-            auth = f"allow_anonymous false\npassword_file {passwords}\n"
-            if os.geteuid() == 0:  # else it drops to user mosquitto, who cannot read pytest's tmp_path
-                auth += "user root\n"
-        self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"listener {port} 127.0.0.1\n{auth}persistence false\nlog_dest stderr\n")
-        self.log = folder / "mosquitto.log"
-
-    def start(self) -> "Broker":
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"mosquitto exited at start: {self.log.read_text()[-2000:]}", pytrace=False)
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        pytest.fail(f"mosquitto did not accept connections on port {self.port} within 10 s", pytrace=False)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self.proc = None
-
-
-@pytest.fixture
-def broker_factory(tmp_path):
-    """broker_factory(port=None) -> a Broker not yet started; every one is killed afterwards."""
-    brokers = []
-
-    def make(port: int | None = None, users: dict[str, str] | None = None) -> Broker:
-        folder = tmp_path / f"broker{len(brokers)}"
-        folder.mkdir()
-        brokers.append(Broker(folder, port or _free_port(), users))
-        return brokers[-1]
-
-    yield make
-    for b in brokers:
-        b.stop()
-
-
-@pytest.fixture
-def broker(broker_factory) -> Broker:
-    return broker_factory().start()
-
 
 class Gate:
     """A TCP forwarder to the broker that can be shut (connections dropped, new ones refused) and reopened.
@@ -138,7 +55,7 @@ class Gate:
     """
 
     def __init__(self, target_port: int):
-        self.target, self.port = target_port, _free_port()
+        self.target, self.port = target_port, free_port()
         self._lock = threading.Lock()
         self._conns: list[socket.socket] = []
         self._server: socket.socket | None = None
@@ -206,62 +123,6 @@ class Gate:
             except OSError:
                 pass
 
-
-class Subscriber:
-    """A paho client on soundscene/<sensor>/#, recording (topic, payload, retain) in arrival order."""
-
-    def __init__(self, port: int, sensor_id: str):
-        self.messages: list[tuple[str, str, bool]] = []
-        self.sensor_id = sensor_id
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"soundscene/{sensor_id}/#", qos=1)
-        self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), m.retain))
-        self.client.connect("127.0.0.1", port, keepalive=10)
-        self.client.loop_start()
-        assert self._subscribed.wait(10), "subscriber did not subscribe within 10 s"
-
-    def on(self, kind: str) -> list[tuple[str, bool]]:
-        return [(payload, retain) for topic, payload, retain in list(self.messages) if topic.endswith("/" + kind)]
-
-    def json(self, kind: str) -> list[dict]:
-        return [json.loads(payload) for payload, _ in self.on(kind)]
-
-    def wait(self, kind: str, count: int, timeout: float = 10.0) -> list:
-        _wait(lambda: len(self.on(kind)) >= count, timeout, f"{count} message(s) on {kind}: {self.messages}")
-        return self.on(kind)
-
-    def mark(self, timeout: float = 10.0) -> None:
-        """Publish a marker to soundscene/<sensor>/marker and wait until it comes back.
-
-        The broker sends a client its messages in order, so whatever it had for this subscriber before the
-        marker (the retained messages sent at subscription, say) has arrived by then."""
-        token = f"marker-{time.monotonic_ns()}"
-        self.client.publish(f"soundscene/{self.sensor_id}/marker", token, qos=1)
-        _wait(lambda: token in [p for p, _ in self.on("marker")], timeout, "the marker")
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-@pytest.fixture
-def subscribers():
-    made = []
-
-    def make(port: int, sensor_id: str) -> Subscriber:
-        made.append(Subscriber(port, sensor_id))
-        return made[-1]
-
-    yield make
-    for s in made:
-        s.close()
-
-
-# -- without a broker ----------------------------------------------------------------------------------
-
-
 def test_parse_broker():
     assert parse_broker("localhost:1884") == ("localhost", 1884)
     assert parse_broker("broker.local") == ("broker.local", 1883)
@@ -277,7 +138,6 @@ def test_parse_broker():
         message = str(info.value)
         assert "\n" not in message and says in message, (bad, message)
 
-
 def test_invalid_sensor_ids():
     assert check_sensor_id("kitchen-1") == "kitchen-1"
     assert topics("café_2") == {"scene": "soundscene/café_2/scene", "event": "soundscene/café_2/event",
@@ -289,7 +149,6 @@ def test_invalid_sensor_ids():
         with pytest.raises(SoundsceneError):
             SensorPublisher("127.0.0.1", 1883, bad, **FAST)
 
-
 def test_invalid_settings_are_one_line_errors():
     for kwargs in [dict(queue_limit=0), dict(qos=3), dict(keepalive=0), dict(window_seconds=float("nan")),
                    dict(hop_seconds=-1)]:
@@ -298,7 +157,6 @@ def test_invalid_settings_are_one_line_errors():
         assert "\n" not in str(info.value)
     with pytest.raises(SoundsceneError, match="port"):
         SensorPublisher("127.0.0.1", 0, "s1", **FAST)
-
 
 def test_missing_paho_is_a_clear_error(monkeypatch):
     for name in ["paho", "paho.mqtt", "paho.mqtt.client"]:
@@ -312,14 +170,11 @@ def test_missing_paho_is_a_clear_error(monkeypatch):
                          env={**os.environ, "PYTHONPATH": str(SRC)})
     assert out.stdout.strip() == "ok", out.stderr
 
-
 STAMP = "2025-01-01T00:00:00.000Z"
-
 
 def _payload(decision, **kwargs) -> dict:
     return scene_payload(decision, **{**dict(sensor_id="s1", model=MODEL, window_seconds=10, hop_seconds=1, seq=3,
                                              timestamp=STAMP), **kwargs})
-
 
 def test_payload_is_strict_json():
     decision = {"time": 12.5004, "label": "park", "probabilities": {"metro": float("nan"), "park": 0.812345,
@@ -344,7 +199,6 @@ def test_payload_is_strict_json():
         with pytest.raises(ValueError):
             _payload(bad)
 
-
 def test_payload_is_the_sensor_message_record():
     """The record schema's sensor_message: its fields in its order, its rounding, valid by its JSON Schema."""
     decision = _decision(3.14159, "metro", changed=True, previous="park", confidence=0.876543,
@@ -364,7 +218,6 @@ def test_payload_is_the_sensor_message_record():
     assert bare["model"] == {"name": None, "version": None}
     SENSOR_MESSAGE.validate(bare)
 
-
 def test_payload_from_a_decision_record():
     """What the stream classifier gives (Decision.to_record) goes through unchanged, nulls included."""
     import numpy as np
@@ -379,13 +232,10 @@ def test_payload_from_a_decision_record():
     assert payload["probabilities"]["park"] is None and payload["level_dbfs"] is None
     SENSOR_MESSAGE.validate(json.loads(dumps(payload)))
 
-
 # -- the outbox, without a broker or paho ----------------------------------------------------------------
-
 
 def _message(k: int) -> tuple[str, bytes, bool]:
     return (f"t/{k}", str(k).encode(), k % 2 == 0)
-
 
 class FakeSender:
     """send(topic, payload, retain) -> a message id, recording what it was given; refuses when told to."""
@@ -399,7 +249,6 @@ class FakeSender:
             return None
         self.sent.append((topic, payload, retain))
         return len(self.sent)
-
 
 def test_outbox_keeps_order_and_hands_over_within_the_window():
     box, send = Outbox(10), FakeSender()
@@ -419,14 +268,12 @@ def test_outbox_keeps_order_and_hands_over_within_the_window():
     with pytest.raises(SoundsceneError):
         Outbox(0)
 
-
 def _warnings_from(action) -> list[str]:
     """The SoundsceneWarnings that ``action()`` gives, every one (no deduplication)."""
     with warnings.catch_warnings(record=True) as got:
         warnings.simplefilter("always")
         action()
     return [str(w.message) for w in got if issubclass(w.category, SoundsceneWarning)]
-
 
 def test_outbox_is_bounded_drops_the_oldest_and_warns_once_per_outage():
     box, send = Outbox(3, where="MQTT broker b:1"), FakeSender()
@@ -442,7 +289,6 @@ def test_outbox_is_bounded_drops_the_oldest_and_warns_once_per_outage():
     box.outage_over()
     assert len(_warnings_from(lambda: box.put([_message(k) for k in range(6, 10)]))) == 1  # a new outage
     assert box.dropped == 4 and box.queued == 3
-
 
 def test_outbox_is_thread_safe_and_waits_for_acknowledgements():
     box = Outbox(10_000)
@@ -469,9 +315,7 @@ def test_outbox_is_thread_safe_and_waits_for_acknowledgements():
     start = time.monotonic()
     assert not box.wait_empty(10) and time.monotonic() - start < 1
 
-
 # -- with a broker -------------------------------------------------------------------------------------
-
 
 def test_status_scene_and_events(broker, subscribers):
     sub = subscribers(broker.port, "lab")
@@ -513,7 +357,6 @@ def test_status_scene_and_events(broker, subscribers):
     with pytest.raises(SoundsceneError, match="closed"):
         pub.publish(_decision(2.0))
 
-
 def test_last_will_when_the_sensor_is_killed(broker, subscribers):
     sub = subscribers(broker.port, "doomed")
     code = textwrap.dedent(f"""
@@ -529,7 +372,7 @@ def test_last_will_when_the_sensor_is_killed(broker, subscribers):
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
     try:
-        _wait(lambda: sub.json("scene"), 30, "the subprocess's scene message")
+        wait_for(lambda: sub.json("scene"), 30, "the subprocess's scene message")
         assert [p for p, _ in sub.on("status")] == ["online"]
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
@@ -541,14 +384,13 @@ def test_last_will_when_the_sensor_is_killed(broker, subscribers):
             proc.wait(timeout=10)
     assert subscribers(broker.port, "doomed").wait("status", 1) == [("offline", True)]  # the will is retained
 
-
 @pytest.mark.parametrize("qos", [1, 0, 2])
 def test_offline_queue_is_bounded_and_flushed_in_order(broker, subscribers, qos):
     gate = Gate(broker.port)  # shut: the publisher starts with its broker unreachable
     sub = subscribers(broker.port, "q")
     pub = SensorPublisher("127.0.0.1", gate.port, "q", queue_limit=5, qos=qos, **FAST)
     try:
-        _wait(lambda: pub.last_error, 5, "a failed connection attempt")
+        wait_for(lambda: pub.last_error, 5, "a failed connection attempt")
         assert not pub.connected and pub.last_error == "cannot connect"
         with pytest.warns(SoundsceneWarning, match="dropping the oldest"):
             for k in range(8):
@@ -566,7 +408,7 @@ def test_offline_queue_is_bounded_and_flushed_in_order(broker, subscribers, qos)
         gate.shut()
         sub.wait("status", 2)
         assert sub.on("status")[-1][0] == "offline"
-        _wait(lambda: not pub.connected, 10, "the publisher to notice the lost connection")
+        wait_for(lambda: not pub.connected, 10, "the publisher to notice the lost connection")
         assert pub.last_error in ("connection lost", "cannot connect")
         pub.publish(_decision(10.0, "metro", changed=True))
         for k in range(3):
@@ -574,7 +416,7 @@ def test_offline_queue_is_bounded_and_flushed_in_order(broker, subscribers, qos)
         assert pub.queued == 5 and pub.dropped == 3  # scene + event, then three scenes
         gate.open()
         assert pub.flush(10)
-        _wait(lambda: len(sub.json("scene")) >= 9, 10, "the queued scenes")
+        wait_for(lambda: len(sub.json("scene")) >= 9, 10, "the queued scenes")
         scenes = sub.json("scene")
         assert [s["seq"] for s in scenes] == [4, 5, 6, 7, 8, 9, 10, 11, 12]
         assert [(e["previous"], e["label"], e["seq"]) for e in sub.json("event")] == [("park", "metro", 9)]
@@ -582,7 +424,6 @@ def test_offline_queue_is_bounded_and_flushed_in_order(broker, subscribers, qos)
     finally:
         pub.close(timeout=2)
         gate.shut()
-
 
 def test_publisher_started_before_the_broker(broker_factory, subscribers):
     broker = broker_factory()  # not started yet
@@ -602,7 +443,7 @@ def test_publisher_started_before_the_broker(broker_factory, subscribers):
         assert late.on("status") == [("online", True)]
 
         broker.stop()  # and a broker restart on the same port: reconnects and marks itself online again
-        _wait(lambda: not pub.connected, 10, "the publisher to notice the broker stopped")
+        wait_for(lambda: not pub.connected, 10, "the publisher to notice the broker stopped")
         pub.publish(_decision(2.5, "metro"))
         broker.start()
         assert pub.wait_connected(10) and pub.flush(10)
@@ -613,11 +454,10 @@ def test_publisher_started_before_the_broker(broker_factory, subscribers):
     finally:
         pub.close(timeout=2)
 
-
 def test_close_while_the_broker_is_down_is_quick():
-    pub = SensorPublisher("127.0.0.1", _free_port(), "alone", **FAST)
+    pub = SensorPublisher("127.0.0.1", free_port(), "alone", **FAST)
     pub.publish(_decision(0.5))
-    _wait(lambda: pub.last_error, 5, "a failed connection attempt")
+    wait_for(lambda: pub.last_error, 5, "a failed connection attempt")
     assert not pub.connected and pub.queued == 1 and pub.last_error == "cannot connect"
     start = time.monotonic()
     with pytest.warns(SoundsceneWarning, match="1 messages were not delivered"):
@@ -625,12 +465,11 @@ def test_close_while_the_broker_is_down_is_quick():
     assert time.monotonic() - start < 3
     pub.close()  # twice is harmless
 
-
 def test_username_and_password(broker_factory, subscribers):
     broker = broker_factory(users={"sensor": "s3cret"}).start()
     wrong = SensorPublisher("127.0.0.1", broker.port, "auth", username="sensor", password="nope", **FAST)
     try:
-        _wait(lambda: wrong.last_error, 10, "the broker to refuse the wrong password")
+        wait_for(lambda: wrong.last_error, 10, "the broker to refuse the wrong password")
         assert not wrong.connected and wrong.last_error == "broker refused the connection: Not authorized"
     finally:
         wrong.close(timeout=1)
@@ -638,7 +477,6 @@ def test_username_and_password(broker_factory, subscribers):
         assert pub.wait_connected(10) and pub.last_error is None
         pub.publish(_decision(0.5))
         assert pub.flush(10)
-
 
 def test_messages_in_flight_at_a_disconnect_are_not_lost_or_reordered(broker, subscribers):
     gate = Gate(broker.port).open()
@@ -650,12 +488,12 @@ def test_messages_in_flight_at_a_disconnect_are_not_lost_or_reordered(broker, su
             pub.publish(_decision(k * 0.5))
             if k == 150:
                 gate.shut()
-        _wait(lambda: not pub.connected, 10, "the publisher to notice the lost connection")
+        wait_for(lambda: not pub.connected, 10, "the publisher to notice the lost connection")
         for k in range(300, 350):
             pub.publish(_decision(k * 0.5))
         gate.open()
         assert pub.flush(20)
-        _wait(lambda: 350 in [s["seq"] for s in sub.json("scene")], 10, "the last scene")
+        wait_for(lambda: 350 in [s["seq"] for s in sub.json("scene")], 10, "the last scene")
         seqs = [s["seq"] for s in sub.json("scene")]
         first_arrivals = list(dict.fromkeys(seqs))  # QoS 1 is at least once: re-sent duplicates are allowed
         assert first_arrivals == list(range(1, 351)) and seqs[-1] == 350
@@ -664,7 +502,6 @@ def test_messages_in_flight_at_a_disconnect_are_not_lost_or_reordered(broker, su
     finally:
         pub.close(timeout=2)
         gate.shut()
-
 
 def test_listen_command_publishes_decisions_to_the_broker(broker, subscribers, tiny_run):
     """soundscene listen MODEL --stdin --mqtt HOST:PORT --sensor-id ID, end to end through a real broker."""

@@ -116,6 +116,17 @@ def audio_info(path: str | Path) -> AudioInfo:
                      str(info.format), str(info.subtype))
 
 
+def recognised_format(path: str | Path) -> bool:
+    """Whether the decoder recognises the file's format at all (it may still be unusable: too short,
+    truncated, silent...).  The HTTP service answers 415 when it does not, 422 when it does."""
+    try:
+        with quiet_decoder():
+            sf.info(str(path))
+        return True
+    except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
+        return False
+
+
 def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
                min_seconds: float = 0.0, max_seconds: float | None = None,
                first_seconds: float | None = None) -> np.ndarray:

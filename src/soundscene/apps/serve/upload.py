@@ -33,12 +33,12 @@ import unicodedata
 from typing import Any
 
 import anyio
-import soundfile
 import torch
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
+from ...core.audio import recognised_format
 from ...errors import AudioError, SoundsceneError
 from .metrics import Metrics
 from .responses import error_response, record_response
@@ -98,15 +98,6 @@ def _safe_suffix(name: str) -> str:
 
 def _too_large(limit: int) -> UploadError:
     return UploadError(413, f"upload is larger than the limit of {format_bytes(limit)}", "too_large")
-
-
-def _decoder_reads(path: str) -> bool:
-    """Whether libsndfile recognises the file at all (415 when it does not, 422 when it does)."""
-    try:
-        soundfile.info(path)
-        return True
-    except Exception:
-        return False
 
 
 class MultipartReceiver:
@@ -282,7 +273,7 @@ class UploadHandler:
                 record, seconds = await anyio.to_thread.run_sync(work)
         except AudioError as exc:
             message = _scrub(str(exc), audio_path, name)
-            if not await anyio.to_thread.run_sync(_decoder_reads, audio_path):
+            if not await anyio.to_thread.run_sync(recognised_format, audio_path):
                 raise UploadError(415, message, "unsupported_media") from None
             raise UploadError(422, message, "unusable_audio") from None
         except SoundsceneError as exc:  # e.g. ModelFileError: the model, not the upload, is at fault
