@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 
@@ -126,3 +127,143 @@ def test_presets():
 def test_training_and_augmentation_settings_are_validated(data, needle):
     with pytest.raises(ConfigError, match=needle.replace(".", r"\.")):
         Config.from_dict(data)
+
+
+# -- every number has a finite range (issue 13) ---------------------------------------------------------------
+
+def _numeric_keys():
+    """Every "section.key" of a Config whose type is a number (int or float, optional or not)."""
+    import dataclasses
+    import typing
+
+    keys = set()
+    for section, section_type in typing.get_type_hints(Config).items():
+        for key, hint in typing.get_type_hints(section_type).items():
+            if {int, float} & set(typing.get_args(hint) or (hint,)):
+                keys.add(f"{section}.{key}")
+    assert {f.name for f in dataclasses.fields(Config)} == set(typing.get_type_hints(Config))
+    return keys
+
+
+def test_every_number_has_a_range_in_one_table_and_the_defaults_and_presets_lie_in_it():
+    from soundscene.config import PRESETS, RANGES
+
+    assert _numeric_keys() == set(RANGES)
+    for config in [Config()] + [Config.preset(name) for name in PRESETS]:
+        values = config.to_dict()
+        for key, allowed in RANGES.items():
+            section, name = key.split(".")
+            assert values[section][name] is None or values[section][name] in allowed, key
+
+
+@pytest.mark.parametrize("key, value, reason", [
+    ("audio.clip_seconds", 1e6, r"1e\+06 s is outside 0\.02\.\.600 s"),  # 82 GiB of clip, once
+    ("audio.clip_seconds", 1e308, r"1e\+308 s is outside 0\.02\.\.600 s"),
+    ("audio.clip_seconds", 10**400, r"an integer of 401 digits is outside 0\.02\.\.600 s"),
+    ("audio.clip_seconds", float("nan"), r"nan is not a finite number; give a value in 0\.02\.\.600 s"),
+    ("audio.clip_seconds", 0.0, r"0 s is outside 0\.02\.\.600 s"),
+    ("audio.min_seconds", float("inf"), r"inf is not a finite number; give a value in 0\.02\.\.600 s"),
+    ("audio.max_seconds", 1e9, r"1e\+09 s is outside 0\.02\.\.86400 s"),
+    ("audio.channels", 0, r"0 is outside 1\.\.16"),
+    ("features.hop_seconds", 1e-9, r"1e-09 s is outside 0\.001\.\.1 s"),
+    ("features.n_fft", 2**40, r"1099511627776 samples is outside 1\.\.262144 samples"),
+    ("features.fmin", -1.0, r"-1 Hz is outside 0\.\.96000 Hz"),
+    ("features.top_db", 1e9, r"1e\+09 dB is outside \(0, 200\] dB"),
+    ("features.delta_width", 10**6, r"1000000 frames is outside 3\.\.99 frames"),
+    ("features.patch_frames", 10**9, r"1000000000 frames is outside 8\.\.10000 frames"),
+    ("features.patch_hop_frames", 0, r"0 frames is outside 1\.\.10000 frames"),
+    ("train.epochs", 10**12, r"1000000000000 is outside 1\.\.100000"),
+    ("train.batch_size", 10**7, r"10000000 is outside 1\.\.65536"),
+    ("train.step_epochs", 0, r"0 is outside 1\.\.100000"),
+    ("train.grad_clip", 1e300, r"1e\+300 is outside 0\.\.1e\+06"),
+    ("train.seed", -1, r"-1 is outside 0\.\.4294967295"),
+    ("train.seed", 2**40, r"1099511627776 is outside 0\.\.4294967295"),
+    ("train.learning_rate", float("-inf"), r"-inf is not a finite number; give a value in \(0, 10\)"),
+    ("augment.roll_frames", 10**9, r"1000000000 frames is outside 0\.\.10000 frames"),
+    ("augment.time_mask_frames", 10**9, r"1000000000 frames is outside 1\.\.10000 frames"),
+    ("augment.freq_mask_rows", 10**6, r"1000000 rows is outside 1\.\.512 rows"),
+], ids=lambda v: f"{len(str(v))}-digits" if isinstance(v, int) and v > 10**16 else None)
+def test_a_number_outside_its_range_is_refused_in_one_line_naming_the_key_and_the_range(key, value, reason):
+    section, name = key.split(".")
+    with pytest.raises(ConfigError, match=rf"^invalid {re.escape(key)}: {reason}$"):
+        Config.from_dict({section: {name: value}})
+
+
+def test_sections_built_in_python_are_held_to_the_same_ranges():
+    from soundscene.config import AudioConfig, FeatureConfig
+
+    with pytest.raises(ConfigError, match=r"^invalid audio\.clip_seconds: nan is not a finite number; give a value "
+                                          r"in 0\.02\.\.600 s$"):
+        AudioConfig(clip_seconds=float("nan")).validate()
+    with pytest.raises(ConfigError, match=r"^invalid features\.patch_frames: 100000 frames is outside"):
+        FeatureConfig(patch_frames=100000).validate(22050)
+    with pytest.raises(ConfigError, match=r"^invalid audio\.clip_seconds: 1e\+06 s is outside"):
+        Config().with_overrides({"audio.clip_seconds": 1e6})
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"features": {"hop_seconds": 0.05}}, r"features\.hop_seconds: must be <= features\.frame_seconds"),
+    ({"features": {"patch_frames": 16, "patch_hop_frames": 32}}, r"features\.patch_hop_frames: must be at most "
+                                                                   r"features\.patch_frames"),
+    ({"features": {"n_mels": 10, "n_mfcc": 13}}, r"features\.n_mfcc: must be at most features\.n_mels"),
+    ({"audio": {"clip_seconds": 0.3, "min_seconds": 0.5}}, r"audio\.clip_seconds: 0\.3 s is shorter than "
+                                                            r"audio\.min_seconds \(0\.5 s\)"),
+    ({"audio": {"min_seconds": 5, "max_seconds": 2}}, r"audio\.max_seconds: 2 s must exceed audio\.min_seconds"),
+    ({"audio": {"clip_seconds": 0.1, "min_seconds": 0.05},
+      "features": {"kind": "mfcc", "delta_width": 31, "patch_frames": 8, "patch_hop_frames": 4}},
+     r"features\.delta_width: a 0\.1 s clip has only 11 frames, fewer than the delta filter's"),
+])
+def test_rules_between_two_keys_name_them(data, message):
+    with pytest.raises(ConfigError, match=message):
+        Config.from_dict(data)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"audio": {"clip_seconds": 1e308}}', r"invalid audio\.clip_seconds: 1e\+308 s is outside 0\.02\.\.600 s"),
+    ('{"audio": {"clip_seconds": 1e999}}', r"invalid audio\.clip_seconds: inf is not a finite number"),
+    ('{"train": {"learning_rate": NaN}}', r"invalid train\.learning_rate: nan is not a finite number"),
+    ('{"train": {"epochs": %s}}' % ("9" * 4000), r"invalid train\.epochs: an integer of 4000 digits is "
+                                                   r"outside 1\.\.100000"),
+    ('{"train": {"epochs": %s}}' % ("9" * 5000),
+     r"configuration is not valid JSON: it holds an integer of thousands of digits"),
+    ("[" * 100000 + "]" * 100000, r"configuration is not valid JSON: nested too deeply"),
+    ('{"audio": ' * 100000 + "{}" + "}" * 100000, r"configuration is not valid JSON: nested too deeply"),
+], ids=["1e308", "1e999", "NaN", "4000-digits", "5000-digits", "nested-lists", "nested-objects"])
+def test_crafted_config_files_are_one_line_naming_the_file_and_the_key(tmp_path, text, message):
+    path = tmp_path / "crafted.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"^config file {re.escape(str(path))}: {message}") as caught:
+        Config.load(path)
+    assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
+
+
+def _run_cli(*args, timeout=180):
+    """The real command line in a fresh process, its address space capped at 4 GiB so that a missing bound fails
+    the test (MemoryError) instead of exhausting the machine."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    return subprocess.run([sys.executable, "-m", "soundscene.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=cap)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--clip-seconds", "1e6", r"invalid audio\.clip_seconds: 1e\+06 s is outside 0\.02\.\.600 s"),
+    ("--clip-seconds", "nan",
+     r"invalid audio\.clip_seconds: nan is not a finite number; give a value in 0\.02\.\.600 s"),
+    ("--set", "features.patch_frames=1000000000",
+     r"invalid features\.patch_frames: 1000000000 frames is outside 8\.\.10000 frames"),
+])
+def test_train_refuses_an_absurd_length_in_one_line(tmp_path, option, value, message):
+    from helpers import two_class_folder
+
+    data = two_class_folder(tmp_path / "data", per_class=3)
+    result = _run_cli("train", data, "--out", tmp_path / "run", "--no-progress", "--epochs", 1, option, value)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(lines) == 1 and re.fullmatch(rf"error: {message}", lines[0]), lines
+    assert not (tmp_path / "run").exists()

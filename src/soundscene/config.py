@@ -14,6 +14,16 @@ refused with one line naming the key.  Training, evaluation and inference
 all read the same object; what the command line offers as shortcuts
 (``--epochs``, ``--lr`` ...) are overrides of its keys, not settings of their own.
 
+Every number has a finite range, kept in one table, :data:`RANGES` (with the
+few rules that tie two keys together in the sections' ``validate``); the
+inference window and hop have theirs here too (:data:`MAX_WINDOW_SECONDS`,
+:data:`MIN_HOP_SECONDS`).  A value outside its range, ``inf`` or ``nan`` is
+refused in one line naming the key and the range, e.g. ``invalid
+audio.clip_seconds: 1e+06 s is outside 0.02..600 s``.  The limits are wide
+enough for any real use and narrow enough that no value can make the program
+allocate without bound: a training clip or analysis window is at most 10
+minutes, a file at most a day, a hop at least 10 ms.
+
 A Config is frozen: change it with :meth:`Config.with_overrides`, which
 returns a validated copy.  Format 2 (this version) keeps each network's own
 parameters in ``model.params`` (validated by the network's builder, see
@@ -45,6 +55,97 @@ STRATEGIES = ("auto", "ddp", "ddp_spawn", "ddp_find_unused_parameters_true", "fs
 CONFIG_FORMAT = 2
 READABLE_FORMATS = (1, 2)
 
+MAX_CLIP_SECONDS = 600.0  # a training clip: at most 10 minutes
+MAX_WINDOW_SECONDS = MAX_CLIP_SECONDS  # an analysis window (predict/listen --window): at most 10 minutes
+MIN_HOP_SECONDS = 0.01  # the hop between analysis windows (--hop): at least 10 ms, at most the window
+MIN_SECONDS = 2 * MIN_HOP_SECONDS  # audio.min_seconds and clip_seconds: so half a window is always a valid hop
+MAX_FILE_SECONDS = 86400.0  # audio.max_seconds: at most a day
+MAX_SEED = 2**32 - 1  # what every random generator the training seeds accepts
+MAX_CLASSES = 10000  # classes of a model (its file's "classes"): the output layer stays small
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values a number may take: ``low..high`` (``low_open``/``high_open`` leave an end out), in ``unit``."""
+
+    low: float
+    high: float
+    unit: str = ""
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return False
+        if isinstance(value, float) and not math.isfinite(value):
+            return False
+        above = self.low < value if self.low_open else self.low <= value
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        low, high = _number(self.low), _number(self.high)
+        if self.low_open or self.high_open:
+            text = f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+        else:
+            text = f"{low}..{high}"
+        return f"{text} {self.unit}".rstrip()
+
+    def refusal(self, value: Any) -> str | None:
+        """None when value is in range, else why not, e.g. ``1e+06 s is outside 0.02..600 s`` or ``nan is not a
+        finite number; give a value in 0.02..600 s`` (the caller puts the key or option in front)."""
+        if value in self:
+            return None
+        if isinstance(value, float) and not math.isfinite(value):
+            return f"{value} is not a finite number; give a value in {self}"
+        shown = _number(value)
+        unit = f" {self.unit}" if self.unit and shown[-1].isdigit() else ""
+        return f"{shown}{unit} is outside {self}"
+
+
+# The range of every number in a Config ("section.key"); rules between keys are in the sections' validate().
+RANGES: dict[str, Range] = {
+    "audio.sample_rate": Range(8000, 192000, "Hz"),
+    "audio.channels": Range(1, 16),
+    "audio.clip_seconds": Range(MIN_SECONDS, MAX_CLIP_SECONDS, "s"),
+    "audio.min_seconds": Range(MIN_SECONDS, MAX_CLIP_SECONDS, "s"),
+    "audio.max_seconds": Range(MIN_SECONDS, MAX_FILE_SECONDS, "s"),
+    "features.frame_seconds": Range(0.001, 1.0, "s"),
+    "features.hop_seconds": Range(0.001, 1.0, "s"),
+    "features.n_fft": Range(1, 2**18, "samples"),
+    "features.n_mels": Range(1, 512),
+    "features.fmin": Range(0, 96000, "Hz"),
+    "features.fmax": Range(0, 96000, "Hz", low_open=True),
+    "features.top_db": Range(0, 200, "dB", low_open=True),
+    "features.n_mfcc": Range(1, 512),
+    "features.delta_width": Range(3, 99, "frames"),
+    "features.patch_frames": Range(8, 10000, "frames"),
+    "features.patch_hop_frames": Range(1, 10000, "frames"),
+    "train.epochs": Range(1, 100000),
+    "train.batch_size": Range(1, 65536),
+    "train.learning_rate": Range(0, 10, low_open=True, high_open=True),
+    "train.weight_decay": Range(0, 1, high_open=True),
+    "train.warmup_epochs": Range(0, 100000, high_open=True),
+    "train.step_epochs": Range(1, 100000),
+    "train.step_gamma": Range(0, 1, low_open=True),
+    "train.grad_clip": Range(0, 1e6),
+    "train.ema_decay": Range(0, 1, high_open=True),
+    "train.seed": Range(0, MAX_SEED),
+    "train.val_fraction": Range(0, 0.9, low_open=True, high_open=True),
+    "train.num_workers": Range(0, 64),
+    "train.devices": Range(1, 1024),
+    "train.num_nodes": Range(1, 4096),
+    "augment.mixup_alpha": Range(0, 10),
+    "augment.roll_frames": Range(0, 10000, "frames"),
+    "augment.time_masks": Range(0, 16),
+    "augment.time_mask_frames": Range(1, 10000, "frames"),
+    "augment.freq_masks": Range(0, 16),
+    "augment.freq_mask_rows": Range(1, 512, "rows"),
+    "augment.gain_db": Range(0, 40, "dB"),
+    "augment.mixstyle_p": Range(0, 1),
+    "augment.mixstyle_alpha": Range(0, 10, low_open=True),
+}
+
 
 @dataclass(frozen=True)
 class AudioConfig:
@@ -69,13 +170,12 @@ class AudioConfig:
     pad_mode: str = "repeat"
 
     def validate(self) -> None:
-        _check(8000 <= self.sample_rate <= 192000, "audio.sample_rate", "must be in 8000..192000 Hz")
-        _check(1 <= self.channels <= 16, "audio.channels", "must be in 1..16")
-        _check(self.min_seconds > 0, "audio.min_seconds", "must be > 0")
-        _check(self.max_seconds > self.min_seconds, "audio.max_seconds", "must exceed audio.min_seconds")
+        _check_ranges("audio", self)
+        _check(self.max_seconds > self.min_seconds, "audio.max_seconds",
+               f"{self.max_seconds:g} s must exceed audio.min_seconds ({self.min_seconds:g} s)")
         if self.clip_seconds is not None:
             _check(self.clip_seconds >= self.min_seconds, "audio.clip_seconds",
-                   "must be >= audio.min_seconds")
+                   f"{self.clip_seconds:g} s is shorter than audio.min_seconds ({self.min_seconds:g} s)")
         _check(self.pad_mode in PAD_MODES, "audio.pad_mode", f"must be one of {PAD_MODES}")
 
     @property
@@ -122,24 +222,19 @@ class FeatureConfig:
 
     def validate(self, sample_rate: int) -> None:
         _check(self.kind in FEATURE_KINDS, "features.kind", f"must be one of {FEATURE_KINDS}")
-        _check(0.001 <= self.frame_seconds <= 1.0, "features.frame_seconds", "must be in 0.001..1 s")
-        _check(0 < self.hop_seconds <= self.frame_seconds, "features.hop_seconds",
-               "must be > 0 and <= features.frame_seconds")
+        _check_ranges("features", self)
+        _check(self.hop_seconds <= self.frame_seconds, "features.hop_seconds", "must be <= features.frame_seconds")
         win = self.win_length(sample_rate)
         if self.n_fft is not None:
             _check(self.n_fft >= win, "features.n_fft",
                    f"must be >= the window ({win} samples at {sample_rate} Hz)")
-        _check(1 <= self.n_mels <= 512, "features.n_mels", "must be in 1..512")
         fmax = self.fmax if self.fmax is not None else sample_rate / 2
         _check(0 <= self.fmin < fmax <= sample_rate / 2, "features.fmin/fmax",
                f"need 0 <= fmin < fmax <= {sample_rate / 2} Hz")
-        if self.top_db is not None:
-            _check(self.top_db > 0, "features.top_db", "must be > 0 or null")
-        _check(1 <= self.n_mfcc <= self.n_mels, "features.n_mfcc", "must be in 1..n_mels")
-        _check(self.delta_width >= 3 and self.delta_width % 2 == 1, "features.delta_width",
-               "must be odd and >= 3")
-        _check(self.patch_frames >= 8, "features.patch_frames", "must be >= 8")
-        _check(1 <= self.patch_hop_frames, "features.patch_hop_frames", "must be >= 1")
+        _check(self.n_mfcc <= self.n_mels, "features.n_mfcc", "must be at most features.n_mels")
+        _check(self.delta_width % 2 == 1, "features.delta_width", "must be odd")
+        _check(self.patch_hop_frames <= self.patch_frames, "features.patch_hop_frames",
+               "must be at most features.patch_frames (patches must not leave frames out)")
 
     def win_length(self, sample_rate: int) -> int:
         """Window length in samples at ``sample_rate`` Hz."""
@@ -239,26 +334,15 @@ class TrainConfig:
     strategy: str = "auto"
 
     def validate(self) -> None:
-        _check(1 <= self.epochs <= 100000, "train.epochs", "must be >= 1")
-        _check(1 <= self.batch_size <= 65536, "train.batch_size", "must be >= 1")
-        _check(0 < self.learning_rate < 10, "train.learning_rate", "must be in (0, 10)")
-        _check(0 <= self.weight_decay < 1, "train.weight_decay", "must be in [0, 1)")
+        _check_ranges("train", self)
         _check(self.optimizer in OPTIMIZERS, "train.optimizer", f"must be one of {OPTIMIZERS}")
         _check(self.schedule in SCHEDULES, "train.schedule", f"must be one of {SCHEDULES}")
-        _check(0 <= self.warmup_epochs < self.epochs, "train.warmup_epochs", "must be in [0, train.epochs)")
-        _check(self.step_epochs >= 1, "train.step_epochs", "must be >= 1")
-        _check(0 < self.step_gamma <= 1, "train.step_gamma", "must be in (0, 1]")
-        _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0: off)")
-        _check(0 <= self.ema_decay < 1, "train.ema_decay", "must be in [0, 1) (0: off)")
+        _check(self.warmup_epochs < self.epochs, "train.warmup_epochs", "must be less than train.epochs")
         _check(self.selection in SELECTIONS, "train.selection", f"must be one of {SELECTIONS}")
         _check(self.selection != "ema" or self.ema_decay > 0, "train.selection",
                "'ema' needs train.ema_decay > 0")
-        _check(0 < self.val_fraction < 0.9, "train.val_fraction", "must be in (0, 0.9)")
-        _check(0 <= self.num_workers <= 64, "train.num_workers", "must be in 0..64")
         _check(self.accelerator in ACCELERATORS, "train.accelerator", f"must be one of {ACCELERATORS}")
         _check(self.precision in PRECISIONS, "train.precision", f"must be one of {PRECISIONS}")
-        _check(1 <= self.devices <= 1024, "train.devices", "must be in 1..1024")
-        _check(1 <= self.num_nodes <= 4096, "train.num_nodes", "must be in 1..4096")
         _check(self.strategy in STRATEGIES, "train.strategy", f"must be one of {STRATEGIES}")
 
 
@@ -287,15 +371,7 @@ class AugmentConfig:
     mixstyle_alpha: float = 0.3
 
     def validate(self) -> None:
-        _check(0 <= self.mixup_alpha <= 10, "augment.mixup_alpha", "must be in [0, 10] (0: off)")
-        _check(self.roll_frames >= 0, "augment.roll_frames", "must be >= 0")
-        _check(0 <= self.time_masks <= 16, "augment.time_masks", "must be in 0..16")
-        _check(self.time_mask_frames >= 1, "augment.time_mask_frames", "must be >= 1")
-        _check(0 <= self.freq_masks <= 16, "augment.freq_masks", "must be in 0..16")
-        _check(self.freq_mask_rows >= 1, "augment.freq_mask_rows", "must be >= 1")
-        _check(0 <= self.gain_db <= 40, "augment.gain_db", "must be in [0, 40]")
-        _check(0 <= self.mixstyle_p <= 1, "augment.mixstyle_p", "must be in [0, 1]")
-        _check(0 < self.mixstyle_alpha <= 10, "augment.mixstyle_alpha", "must be in (0, 10]")
+        _check_ranges("augment", self)
 
     @property
     def any(self) -> bool:
@@ -325,6 +401,8 @@ class Config:
             _check(frames >= self.features.patch_frames, "features.patch_frames",
                    f"a {self.audio.clip_seconds} s clip has only {frames} frames; "
                    "lower features.patch_frames or raise audio.clip_seconds")
+            _check(not self.features.use_deltas or frames >= self.features.delta_width, "features.delta_width",
+                   f"a {self.audio.clip_seconds} s clip has only {frames} frames, fewer than the delta filter's")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -382,7 +460,10 @@ class Config:
         except RecursionError:
             raise ConfigError("configuration is not valid JSON: nested too deeply") from None
         except ValueError as exc:  # JSONDecodeError, and integers of thousands of digits
-            raise ConfigError(f"configuration is not valid JSON: {str(exc).splitlines()[0]}") from None
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            if "integer string conversion" in reason:
+                reason = "it holds an integer of thousands of digits, beyond every range"
+            raise ConfigError(f"configuration is not valid JSON: {reason}") from None
         try:
             return cls.from_dict(data)
         except (OverflowError, RecursionError, ValueError) as exc:
@@ -507,6 +588,28 @@ def _check(ok: bool, key: str, message: str) -> None:
         raise ConfigError(f"invalid {key}: {message}")
 
 
+def _check_ranges(section: str, values: Any) -> None:
+    """Refuse, naming the key and its range, the first number of a section outside :data:`RANGES`."""
+    for f in dataclasses.fields(values):
+        key = f"{section}.{f.name}"
+        value = getattr(values, f.name)
+        if key in RANGES and value is not None:
+            problem = RANGES[key].refusal(value)
+            if problem:
+                raise ConfigError(f"invalid {key}: {problem}")
+
+
+def _number(value: Any) -> str:
+    """A number as messages show it: ints in full (up to 16 digits), floats with %g."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        if abs(value) < 10**16:
+            return str(value)
+        digits = int((abs(value).bit_length() - 1) * math.log10(2)) + 1
+        digits += abs(value) >= 10**digits
+        return f"a{' negative' if value < 0 else 'n'} integer of {digits} digits"
+    return f"{value:g}" if isinstance(value, float) else repr(value)
+
+
 def _build_section(section_cls: type, name: str, values: Any) -> Any:
     if not isinstance(values, dict):
         raise ConfigError(f"configuration section '{name}' must be an object")
@@ -542,8 +645,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"invalid {key}: expected a number, got {value!r}")
+        if isinstance(value, int) and abs(value) > 2**53:
+            return value  # beyond every range (and float()'s reach, for the longest): the range check names it
         if not math.isfinite(value):
-            raise ConfigError(f"invalid {key}: must be finite")
+            problem = RANGES[key].refusal(value) if key in RANGES else f"{value} is not a finite number"
+            raise ConfigError(f"invalid {key}: {problem}")
         return float(value)
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
