@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,46 @@ def test_a_run_folder_names_its_model_file(tmp_path, tiny_config):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelFileError, match="neither a run folder"):
         load_model_file(tmp_path / "empty")
+
+
+# --- issue 13: a stored configuration out of range is refused in one line naming the file and the key ----------
+
+@pytest.mark.parametrize("section, key, value, reason", [
+    ("audio", "clip_seconds", 1e6, r"1e\+06 s is outside 0\.02\.\.600 s"),  # was an 82-GiB allocation
+    ("audio", "clip_seconds", 1e308, r"1e\+308 s is outside 0\.02\.\.600 s"),  # was 'out of every range'
+    ("audio", "clip_seconds", float("nan"), r"nan is not a finite number; give a value in 0\.02\.\.600 s"),
+    ("audio", "max_seconds", 1e12, r"1e\+12 s is outside 0\.02\.\.86400 s"),
+    ("features", "patch_hop_frames", 10**9, r"1000000000 frames is outside 1\.\.10000 frames"),
+    ("train", "seed", 10**300, r"an integer of 301 digits is outside 0\.\.4294967295"),
+], ids=lambda v: f"{len(str(v))}-digits" if isinstance(v, int) and v > 10**16 else None)
+def test_a_stored_configuration_out_of_range_is_refused_naming_the_file_and_the_key(tmp_path, tiny_config, section,
+                                                                                    key, value, reason):
+    import dataclasses
+
+    crafted = dataclasses.replace(tiny_config, **{section: dataclasses.replace(getattr(tiny_config, section),
+                                                                               **{key: value})})
+    path = save_model_file(tmp_path / "crafted.safetensors", _net(tiny_config), crafted, ["a", "b", "c"])
+    with pytest.raises(ModelFileError, match=rf"^{re.escape(str(path))}: .*\(invalid {section}\.{key}: {reason}\)")\
+            as refused:
+        load_model_file(path)
+    assert "\n" not in str(refused.value)
+
+
+@pytest.mark.parametrize("classes", ["[" * 100000 + "]" * 100000, "9" * 5000, "1e999"],
+                         ids=["nested", "5000-digits", "1e999"])
+def test_absurd_class_metadata_is_refused_in_one_line(tmp_path, tiny_config, classes):
+    good = save_model_file(tmp_path / "good.safetensors", _net(tiny_config), tiny_config, ["a", "b", "c"])
+    crafted = _rewrite(tmp_path, good, classes=classes)
+    with pytest.raises(ModelFileError, match=f"^{re.escape(str(crafted))}: ") as refused:
+        load_model_file(crafted)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_model_of_more_classes_than_the_limit_is_refused_before_it_is_built(tmp_path, tiny_config):
+    from soundscene.config import MAX_CLASSES
+
+    names = [f"c{k}" for k in range(MAX_CLASSES + 1)]
+    path = save_model_file(tmp_path / "many.safetensors", _net(tiny_config), tiny_config, names)
+    with pytest.raises(ModelFileError, match=rf"invalid classes: {MAX_CLASSES + 1} names, more than the "
+                                             rf"{MAX_CLASSES} a model may have"):
+        load_model_file(path)

@@ -24,7 +24,7 @@ from safetensors.torch import save_file
 
 from .._io import atomic_write
 from .._version import __version__
-from ..config import Config
+from ..config import MAX_CLASSES, Config
 from ..errors import ConfigError, ModelFileError
 from .models import SceneNet, build_model
 
@@ -109,8 +109,10 @@ def load_model_file(path: str | Path, *, device: str | torch.device = "cpu") -> 
     try:
         config = Config.from_json(metadata["config"])
         classes = json.loads(metadata["classes"])
+        if isinstance(classes, list) and len(classes) > MAX_CLASSES:
+            raise ConfigError(f"invalid classes: {len(classes)} names, more than the {MAX_CLASSES} a model may have")
         net = build_model(config, n_classes=len(classes))
-    except (ConfigError, KeyError, TypeError, json.JSONDecodeError) as exc:
+    except (ConfigError, KeyError, TypeError, ValueError, OverflowError, RecursionError) as exc:  # absurd values too
         raise ModelFileError(f"{path}: its stored configuration does not fit this version of soundscene "
                              f"({exc}); re-train the model or use the version that wrote it") from None
     if config.audio.clip_seconds is None:
