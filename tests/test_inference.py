@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -166,3 +168,59 @@ def test_waveform_layout_and_empty_input_are_refused(tiny_run):
         clf.predict_waveform(frames_channels, sample_rate=8000)
     with pytest.raises(AudioError, match="samples > 0"):
         clf.predict_waveform(np.zeros(0, dtype=np.float32), sample_rate=8000)
+
+
+# -- the window and hop have ranges; recordings shorter than the model's minimum are refused (issue 13) --------
+
+@pytest.mark.parametrize("window, hop, message", [
+    (1e5, None, r"--window 100000 s is outside 0\.2\.\.600 s \(from the model's audio\.min_seconds to 10 minutes\)"),
+    (1e9, None, r"--window 1e\+09 s is outside 0\.2\.\.600 s"),
+    (0.1, None, r"--window 0\.1 s is outside 0\.2\.\.600 s"),
+    (float("nan"), None, r"--window nan is not a finite number; give a value in 0\.2\.\.600 s"),
+    (float("inf"), None, r"--window inf is not a finite number; give a value in 0\.2\.\.600 s"),
+    (0.5, 0.0001, r"--hop 0\.0001 s is outside 0\.01\.\.0\.5 s \(from 10 ms to the window\)"),
+    (None, 2.0, r"--hop 2 s is outside 0\.01\.\.1\.5 s"),
+    (None, float("nan"), r"--hop nan is not a finite number; give a value in 0\.01\.\.1\.5 s"),
+])
+def test_window_and_hop_out_of_range_are_refused_naming_the_option_and_the_range(classifier, window, hop, message):
+    from soundscene.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"^{message}"):
+        SceneClassifier.from_file(classifier.path, window_seconds=window, hop_seconds=hop)
+
+
+def test_the_ends_of_the_window_and_hop_ranges_are_accepted(classifier):
+    longest = SceneClassifier.from_file(classifier.path, window_seconds=600, hop_seconds=0.01)
+    shortest = SceneClassifier.from_file(classifier.path, window_seconds=0.2)
+    assert (longest.window_seconds, longest.hop_seconds, shortest.hop_seconds) == (600, 0.01, 0.1)
+
+
+def _run_cli(*args, timeout=180):
+    """The real command line in a fresh process, its address space capped at 4 GiB so that a missing bound fails
+    the test (MemoryError) instead of exhausting the machine."""
+    import resource
+    import subprocess
+    import sys
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    return subprocess.run([sys.executable, "-m", "soundscene.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=cap)
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--window", "1e5"], r"--window 100000 s is outside 0\.2\.\.600 s .*"),  # was killed by the kernel (22.8 GB)
+    (["--window", "1e9"], r"--window 1e\+09 s is outside 0\.2\.\.600 s .*"),  # was a MemoryError traceback
+    (["--window", "nan"], r"--window nan is not a finite number; give a value in 0\.2\.\.600 s .*"),
+    (["--window", "0.5", "--hop", "0.0001"], r"--hop 0\.0001 s is outside 0\.01\.\.0\.5 s .*"),  # ran for minutes
+])
+def test_predict_refuses_an_absurd_window_or_hop_in_one_line(tiny_run, tmp_path, options, message):
+    wave = synthesize_scene("rain", sample_rate=8000, seconds=5.0, seed=6)
+    sf.write(str(tmp_path / "five.wav"), wave, 8000)
+    result = _run_cli("predict", tiny_run.model_path, tmp_path / "five.wav", *options)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and re.fullmatch(f"error: {message}", errors[0]), result.stderr
+    assert result.stdout == ""
+

@@ -20,7 +20,6 @@ stream classifier (:mod:`.stream`).
 
 from __future__ import annotations
 
-import math
 import warnings
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -29,7 +28,8 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..errors import AudioError, ModelFileError, SoundsceneError
+from ..config import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, Range
+from ..errors import AudioError, ConfigError, ModelFileError
 from .audio import (as_channels_first, audio_info, check_length, check_sample_rate, check_samples,
                     expand_inputs, read_blocks)
 from .modelfile import load_model_file
@@ -42,7 +42,13 @@ __all__ = ["SceneClassifier", "StreamClassifier", "Prediction", "Decision", "Win
 
 
 class SceneClassifier:
-    """A loaded model: its scorer (front end and network) and windowing, from the model file's configuration."""
+    """A loaded model: its scorer (front end and network) and windowing, from the model file's configuration.
+
+    window_seconds: the analysis window, from the model's ``audio.min_seconds`` to MAX_WINDOW_SECONDS (10 min;
+        default: the training clip length); hop_seconds: from MIN_HOP_SECONDS (10 ms) to the window (default:
+        half the window).  Either out of its range, ``inf`` or ``nan`` raises ConfigError naming ``--window`` or
+        ``--hop`` and the range.
+    """
 
     def __init__(self, bundle, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
                  hop_seconds: float | None = None):
@@ -54,13 +60,13 @@ class SceneClassifier:
         clip = float(self.config.audio.clip_seconds)
         self.window_seconds = float(window_seconds) if window_seconds is not None else clip
         self.hop_seconds = float(hop_seconds) if hop_seconds is not None else self.window_seconds / 2
-        min_window = self.config.audio.min_seconds
-        if not math.isfinite(self.window_seconds) or self.window_seconds < min_window:
-            raise SoundsceneError(f"window of {self.window_seconds:g} s is shorter than the model's minimum "
-                                  f"({min_window:g} s)")
-        if not (math.isfinite(self.hop_seconds) and 0 < self.hop_seconds <= self.window_seconds):
-            raise SoundsceneError(f"hop must be > 0 and at most the window ({self.window_seconds:g} s), "
-                                  f"got {self.hop_seconds:g} s")
+        problem = Range(self.config.audio.min_seconds, MAX_WINDOW_SECONDS, "s").refusal(self.window_seconds)
+        if problem:
+            raise ConfigError(f"--window {problem} (from the model's audio.min_seconds to "
+                              f"{MAX_WINDOW_SECONDS / 60:g} minutes)")
+        problem = Range(MIN_HOP_SECONDS, self.window_seconds, "s").refusal(self.hop_seconds)
+        if problem:
+            raise ConfigError(f"--hop {problem} (from {MIN_HOP_SECONDS * 1000:g} ms to the window)")
 
     @classmethod
     def from_file(cls, path: str | Path, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
