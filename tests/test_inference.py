@@ -224,3 +224,33 @@ def test_predict_refuses_an_absurd_window_or_hop_in_one_line(tiny_run, tmp_path,
     assert len(errors) == 1 and re.fullmatch(f"error: {message}", errors[0]), result.stderr
     assert result.stdout == ""
 
+
+def test_a_waveform_shorter_than_the_models_minimum_is_refused_as_a_file_is(classifier, tmp_path):
+    """One rule: audio.min_seconds (0.2 s here) holds for waveforms as for files, in one line naming the length."""
+    wave = synthesize_scene("park", sample_rate=8000, seconds=1.0, seed=8)
+    with pytest.raises(AudioError, match=r"^<waveform>: 0\.05 s \(400 samples at 8000 Hz\) is shorter than the "
+                                         r"model's minimum of 0\.2 s \(audio\.min_seconds\)$"):
+        classifier.predict_waveform(wave[:400], sample_rate=8000)
+    with pytest.raises(AudioError, match=r"^clip: 0\.1999 s \(1599 samples at 8000 Hz\) is shorter than"):
+        classifier.classify_waveform(wave[:1599], sample_rate=8000, name="clip")  # not "0.20 s is shorter than 0.2"
+    with pytest.raises(AudioError, match=r"0\.05 s \(2400 samples at 48000 Hz\)"):
+        classifier.classify_waveform(np.zeros((2, 2400), np.float32) + 0.1, sample_rate=48000)
+    assert classifier.classify_waveform(wave[:1600], sample_rate=8000).label in classifier.classes  # 0.2 s is enough
+    sf.write(str(tmp_path / "short.wav"), wave[:400], 8000)
+    with pytest.raises(AudioError, match="is shorter than the minimum of 0.2 s"):
+        classifier.classify_file(tmp_path / "short.wav")
+
+
+def test_predict_files_of_release_1_is_a_deprecated_alias_of_classify_files(classifier, tmp_path):
+    good = tmp_path / "good.wav"
+    sf.write(str(good), synthesize_scene("metro", sample_rate=8000, seconds=2.0, seed=12), 8000)
+    (tmp_path / "bad.wav").write_bytes(b"nope")
+    paths = [good, tmp_path / "bad.wav"]
+    with pytest.warns(DeprecationWarning, match="predict_files is deprecated; use classify_files"):
+        old = classifier.predict_files(paths, batch_size=4, progress=False)
+    new = classifier.classify_files(paths)
+    assert [(p.path, p.label, p.error) for p in old] == [(p.path, p.label, p.error) for p in new]
+    np.testing.assert_array_equal(old[0].probabilities, new[0].probabilities)
+    assert old[1].error and "bad.wav" in old[1].error
+    with pytest.warns(DeprecationWarning), pytest.raises(AudioError, match="bad.wav"):
+        classifier.predict_files(paths, skip_bad=False)  # release 1: the first unusable file raises

@@ -47,7 +47,8 @@ class SceneClassifier:
     window_seconds: the analysis window, from the model's ``audio.min_seconds`` to MAX_WINDOW_SECONDS (10 min;
         default: the training clip length); hop_seconds: from MIN_HOP_SECONDS (10 ms) to the window (default:
         half the window).  Either out of its range, ``inf`` or ``nan`` raises ConfigError naming ``--window`` or
-        ``--hop`` and the range.
+        ``--hop`` and the range.  Recordings (files and waveforms) shorter than ``audio.min_seconds`` are
+        refused with AudioError.
     """
 
     def __init__(self, bundle, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
@@ -112,16 +113,30 @@ class SceneClassifier:
 
     # -- recordings of any length ------------------------------------------------------------------
 
+    def predict_files(self, paths: Iterable[str | Path], *, batch_size: int = 16, skip_bad: bool = True,
+                      progress: bool = False) -> list[Prediction]:
+        """Deprecated name of :meth:`classify_files` (release 1; removed in the next release).
+
+        batch_size is ignored (batching never changed results); skip_bad=False raises the first file's
+        AudioError instead of returning a Prediction with ``error``, as in release 1."""
+        warnings.warn("SceneClassifier.predict_files is deprecated; use classify_files", DeprecationWarning,
+                      stacklevel=2)
+        if skip_bad:
+            return self.classify_files(paths, progress=progress)
+        return [self.classify_file(path) for path in paths]
+
     def predict_waveform(self, waveform: np.ndarray, *, sample_rate: int) -> np.ndarray:
         """Probabilities ``(n_classes,)`` of one recording at ``sample_rate`` Hz (windowed as a file is)."""
         return self.classify_waveform(waveform, sample_rate=sample_rate).probabilities
 
     def classify_waveform(self, waveform: np.ndarray, *, sample_rate: int, name: str = "<waveform>",
                           overview: bool = False) -> Prediction:
-        """Classify ``(samples,)`` or ``(channels, samples)`` audio at ``sample_rate`` Hz; AudioError if unusable."""
+        """Classify ``(samples,)`` or ``(channels, samples)`` audio at ``sample_rate`` Hz; AudioError if unusable
+        (as a file would be: shorter than the model's ``audio.min_seconds`` included)."""
         w = as_channels_first(waveform)
         check_samples(w, name)
         check_sample_rate(sample_rate, f"{name}: sample rate")
+        self._check_duration(name, w.shape[-1], sample_rate)
         return self._timeline(name, [w], sample_rate, w.shape[0], w.shape[-1], overview)
 
     def classify_file(self, path: str | Path, *, name: str | None = None, overview: bool = False) -> Prediction:
@@ -155,6 +170,13 @@ class SceneClassifier:
                 out.append(Prediction(str(path), self.classes, None, error=str(exc)))
         return out
 
+    def _check_duration(self, name: str, frames: int, rate: int) -> None:
+        """AudioError (one line) for a recording shorter than the model's ``audio.min_seconds``."""
+        minimum = self.config.audio.min_seconds
+        if frames < minimum * rate:
+            raise AudioError(f"{name}: {_seconds_below(frames / rate, minimum)} s ({frames} samples at {rate} Hz) "
+                             f"is shorter than the model's minimum of {minimum:g} s (audio.min_seconds)")
+
     def _timeline(self, name: str, blocks: Iterable[np.ndarray], rate: int, channels_in: int, frames: int,
                   overview: bool) -> Prediction:
         channels = self.config.audio.channels
@@ -171,3 +193,11 @@ class SceneClassifier:
         """A :class:`StreamClassifier` over this model."""
         return StreamClassifier(self, input_rate=input_rate or self.sample_rate, channels=channels,
                                 smoothing=smoothing, min_dwell_seconds=min_dwell_seconds)
+
+def _seconds_below(seconds: float, limit: float) -> str:
+    """``seconds`` with just enough digits to read as less than ``limit`` (0.499, not 0.50, below 0.5)."""
+    for digits in range(2, 12):
+        text = f"{seconds:.{digits}g}"
+        if float(text) < limit:
+            return text
+    return repr(seconds)
