@@ -192,3 +192,24 @@ def test_the_moving_average_warms_up_so_initial_weights_do_not_linger():
     torch.testing.assert_close(first, torch.full((3,), 0.9))
     late = _ema_step(avg, current, torch.tensor(100000), decay=0.999)  # the configured decay once warm
     torch.testing.assert_close(late, torch.full((3,), 0.001))
+
+
+def test_a_resumed_run_scores_the_best_validation_epoch_from_before_the_interruption(tmp_path, tiny_dataset,
+                                                                                     monkeypatch):
+    """Issue 13: the best_val weights are kept in the resume checkpoint, so a run resumed after its best epoch
+    still scores every selection rule (metrics.json's selection_rules used to lack best_val)."""
+    import soundscene.training.loop as training
+
+    # Make the first epoch the best one, whatever the later ones do.
+    monkeypatch.setattr(training, "_selection_key", lambda record: (-record["epoch"],))
+    cfg = Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 1}})
+    run = tmp_path / "run"
+    first = train(tiny_dataset, run_dir=run, config=cfg, test_fold=5, progress=False)
+    assert set(first.test_metrics["selection_rules"]) == {"best_val", "last"}
+    resumed = train(run_dir=run, resume=True, epochs=2, progress=False)
+    assert resumed.best_epoch == 1 and [h["epoch"] for h in resumed.history] == [1, 2]
+    saved = json.loads((run / "metrics.json").read_text())
+    assert set(saved["selection_rules"]) == {"best_val", "last"}
+    # The model file holds epoch 1's weights (the rule is best_val): scoring the kept weights gives its accuracy.
+    assert saved["selection_rules"]["best_val"] == pytest.approx(saved["accuracy"])
+    assert saved["selection_rules"]["best_val"] == pytest.approx(first.test_metrics["accuracy"])

@@ -196,13 +196,24 @@ class ModelFileWriter(Checkpoint):
     best_val: the weights of the epoch with the best clip-level validation accuracy (ties: lower loss);
     ema: the weights' moving average (the file at the end holds the average at the end of the schedule);
     last: the last epoch's weights.  The rule and the epoch are recorded in the model file's metadata.
+
+    The best_val weights are also kept (and saved in the resume checkpoint, so that a resumed run still
+    has them when its best epoch came before the interruption) to score every rule at the end.
     """
 
-    # A Checkpoint subclass, so that Lightning runs it after the module's own on_train_epoch_end (the validation).
+    # A Checkpoint subclass, so that Lightning runs it after the module's own on_train_epoch_end (the validation),
+    # and before the last-epoch checkpoint is written (Lightning keeps the checkpoint callbacks in their order).
 
     def __init__(self, run: RunFolder, config: Config, classes: list[str], trained_on: list[str]):
         self.run, self.config, self.classes, self.trained_on = run, config, classes, trained_on
         self.best_state: dict | None = None  # the best_val weights, kept to score every rule at the end
+
+    def state_dict(self) -> dict:
+        return {"best_state": self.best_state} if self.best_state is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        best = state_dict.get("best_state")
+        self.best_state = dict(best) if isinstance(best, dict) else None
 
     def on_train_epoch_end(self, trainer, module: SceneModule):
         record = module.history[-1]
@@ -234,11 +245,18 @@ def _training_device(config: Config) -> torch.device:
 
 def _score_rules(module: SceneModule, writer: ModelFileWriter, test_set, config: Config) -> dict:
     """Test accuracy of the weights each selection rule gives (best validation epoch, last epoch, average),
-    recorded beside the chosen rule's full metrics so that rules can be compared on the same run."""
+    recorded beside the chosen rule's full metrics so that rules can be compared on the same run.
+
+    The best_val weights come from the writer (kept during training, or restored from the checkpoint of a
+    resumed run); a run resumed from a checkpoint written before they were saved there, whose rule is
+    best_val, takes them from its model file."""
     candidates = {"last": module.net}
-    if writer.best_state is not None:
+    best_state = writer.best_state
+    if best_state is None and config.train.selection == "best_val" and writer.run.model.is_file():
+        best_state = load_model_file(writer.run.model).net.state_dict()
+    if best_state is not None:
         best = copy.deepcopy(module.net)
-        best.load_state_dict(writer.best_state)
+        best.load_state_dict(best_state)
         candidates["best_val"] = best
     if module.ema is not None:
         candidates["ema"] = module.ema.module
