@@ -126,6 +126,86 @@ def test_a_run_folder_names_its_model_file(tmp_path, tiny_config):
         load_model_file(tmp_path / "empty")
 
 
+# --- issue 13: the metadata is covered by a digest; class names are checked; files without digests -----------
+
+def _soundscene_warnings(record):
+    from soundscene.errors import SoundsceneWarning
+
+    return [str(w.message) for w in record if issubclass(w.category, SoundsceneWarning)]
+
+
+def test_edited_metadata_is_refused_by_its_digest(tmp_path, tiny_config):
+    good = save_model_file(tmp_path / "good.safetensors", _net(tiny_config), tiny_config, ["a", "b", "c"],
+                           trained_on=["0" * 32])
+    assert len(read_model_metadata(good)["metadata_sha256"]) == 64
+    swapped = _rewrite(tmp_path, good, classes=json.dumps(["b", "a", "c"]))  # fits, but names the wrong classes
+    with pytest.raises(ModelFileError, match="class names do not match the digest") as refused:
+        load_model_file(swapped)
+    assert "\n" not in str(refused.value)
+    cfg = json.loads(tiny_config.to_json())
+    cfg["audio"]["pad_mode"] = "zeros"  # a configuration that still fits the weights
+    with pytest.raises(ModelFileError, match="do not match the digest"):
+        load_model_file(_rewrite(tmp_path, good, config=json.dumps(cfg)))
+    with pytest.raises(ModelFileError, match="do not match the digest"):
+        load_model_file(_rewrite(tmp_path, good, trained_on=json.dumps([])))
+
+
+@pytest.mark.parametrize("classes", [["a", "a", "b"], ["a", "", "b"], ["a", "  ", "b"]])
+def test_repeated_or_empty_class_names_are_refused(tmp_path, tiny_config, classes):
+    with pytest.raises(ModelFileError, match="repeated|empty"):
+        save_model_file(tmp_path / "m.safetensors", _net(tiny_config), tiny_config, classes)
+    good = save_model_file(tmp_path / "good.safetensors", _net(tiny_config), tiny_config, ["a", "b", "c"])
+    with pytest.raises(ModelFileError, match=r"class name.*(repeated|empty).*damaged or was edited"):
+        load_model_file(_rewrite(tmp_path, good, classes=json.dumps(classes)))
+
+
+def test_a_file_without_digests_loads_with_one_warning_that_it_cannot_be_verified(tmp_path, tiny_config):
+    import warnings
+
+    from safetensors import safe_open
+
+    net = _net(tiny_config)
+    with torch.no_grad():  # as after training: no tensor left at its all-zero initial value (BatchNorm)
+        for t in net.state_dict().values():
+            if t.is_floating_point():
+                t.add_(0.01)
+    good = save_model_file(tmp_path / "good.safetensors", net, tiny_config, ["a", "b", "c"])
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        load_model_file(good)
+    assert _soundscene_warnings(record) == []
+    with safe_open(str(good), framework="pt") as f:
+        meta = {k: v for k, v in f.metadata().items() if not k.endswith("_sha256")}
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    bare = tmp_path / "bare.safetensors"
+    save_file(tensors, str(bare), metadata=meta)
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        assert load_model_file(bare).classes == ["a", "b", "c"]
+    said = _soundscene_warnings(record)
+    assert len(said) == 1 and "\n" not in said[0] and "cannot be verified" in said[0] and str(bare) in said[0]
+
+
+def test_release_1_file_warns_once_and_a_zeroed_tensor_in_it_is_refused(tmp_path):
+    import warnings
+
+    from safetensors import safe_open
+
+    fixture = Path(__file__).parent / "fixtures" / "model_format1.safetensors"
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        load_model_file(fixture)
+    said = _soundscene_warnings(record)
+    assert len(said) == 1 and "cannot be verified" in said[0] and "format 1" in said[0]
+    with safe_open(str(fixture), framework="pt") as f:
+        meta = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors["backbone.features.1.block.0.weight"].zero_()  # a block of the file overwritten with zeros
+    save_file(tensors, str(tmp_path / "zeroed.safetensors"), metadata=meta)
+    with pytest.raises(ModelFileError, match=r"backbone\.features\.1\.block\.0\.weight is all zeros.*damaged"):
+        load_model_file(tmp_path / "zeroed.safetensors")
+
+
 # --- issue 13: a stored configuration out of range is refused in one line naming the file and the key ----------
 
 @pytest.mark.parametrize("section, key, value, reason", [
