@@ -206,3 +206,33 @@ def test_train_cli_names_each_bad_clip_and_skip_bad_lists_them(tmp_path, tiny_da
     assert "skipped 2 unreadable clip(s)" in out and "broken.wav" in out and "truncated.wav" in out
     listed = (tmp_path / "b" / "skipped.txt").read_text()
     assert "broken.wav" in listed and "truncated.wav" in listed
+
+
+def test_the_cache_records_the_decoded_audio_digest_of_each_clip_the_same_for_lossless_copies(
+        tmp_path, items, tiny_config, monkeypatch):
+    """The digest evaluation uses to recognise re-encoded training clips is taken where the clip is decoded for its
+    features (once), kept in meta.json, and read back without decoding; a FLAC or 24-bit copy has the same one."""
+    import soundscene.training.data as data_mod
+
+    copies = []
+    for k, item in enumerate(items[:3]):
+        samples, rate = sf.read(str(item.path), dtype="int16")
+        target = tmp_path / "copies" / f"{k}.flac"
+        target.parent.mkdir(exist_ok=True)
+        sf.write(str(target), samples, rate, subtype=("PCM_16", "PCM_24")[k % 2], format="FLAC")
+        copies.append(replace(item, path=target))
+    classes = sorted({i.label for i in items})
+    store = load_or_build(items + copies, tiny_config, cache_dir=tmp_path / "c", progress=False)
+    fs, _ = store.feature_set(items + copies, classes)
+    digests = [i.audio_digest for i in fs.items]
+    assert all(digests) and digests[len(items):] == digests[:3] and len(set(digests[:len(items)])) == len(items)
+    meta = json.loads((store.folder / "meta.json").read_text())
+    assert sorted(meta["audio_digests"].values()) == sorted(digests)
+    assert [i.audio_digest for i in in_memory(items, tiny_config, classes)[0].items] == digests[:len(items)]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("audio was decoded although the cache is valid")
+
+    monkeypatch.setattr(data_mod, "load_clip", refuse)
+    again = load_or_build(items + copies, tiny_config, cache_dir=tmp_path / "c", progress=False)
+    assert [i.audio_digest for i in again.feature_set(items + copies, classes)[0].items] == digests

@@ -116,3 +116,83 @@ def test_the_advice_for_an_over_long_file_can_be_followed(tiny_run, tiny_dataset
         evaluate(model, manifest, out_dir=tmp_path / "ev", progress=False)
     m = evaluate(model, manifest, out_dir=tmp_path / "ev", max_seconds=41, progress=False)
     assert m["n_clips"] == 1
+
+
+def _flac_copies(items, folder, subtypes=("PCM_16", "PCM_24")):
+    """Lossless FLAC copies of items' 16-bit WAVs (16 or 24 bits: the same samples), as new Items."""
+    import soundfile as sf
+
+    from soundscene.training.data import Item
+
+    folder.mkdir(parents=True, exist_ok=True)
+    copies = []
+    for k, item in enumerate(items):
+        assert sf.info(str(item.path)).subtype == "PCM_16"
+        data, rate = sf.read(str(item.path), dtype="int16")
+        target = folder / f"{k:03d}-{item.path.stem}.flac"
+        sf.write(str(target), data, rate, subtype=subtypes[k % len(subtypes)], format="FLAC")
+        copies.append(Item(target, item.label, where=f"copies.csv, row {k + 2}"))
+    return copies
+
+
+def test_flac_copies_of_the_training_clips_are_left_out(tiny_run, tmp_path):
+    """Issue 13: sample-for-sample copies in another encoding (FLAC, 16 or 24 bits) are recognised by their
+    decoded audio, recorded in the model file beside the file digests, and left out like the originals."""
+    import shutil
+
+    from soundscene.training.data import Manifest, read_split
+
+    split = read_split(tiny_run.run_dir / "split.csv")
+    seen = split["train"] + split["val"]
+    copies = _flac_copies(seen, tmp_path / "flac")
+    classes = sorted({i.label for i in seen})
+    model = tmp_path / "elsewhere" / "model.safetensors"  # out of its run folder: the model file alone knows
+    model.parent.mkdir()
+    shutil.copy(tiny_run.model_path, model)
+
+    m = evaluate(model, Manifest(copies + split["test"], classes, "flac-copies"), out_dir=tmp_path / "ev",
+                 progress=False)
+    assert m["left_out"] == len(copies) and m["left_out_copies"] == len(copies)
+    assert m["n_clips"] == len(split["test"])
+    assert m["accuracy"] == pytest.approx(json.loads((tiny_run.run_dir / "metrics.json").read_text())["accuracy"])
+    assert "copies in another encoding" in (tmp_path / "ev" / "report.md").read_text()
+    with pytest.raises(DataError, match=f"every one of the {len(copies)} clips.*--include-training"):
+        evaluate(model, Manifest(copies, classes, "only-copies"), out_dir=tmp_path / "ev2", progress=False)
+    inflated = evaluate(model, Manifest(copies, classes, "only-copies"), out_dir=tmp_path / "ev3",
+                        include_training=True, progress=False)
+    assert inflated["n_clips"] == len(copies) and inflated["training_clips_scored"] == len(copies)
+
+
+def test_a_model_file_without_audio_digests_still_evaluates(tiny_run, tmp_path):
+    """Model files written before the audio digests know only file digests: copies are scored, as before."""
+    from soundscene.core.modelfile import load_model_file, save_model_file
+    from soundscene.training.data import Manifest, read_split
+
+    bundle = load_model_file(tiny_run.model_path)
+    assert bundle.trained_on_audio and len(bundle.trained_on_audio) == len(bundle.trained_on)
+    older = save_model_file(tmp_path / "older.safetensors", bundle.net, bundle.config, bundle.classes,
+                            trained_on=sorted(bundle.trained_on))
+    assert not load_model_file(older).trained_on_audio
+    split = read_split(tiny_run.run_dir / "split.csv")
+    copies = _flac_copies(split["train"][:4], tmp_path / "flac")
+    m = evaluate(older, Manifest(copies, bundle.classes, "x"), out_dir=tmp_path / "ev", progress=False)
+    assert m["n_clips"] == 4 and m["left_out"] == 0
+
+
+def test_evaluate_skip_bad_names_the_manifest_row_of_each_skipped_clip(tiny_run, tiny_dataset, tmp_path, capsys):
+    """Issue 13: `soundscene evaluate --skip-bad` names each skipped clip with its manifest row, as training does."""
+    from soundscene.cli import main
+
+    lines = [line if n == 0 else f"{tiny_dataset.parent}/{line}"
+             for n, line in enumerate(tiny_dataset.read_text().splitlines())]
+    (tmp_path / "junk.wav").write_bytes(b"junk")
+    lines.insert(1, f"{tmp_path / 'junk.wav'},rain,5,junk")
+    manifest = tmp_path / "rows.csv"
+    manifest.write_text("\n".join(lines) + "\n")
+    assert main(["evaluate", str(tiny_run.run_dir), str(manifest), "--skip-bad", "--out", str(tmp_path / "ev"),
+                 "--no-progress"]) == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "junk.wav: not a readable audio file" in errors[0]
+    assert f"{manifest}, row 2" in errors[0]
+    m = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    assert f"{manifest}, row 2" in m["skipped"][0]["reason"]

@@ -15,13 +15,17 @@ both run the same :func:`soundscene.training.data.featurize`.
 
 Layout: ``<cache_dir>/features-<key>/data.npy`` (a memory-mapped .npy) and
 ``meta.json``.  The key hashes the audio and feature configuration, each
-file's path, size and modification time, and the versions of soundscene and
+file's path, size and modification time (and the data set's own minimum length
+where it overrides ``audio.min_seconds``: UrbanSound8K), and the versions of soundscene and
 of every library that shapes features (numpy, scipy, torch, soundfile and
 libsndfile, soxr, librosa), so a changed configuration, file, front end or
 library gets a new cache.  A cache is built in a ``.partial`` folder and renamed into
 place only when complete; ``meta.json`` records the data's size and CRC-32,
 checked on every load, so a damaged or half-written cache is rebuilt, never
-used.
+used.  It also records the :func:`~soundscene.training.data.audio_digest` of
+each decoded clip (computed while the clip is decoded for its features, never
+decoding twice), by which evaluation recognises re-encoded copies of the clips
+a model learnt from.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import os
 import shutil
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -47,7 +51,7 @@ from .data import FeatureSet, Item, describe_bad_clip, featurize
 from ..errors import AudioError, DataError, warn
 from ..core.features import FrontEnd
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: audio digests in meta.json
 CHUNK_CLIPS = 8
 
 
@@ -75,8 +79,9 @@ def code_versions() -> dict[str, str]:
     return versions
 
 
-def cache_key(paths: Sequence[Path], config: Config) -> str:
-    """Hex key of (audio + feature configuration, code versions, each file's path, size and mtime)."""
+def cache_key(paths: Sequence[Path], config: Config, min_seconds: dict[str, float] | None = None) -> str:
+    """Hex key of (audio + feature configuration, code versions, each file's path, size and mtime, and
+    {path: the data set's own minimum length} where it overrides audio.min_seconds)."""
     files = []
     for p in paths:
         try:
@@ -84,23 +89,28 @@ def cache_key(paths: Sequence[Path], config: Config) -> str:
             files.append([str(p), st.st_size, st.st_mtime_ns])
         except OSError:
             files.append([str(p), -1, -1])
-    blob = json.dumps({"format": CACHE_FORMAT, "audio": config.to_dict()["audio"],
-                       "features": config.to_dict()["features"], "code": code_versions(), "files": files},
-                      sort_keys=True)
+    key = {"format": CACHE_FORMAT, "audio": config.to_dict()["audio"], "features": config.to_dict()["features"],
+           "code": code_versions(), "files": files}
+    if min_seconds:
+        key["min_seconds"] = {str(p): float(s) for p, s in min_seconds.items()}
+    blob = json.dumps(key, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
 
 @dataclass
 class FeatureStore:
-    """A loaded cache: memory-mapped features for ``paths`` (row k is paths[k]) and unusable rows."""
+    """A loaded cache: memory-mapped features for ``paths`` (row k is paths[k]), unusable rows, and the
+    audio digest of each usable row."""
 
     folder: Path | None  # None: computed in memory
     paths: list[str]
     features: np.ndarray  # memmap or array, (clips, channels, rows, frames)
     bad: dict[int, str]
+    audio_digests: dict[int, str] = field(default_factory=dict)
 
     def feature_set(self, items: Sequence[Item], classes: Sequence[str]) -> tuple[FeatureSet, list[tuple[Item, str]]]:
-        """The rows of ``items`` copied into memory as a FeatureSet, and the (item, reason) of bad ones."""
+        """The rows of ``items`` copied into memory as a FeatureSet (each item with its ``audio_digest``), and
+        the (item, reason naming its manifest row) of bad ones."""
         index = {p: k for k, p in enumerate(self.paths)}
         label_index = {c: k for k, c in enumerate(classes)}
         rows, kept, skipped = [], [], []
@@ -109,10 +119,10 @@ class FeatureStore:
                 raise DataError(f"{item.where}: label '{item.label}' is not one of the classes {list(classes)}")
             k = index[str(item.path)]
             if k in self.bad:
-                skipped.append((item, self.bad[k]))
+                skipped.append((item, describe_bad_clip(self.bad[k], item, advice=False)))
             else:
                 rows.append(k)
-                kept.append(item)
+                kept.append(replace(item, audio_digest=self.audio_digests.get(k, item.audio_digest)))
         if not kept:
             raise DataError("no usable audio: every file was skipped")
         order = np.argsort(rows)  # read the memmap in file order, then restore the item order
@@ -147,6 +157,11 @@ def _paths(items: Sequence[Item]) -> tuple[list[str], dict[str, Item]]:
     return sorted({str(i.path) for i in items}), {str(i.path): i for i in items}
 
 
+def _min_seconds(by_path: dict[str, Item]) -> dict[str, float]:
+    """{path: the data set's own minimum length} for the files whose data set overrides audio.min_seconds."""
+    return {p: i.min_seconds for p, i in by_path.items() if i.min_seconds is not None}
+
+
 def load_or_build(items: Sequence[Item], config: Config, *, cache_dir: str | Path | None = None,
                   workers: int = 1, skip_bad: bool = False, progress: bool = True) -> FeatureStore:
     """The feature cache for these items and configuration: loaded if valid, else built.
@@ -157,7 +172,7 @@ def load_or_build(items: Sequence[Item], config: Config, *, cache_dir: str | Pat
     """
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     paths, by_path = _paths(items)
-    key = cache_key([Path(p) for p in paths], config)
+    key = cache_key([Path(p) for p in paths], config, _min_seconds(by_path))
     folder = cache_dir / f"features-{key}"
     if folder.exists():
         store, problem = _open(folder, paths)
@@ -177,8 +192,9 @@ def _open(folder: Path, paths: list[str]) -> tuple[FeatureStore | None, str]:
         meta = json.loads(meta_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return None, "meta.json is missing or damaged"
-    keys = {"format", "paths", "file_bytes", "shape", "crc32", "bad"}
-    if not isinstance(meta, dict) or not keys <= set(meta) or not isinstance(meta["bad"], dict):
+    keys = {"format", "paths", "file_bytes", "shape", "crc32", "bad", "audio_digests"}
+    if (not isinstance(meta, dict) or not keys <= set(meta) or not isinstance(meta["bad"], dict)
+            or not isinstance(meta["audio_digests"], dict)):
         return None, "meta.json is incomplete"
     if meta.get("format") != CACHE_FORMAT or meta.get("paths") != paths:
         return None, "it was written for other files or by another version"
@@ -190,7 +206,8 @@ def _open(folder: Path, paths: list[str]) -> tuple[FeatureStore | None, str]:
         return None, f"data.npy cannot be read ({exc})"
     if list(data.shape) != meta["shape"] or _crc32(data) != meta["crc32"]:
         return None, "data.npy does not match its checksum"
-    return FeatureStore(folder, paths, data, {int(k): v for k, v in meta["bad"].items()}), ""
+    return FeatureStore(folder, paths, data, {int(k): v for k, v in meta["bad"].items()},
+                        {int(k): v for k, v in meta["audio_digests"].items()}), ""
 
 
 def _build(folder: Path | None, paths: list[str], by_path: dict[str, Item], config: Config, *, workers: int,
@@ -205,6 +222,8 @@ def _build(folder: Path | None, paths: list[str], by_path: dict[str, Item], conf
     shape = (len(paths), config.audio.channels, config.features.n_rows, FrontEnd.from_config(config).frames(clip))
     chunks = [list(range(i, min(i + CHUNK_CLIPS, len(paths)))) for i in range(0, len(paths), CHUNK_CLIPS)]
     bad: dict[int, str] = {}
+    digests: dict[int, str] = {}
+    shortest = [by_path[p].min_seconds for p in paths]
     if folder is None:
         target = np.empty(shape, dtype=np.float32)
     else:
@@ -218,7 +237,7 @@ def _build(folder: Path | None, paths: list[str], by_path: dict[str, Item], conf
     try:
         if workers <= 1 or folder is None:
             for rows in chunks:
-                bad.update(_fill(target, [(k, paths[k]) for k in rows], config))
+                _merge(_fill(target, [(k, paths[k], shortest[k]) for k in rows], config), bad, digests)
                 bar.update(len(rows))
         else:
             import multiprocessing
@@ -226,10 +245,10 @@ def _build(folder: Path | None, paths: list[str], by_path: dict[str, Item], conf
             methods = multiprocessing.get_all_start_methods()
             context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
             with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=_worker_init) as pool:
-                futures = {pool.submit(_fill, target, [(k, paths[k]) for k in rows], config): rows
+                futures = {pool.submit(_fill, target, [(k, paths[k], shortest[k]) for k in rows], config): rows
                            for rows in chunks}
                 for future in as_completed(futures):
-                    bad.update(future.result())
+                    _merge(future.result(), bad, digests)
                     bar.update(len(futures[future]))
     except BaseException:
         if folder is not None:
@@ -245,10 +264,11 @@ def _build(folder: Path | None, paths: list[str], by_path: dict[str, Item], conf
         raise AudioError(f"{len(bad)} unusable clip(s): {'; '.join(first)}{more}; fix or remove them, "
                          "or pass --skip-bad")
     if folder is None:
-        return FeatureStore(None, paths, target, bad)
+        return FeatureStore(None, paths, target, bad, digests)
     data = np.load(partial / "data.npy", mmap_mode="r")
     atomic_write_json(partial / "meta.json", {
         "format": CACHE_FORMAT, "paths": paths, "shape": list(shape), "bad": {str(k): v for k, v in bad.items()},
+        "audio_digests": {str(k): v for k, v in sorted(digests.items())},
         "file_bytes": (partial / "data.npy").stat().st_size, "crc32": _crc32(data),
         "config": {"audio": config.to_dict()["audio"], "features": config.to_dict()["features"]},
         "code": code_versions(),
@@ -268,17 +288,26 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _fill(target: Path | np.ndarray, rows: list[tuple[int, str]], config: Config) -> dict[int, str]:
-    """Featurise some clips into rows of ``target`` (an array, or a memory-mapped .npy by path, from a
-    worker process); returns the bad rows."""
-    feats, good, bad = featurize([p for _, p in rows], config, FrontEnd.from_config(config))
+def _fill(target: Path | np.ndarray, rows: list[tuple[int, str, float | None]],
+          config: Config) -> tuple[dict[int, str], dict[int, str]]:
+    """Featurise some clips (row, path, the data set's own minimum length or None) into rows of ``target``
+    (an array, or a memory-mapped .npy by path, from a worker process); returns ({row: reason} of the bad
+    rows, {row: audio digest} of the good ones)."""
+    digests: dict[int, str] = {}
+    feats, good, bad = featurize([p for _, p, _ in rows], config, FrontEnd.from_config(config),
+                                 min_seconds=[s for _, _, s in rows], digests=digests)
     data = np.load(target, mmap_mode="r+") if isinstance(target, Path) else target
     for j, f in zip(good, feats):
         data[rows[j][0]] = f
     if isinstance(target, Path):
         data.flush()
     del data
-    return {rows[j][0]: reason for j, reason in bad.items()}
+    return ({rows[j][0]: reason for j, reason in bad.items()}, {rows[j][0]: d for j, d in digests.items()})
+
+
+def _merge(result: tuple[dict[int, str], dict[int, str]], bad: dict[int, str], digests: dict[int, str]) -> None:
+    bad.update(result[0])
+    digests.update(result[1])
 
 
 def _crc32(data: np.ndarray, block_rows: int = 256) -> int:

@@ -42,6 +42,9 @@ class Item:
     device: recording device, if known (TAU 2020 Mobile: a, b, c, s1-s6).
     subset: "train" or "test" when the data set has an official split list.
     digest: the file's content digest (:func:`file_digest`), once computed.
+    audio_digest: the digest of its decoded clip (:func:`audio_digest`), once its features are computed.
+    min_seconds: the shortest file the data set accepts when it overrides ``audio.min_seconds``
+        (UrbanSound8K: any length, short clips are padded to the clip length by ``audio.pad_mode``).
     """
 
     path: Path
@@ -53,6 +56,8 @@ class Item:
     device: str | None = None
     subset: str | None = None
     digest: str | None = None
+    audio_digest: str | None = None
+    min_seconds: float | None = None
 
     @property
     def display_name(self) -> str:
@@ -303,16 +308,18 @@ def _check_no_group_crosses(splits: dict[str, list[Item]]) -> None:
 
 
 def write_split(splits: dict[str, list[Item]], path: Path) -> None:
-    """Record a split as CSV (path,label,fold,group,split,name,device,digest) so a run can be resumed or audited."""
+    """Record a split as CSV (path,label,fold,group,split,name,device,digest,min_seconds) so a run can be resumed
+    or audited."""
     from .._io import atomic_write_text
 
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(["path", "label", "fold", "group", "split", "name", "device", "digest"])
+    writer.writerow(["path", "label", "fold", "group", "split", "name", "device", "digest", "min_seconds"])
     for name, part in splits.items():
         for i in part:
             writer.writerow([str(i.path), i.label, "" if i.fold is None else str(i.fold), i.group or "", name,
-                             i.name, i.device or "", i.digest or ""])
+                             i.name, i.device or "", i.digest or "",
+                             "" if i.min_seconds is None else repr(i.min_seconds)])
     atomic_write_text(path, buf.getvalue())
 
 
@@ -325,7 +332,8 @@ def read_split(path: Path) -> dict[str, list[Item]]:
         for n, row in enumerate(csv.DictReader(f), start=2):
             item = Item(Path(row["path"]), row["label"], int(row["fold"]) if row["fold"] else None,
                         row["group"] or None, f"{path}, row {n}", name=row.get("name") or "",
-                        device=row.get("device") or None, digest=row.get("digest") or None)
+                        device=row.get("device") or None, digest=row.get("digest") or None,
+                        min_seconds=float(row["min_seconds"]) if row.get("min_seconds") else None)
             splits[row["split"]].append(item)
     return splits
 
@@ -336,6 +344,21 @@ def file_digest(path: str | Path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
+    return h.hexdigest()
+
+
+def audio_digest(waveform: np.ndarray) -> str:
+    """BLAKE2b-128, hex, of a decoded ``(channels, samples)`` clip quantised to 16 bits (with its shape).
+
+    Computed on the clip as the model sees it (at the model's sample rate, cropped or padded to its clip
+    length), so lossless re-encodes of one recording (WAV <-> FLAC, another bit depth of the same samples)
+    have the same digest; lossy re-encodes, resampled, trimmed-at-the-start or gain-changed copies do not.
+    """
+    w = np.asarray(waveform, dtype=np.float64)
+    q = np.clip(np.round(w * 32768.0), -32768, 32767).astype("<i2")
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{'x'.join(map(str, q.shape))}|".encode())
+    h.update(np.ascontiguousarray(q).tobytes())
     return h.hexdigest()
 
 
@@ -387,12 +410,18 @@ class FeatureSet:
     items: list[Item]
 
 
-def featurize(paths: Sequence[str | Path], config: Config, front_end: FrontEnd) -> tuple[np.ndarray, list[int], dict[int, str]]:
+def featurize(paths: Sequence[str | Path], config: Config, front_end: FrontEnd, *,
+              min_seconds: Sequence[float | None] | None = None,
+              digests: dict[int, str] | None = None) -> tuple[np.ndarray, list[int], dict[int, str]]:
     """Decode, resample and run the front end on some files, as training and evaluation see them.
 
     Each clip is cropped or padded to ``config.audio.clip_seconds``.  A file that
     cannot be used (unreadable, silent, too short, NaN...) or whose features are
     not finite is returned in ``bad`` with its one-line reason instead of raising.
+
+    min_seconds: per path, the data set's own minimum length in place of ``audio.min_seconds`` (None: the
+    configured one; see :attr:`Item.min_seconds`).  digests: when given, filled with {index:
+    :func:`audio_digest` of the decoded clip} for the good paths (the audio is decoded once, here).
 
     Returns:
         (features ``(n_good, channels, rows, frames)`` float32, indices of the good paths,
@@ -402,8 +431,10 @@ def featurize(paths: Sequence[str | Path], config: Config, front_end: FrontEnd) 
     good: list[int] = []
     waves = []
     for k, path in enumerate(paths):
+        shortest = min_seconds[k] if min_seconds is not None else None
+        audio = config.audio if shortest is None else replace(config.audio, min_seconds=shortest)
         try:
-            waves.append(load_clip(path, config.audio))
+            waves.append(load_clip(path, audio))
             good.append(k)
         except AudioError as exc:
             bad[k] = str(exc)
@@ -413,6 +444,8 @@ def featurize(paths: Sequence[str | Path], config: Config, front_end: FrontEnd) 
     finite = np.isfinite(feats).reshape(len(good), -1).all(axis=1)
     for k in [g for g, ok in zip(good, finite) if not ok]:
         bad[k] = f"{paths[k]}: its features are not finite (samples too large?)"
+    if digests is not None:
+        digests.update({g: audio_digest(w) for g, w, ok in zip(good, waves, finite) if ok})
     return feats[finite], [g for g, ok in zip(good, finite) if ok], bad
 
 

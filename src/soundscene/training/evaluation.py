@@ -90,7 +90,10 @@ def _provenance(metrics: dict) -> list[str]:
     """Report lines on what was left out of (or wrongly included in) the scoring."""
     lines = []
     if metrics.get("left_out"):
-        lines.append(f"- left out: {metrics['left_out']} clip(s) the model was trained or validated on")
+        copies = metrics.get("left_out_copies")
+        lines.append(f"- left out: {metrics['left_out']} clip(s) the model was trained or validated on"
+                     + (f" ({copies} of them copies in another encoding, recognised by their decoded audio)"
+                        if copies else ""))
     if metrics.get("training_clips_scored"):
         lines.append(f"- **includes {metrics['training_clips_scored']} clip(s) the model was trained or validated "
                      "on (--include-training): these figures are inflated**")
@@ -152,6 +155,26 @@ def markdown_report(metrics: dict, *, title: str = "Evaluation") -> str:
     return "\n".join(lines)
 
 
+def _nothing_left(n: int, name: str):
+    from ..errors import DataError
+
+    raise DataError(f"every one of the {n} clips of {name} was used to train or validate the model; evaluate on "
+                    "other data, or pass --include-training to score them anyway (inflated)")
+
+
+def _without(feature_set, paths: set[str]):
+    """The FeatureSet without the clips of ``paths``; None when nothing is left."""
+    import torch
+
+    from .data import FeatureSet
+
+    keep = [k for k, i in enumerate(feature_set.items) if str(i.path) not in paths]
+    if not keep:
+        return None
+    index = torch.as_tensor(keep, dtype=torch.long)
+    return FeatureSet(feature_set.features[index], feature_set.labels[index], [feature_set.items[k] for k in keep])
+
+
 def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold: int | None = None,
              official_test: bool = False, include_training: bool = False, max_seconds: float | None = None,
              skip_bad: bool = False,
@@ -160,9 +183,11 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
     """Evaluate a model file (or a run folder) on a labelled data set, leaving out what it learnt from.
 
     By default every clip the model was trained or validated on is left out:
-    those whose content digest is recorded in the model file, and, for a run
-    folder, those its ``split.csv`` lists for training or validation.  How many
-    were left out, and why, is returned and written into the report.
+    those whose file content digest or decoded-audio digest is recorded in the
+    model file (the latter catches lossless re-encodes: WAV <-> FLAC, another bit
+    depth of the same samples), and, for a run folder, those its ``split.csv``
+    lists for training or validation.  How many were left out, and why, is
+    returned and written into the report.
 
     Args:
         model: model file or run folder.
@@ -180,7 +205,9 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
         cache_dir / use_cache / workers: the feature cache, as for :func:`soundscene.training.train`.
 
     Returns:
-        The metrics dict, with ``out_dir``, ``skipped`` and ``left_out`` added.
+        The metrics dict, with ``out_dir``, ``skipped`` (each reason naming the clip's manifest row),
+        ``left_out`` and ``left_out_copies`` (how many of those were recognised by their decoded audio only)
+        added.
     """
     from .cache import feature_sets
     from .data import Manifest, with_digests
@@ -217,17 +244,26 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
         kept_paths = {str(i.path) for i in left_out}
         items = [i for i in items if str(i.path) not in kept_paths]
         if not items:
-            raise DataError(f"every one of the {len(left_out)} clips of {name} was used to train or validate the "
-                            "model; evaluate on other data, or pass --include-training to score them anyway "
-                            "(inflated)")
+            _nothing_left(len(left_out), name)
     feature_set_of, skipped = feature_sets({"eval": items}, config, bundle.classes, cache_dir=cache_dir,
                                            use_cache=use_cache, workers=workers, skip_bad=skip_bad,
                                            progress=progress)
+    # Copies in another encoding: their decoded audio (digested where the features were computed) matches.
+    feature_set = feature_set_of["eval"]
+    known = {str(i.path) for i in left_out}
+    trained_on_audio = bundle.trained_on_audio
+    copies = [i for i in feature_set.items if i.audio_digest in trained_on_audio and str(i.path) not in known]
+    if copies and not include_training:
+        feature_set = _without(feature_set, {str(i.path) for i in copies})
+        if feature_set is None:
+            _nothing_left(len(left_out) + len(copies), name)
     out_dir = Path(out_dir) if out_dir else bundle.path.parent / f"evaluation-{name}"
-    note = {"left_out": len(left_out) if not include_training else 0,
-            "training_clips_scored": len(left_out) if include_training else 0,
+    n_seen = len(left_out) + len(copies)
+    note = {"left_out": n_seen if not include_training else 0,
+            "left_out_copies": len(copies) if not include_training else 0,
+            "training_clips_scored": n_seen if include_training else 0,
             "skipped": [{"path": str(i.path), "reason": why} for i, why in skipped]}
-    metrics = score_and_report(bundle.net, bundle.config, bundle.classes, feature_set_of["eval"], out_dir,
+    metrics = score_and_report(bundle.net, bundle.config, bundle.classes, feature_set, out_dir,
                                title=f"Evaluation on {name}", extra=note)
     metrics["out_dir"] = str(out_dir)
     return metrics

@@ -204,8 +204,10 @@ class ModelFileWriter(Checkpoint):
     # A Checkpoint subclass, so that Lightning runs it after the module's own on_train_epoch_end (the validation),
     # and before the last-epoch checkpoint is written (Lightning keeps the checkpoint callbacks in their order).
 
-    def __init__(self, run: RunFolder, config: Config, classes: list[str], trained_on: list[str]):
+    def __init__(self, run: RunFolder, config: Config, classes: list[str], trained_on: list[str],
+                 trained_on_audio: list[str] | None = None):
         self.run, self.config, self.classes, self.trained_on = run, config, classes, trained_on
+        self.trained_on_audio = list(trained_on_audio or [])
         self.best_state: dict | None = None  # the best_val weights, kept to score every rule at the end
 
     def state_dict(self) -> dict:
@@ -231,6 +233,7 @@ class ModelFileWriter(Checkpoint):
         else:
             return
         save_model_file(self.run.model, net, self.config, self.classes, trained_on=self.trained_on,
+                        trained_on_audio=self.trained_on_audio,
                         extra={"best_epoch": str(record["epoch"]), "selection": rule})
 
 
@@ -420,13 +423,15 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
                                  workers=workers, skip_bad=skip_bad, progress=progress)
     train_set, val_set, test_set = sets["train"], sets["val"], sets["test"]
     trained_on = [i.digest for part in (splits["train"], splits["val"]) for i in part if i.digest]
+    # the digests of the decoded clips, computed where the feature cache decoded them
+    trained_on_audio = [i.audio_digest for fs in (train_set, val_set) for i in fs.items if i.audio_digest]
 
     net = build_model(config, n_classes=len(classes))
     net.set_normalisation(train_set.features)
     if resume:
         _check_checkpoint(run.last_checkpoint, net)
     module = SceneModule(net, config, val_set.features, val_set.labels, _augmenter(config, len(classes)))
-    writer = ModelFileWriter(run, config, classes, trained_on)
+    writer = ModelFileWriter(run, config, classes, trained_on, trained_on_audio)
     trainer = _trainer(config, run, writer, progress)
     with _quiet_lightning():
         trainer.fit(module, train_dataloaders=_train_loader(train_set, config),
