@@ -12,7 +12,8 @@ name                      files read                                       proto
                                                                            (city-location)
 ``tau2020``               the same files; devices a, b, c, s1-s6            as tau2019; accuracy per device
 ``urbansound8k``          metadata/UrbanSound8K.csv, audio/foldN/           10 predefined folds (never
-                                                                           reshuffled); groups = fsID
+                                                                           reshuffled); groups = fsID; every
+                                                                           slice scored, however short
 ``esc50`` / ``esc10``     meta/esc50.csv, audio/                            5 predefined folds; groups =
                                                                            src_file; esc10: the subset
 ``folder`` / ``csv``      a class-per-folder tree / a path,label CSV        see :func:`load_manifest`
@@ -25,13 +26,14 @@ ESC-50 root), else read as a class folder or CSV manifest.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from ..config import AudioConfig
-from .data import Item, Manifest, load_manifest, parse_fold, read_table
+from .data import Item, Manifest, describe_bad_clip, load_manifest, parse_fold, read_table
 from ..errors import DataError
 
 LAYOUTS: dict[str, str] = {
@@ -43,6 +45,11 @@ LAYOUTS: dict[str, str] = {
     "folder": "own recordings: one sub-folder per class",
     "csv": "own recordings: CSV manifest path,label[,fold][,group][,device]",
 }
+
+# UrbanSound8K's slices run from a fraction of a second to 4 s, and its 10-fold protocol scores all 8,732 of
+# them: its clips are accepted at any length (padded to the clip length by audio.pad_mode, tiled or zero-padded
+# as is usual for this data set) in place of audio.min_seconds.
+URBANSOUND8K_MIN_SECONDS = 0.0
 
 # The file name (without extension) minus a trailing segment number:
 # "library_rec1_seg003" -> "library_rec1", "park-0-3" -> "park-0", "street 12" -> "street".
@@ -151,7 +158,11 @@ def _device_from_name(filename: str) -> str | None:
 
 
 def load_urbansound8k(root: str | Path) -> Manifest:
-    """UrbanSound8K: metadata/UrbanSound8K.csv and audio/fold<N>/<slice_file_name>; groups by fsID."""
+    """UrbanSound8K: metadata/UrbanSound8K.csv and audio/fold<N>/<slice_file_name>; groups by fsID.
+
+    Every slice is accepted however short (:data:`URBANSOUND8K_MIN_SECONDS` in place of audio.min_seconds):
+    the official protocol scores all of them, short ones padded to the clip length by audio.pad_mode.
+    """
     root = Path(root).resolve()
     path = root / "metadata" / "UrbanSound8K.csv"
     rows = _read_table(path, delimiter=",", required=("slice_file_name", "fsID", "fold", "class"))
@@ -160,7 +171,8 @@ def load_urbansound8k(root: str | Path) -> Manifest:
         where = f"{path}, row {n}"
         fold = parse_fold(row["fold"], where)
         name = f"audio/fold{fold}/{row['slice_file_name']}"
-        items.append(Item(root / name, row["class"], fold, f"fs{row['fsID']}", where, name=name))
+        items.append(Item(root / name, row["class"], fold, f"fs{row['fsID']}", where, name=name,
+                          min_seconds=URBANSOUND8K_MIN_SECONDS))
     if not items:
         raise DataError(f"{path}: lists no clips")
     return Manifest(items, sorted({i.label for i in items}), f"urbansound8k:{root}")
@@ -200,8 +212,7 @@ def with_groups_from_names(manifest: Manifest, pattern: str) -> Manifest:
             raise DataError(f"{item.where}: file name {item.path.name!r} does not match the group pattern {pattern!r}")
         group = match.groupdict().get("group") or (match.group(1) if regex.groups else match.group(0))
         prefix = Path(item.name).parent.as_posix() if item.name else item.path.parent.name
-        items.append(Item(item.path, item.label, item.fold, f"{prefix}/{group}", item.where, item.name,
-                          item.device, item.subset))
+        items.append(replace(item, group=f"{prefix}/{group}"))
     return Manifest(items, manifest.classes, manifest.source)
 
 
@@ -212,13 +223,15 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
     Reads each header (with ``full``, decodes each file completely, which also
     finds truncated files, NaN or out-of-range samples and near-silent
     recordings).  Every file that training or prediction would refuse is
-    named with its manifest row: unreadable, too short (``audio.min_seconds``),
-    too long (``audio.max_seconds``), damaged.  Returns a dict with n_files,
+    named with its manifest row: unreadable, too short (``audio.min_seconds``, or the
+    data set's own minimum: UrbanSound8K takes any length), too long
+    (``audio.max_seconds``), damaged.  Returns a dict with n_files,
     class_counts, duration_seconds (min/median/max), sample_rates, channels,
     subtypes and devices (value -> count), folds and official split sizes,
     n_groups, unreadable [{file, where, reason}] (every file that would be
-    refused), quiet [{file, where, reason}] (with ``full``: RMS level below
-    ``LOW_LEVEL_DBFS``) and problems (sentences).
+    refused), errors (one line per refused file: the reason and its manifest
+    row, for ``error:`` lines on stderr), quiet [{file, where, reason}] (with
+    ``full``: RMS level below ``LOW_LEVEL_DBFS``) and problems (sentences).
     """
     from collections import Counter
 
@@ -229,12 +242,14 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
 
     audio = audio or AudioConfig()
     durations, rates, channels, subtypes, unreadable, quiet = [], Counter(), Counter(), Counter(), [], []
+    errors = []
     for item in tqdm(manifest.items, desc="checking files", unit="file", disable=not progress):
         try:
             info = audio_info(item.path)
-            if info.duration_seconds < audio.min_seconds:
+            shortest = audio.min_seconds if item.min_seconds is None else item.min_seconds
+            if info.duration_seconds < shortest:
                 raise AudioError(f"{item.path}: {info.duration_seconds:.2f} s is shorter than audio.min_seconds "
-                                 f"({audio.min_seconds:g} s)")
+                                 f"({shortest:g} s)")
             if info.duration_seconds > audio.max_seconds:
                 raise AudioError(f"{item.path}: {info.duration_seconds:.1f} s is longer than audio.max_seconds "
                                  f"({audio.max_seconds:g} s)")
@@ -247,6 +262,7 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
                                             f"{LOW_LEVEL_DBFS:g} dBFS"})
         except AudioError as exc:
             unreadable.append({"file": str(item.path), "where": item.where, "reason": str(exc)})
+            errors.append(describe_bad_clip(str(exc), item, advice=False))
             continue
         durations.append(info.duration_seconds)
         rates[info.sample_rate] += 1
@@ -267,6 +283,7 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
         "official_split": dict(Counter(i.subset for i in manifest.items if i.subset)),
         "n_groups": len({i.group for i in manifest.items if i.group is not None}),
         "unreadable": unreadable,
+        "errors": errors,
         "quiet": quiet,
     }
     problems = []
