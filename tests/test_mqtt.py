@@ -210,13 +210,22 @@ def test_payload_is_the_sensor_message_record():
                        "model": {"name": "tiny-cnn", "version": "7"}, "soundscene_version": payload["soundscene_version"],
                        "time": 3.142, "label": "metro", "confidence": 0.8765,
                        "probabilities": {"park": 0.1111, "metro": 0.8765, "extra": 0.001}, "changed": True,
-                       "previous": "park", "level_dbfs": -20.1}
+                       "previous": "park", "level_dbfs": -20.1, "silent": False}
     assert list(payload["probabilities"]) == ["park", "metro", "extra"]  # the model's classes first
     SENSOR_MESSAGE.validate(json.loads(dumps(payload)))
     bare = _payload({"time": 1.0, "label": "park", "confidence": 0.9, "probabilities": {"park": 0.9}}, model={})
-    assert (bare["changed"], bare["previous"], bare["level_dbfs"]) == (False, None, None)
+    assert (bare["changed"], bare["previous"], bare["level_dbfs"], bare["silent"]) == (False, None, None, False)
     assert bare["model"] == {"name": None, "version": None}
     SENSOR_MESSAGE.validate(bare)
+
+def test_a_silent_decision_is_published_without_a_scene():
+    """A dead or muted microphone is what a fleet operator needs to see: silent decisions go out too."""
+    payload = _payload({"time": 2.0, "label": None, "confidence": None, "probabilities": None, "changed": False,
+                        "previous": None, "level_dbfs": None, "silent": True})
+    assert (payload["label"], payload["confidence"], payload["probabilities"], payload["silent"]) == (
+        None, None, None, True)
+    SENSOR_MESSAGE.validate(json.loads(dumps(payload)))
+
 
 def test_payload_from_a_decision_record():
     """What the stream classifier gives (Decision.to_record) goes through unchanged, nulls included."""

@@ -23,24 +23,27 @@ def _validator(kind: str) -> Draft202012Validator:
 def test_one_rounding_rule_and_null_for_what_is_not_finite():
     r = records.make("decision", time=1.23456, label="park", confidence=0.123456,
                      probabilities={"park": 0.123456, "metro": float("nan")}, changed=True, previous=None,
-                     level_dbfs=float("-inf"))
+                     level_dbfs=float("-inf"), silent=False)
     assert r == {"time": 1.235, "label": "park", "confidence": 0.1235,
                  "probabilities": {"park": 0.1235, "metro": None}, "changed": True, "previous": None,
-                 "level_dbfs": None}
-    assert records.make("segment", start=np.float32(0.5), end=2, label="x", confidence=np.float64(1 / 3)) == {
-        "start": 0.5, "end": 2.0, "label": "x", "confidence": 0.3333}
-    assert records.make("window", start=0, end=1, label="a", confidence=1, probabilities={"a": 1})["start"] == 0.0
+                 "level_dbfs": None, "silent": False}
+    assert records.make("segment", start=np.float32(0.5), end=2, label="x", confidence=np.float64(1 / 3),
+                        silent=False) == {"start": 0.5, "end": 2.0, "label": "x", "confidence": 0.3333,
+                                          "silent": False}
+    assert records.make("window", start=0, end=1, label="a", confidence=1, probabilities={"a": 1}, level_dbfs=-3,
+                        silent=False)["start"] == 0.0
     assert records.make("prediction", path="a.wav", label="a", confidence=0.5, probabilities={"a": 0.5},
                         level_dbfs=-23.456)["level_dbfs"] == -23.5
 
 
 @pytest.mark.parametrize("kind, values, message", [
-    ("segment", {"start": 0, "end": 1, "label": "a", "confidence": 1, "colour": "red"}, "no field"),
-    ("segment", {"start": 0, "end": 1, "label": "a"}, "needs 'confidence'"),
-    ("segment", {"start": 0, "end": 1, "label": "a", "confidence": float("nan")}, "not finite"),
-    ("segment", {"start": 0, "end": 1, "label": "a", "confidence": "high"}, "expected a number"),
-    ("decision", {"time": 0, "label": None, "confidence": 1, "probabilities": {}, "changed": False,
-                  "previous": None, "level_dbfs": None}, "required"),
+    ("segment", {"start": 0, "end": 1, "label": "a", "confidence": 1, "silent": False, "colour": "red"},
+     "no field"),
+    ("segment", {"start": 0, "end": 1, "label": "a", "silent": False}, "needs 'confidence'"),
+    ("segment", {"start": float("nan"), "end": 1, "label": "a", "confidence": 1, "silent": False}, "not finite"),
+    ("segment", {"start": 0, "end": 1, "label": "a", "confidence": "high", "silent": False}, "expected a number"),
+    ("decision", {"time": None, "label": "a", "confidence": 1, "probabilities": {}, "changed": False,
+                  "previous": None, "level_dbfs": None, "silent": False}, "required"),
 ])
 def test_a_record_never_carries_what_the_schema_does_not_describe(kind, values, message):
     with pytest.raises(ValueError, match=message):

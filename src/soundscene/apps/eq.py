@@ -435,16 +435,21 @@ def schedule_from_prediction(prediction, presets: Presets = DEFAULT_PRESETS, *,
 
     Without blend: one preset per scene segment (the merged runs of the timeline), each from the segment's
     start.  With blend: one probability-weighted curve per analysis window, from the point halfway between
-    its centre and the previous window's.  Times are the ambient recording's; the music is aligned with it
+    its centre and the previous window's.  Silent stretches change nothing (the curve in force holds).  Times are the ambient recording's; the music is aligned with it
     from 0 s, and the last curve holds after the ambient recording ends.
     """
-    if not blend:
-        return [(seg.start, curve_for_scene(presets, seg.label)) for seg in prediction.segments()]
+    if not blend:  # silence is no scene: the curve in force holds ("default" when the recording starts silent)
+        return [(seg.start, curve_for_scene(presets, "default" if seg.silent else seg.label))
+                for k, seg in enumerate(prediction.segments()) if not seg.silent or k == 0]
     out, classes = [], prediction.classes
     for k, w in enumerate(prediction.windows):
+        if w.silent and k > 0:
+            continue
         start = 0.0 if k == 0 else ((prediction.windows[k - 1].start + prediction.windows[k - 1].end) / 2
                                     + (w.start + w.end) / 2) / 2
-        out.append((start, curve_for_probabilities(presets, dict(zip(classes, map(float, w.probabilities))))))
+        curve = curve_for_scene(presets, "default") if w.silent else \
+            curve_for_probabilities(presets, dict(zip(classes, map(float, w.probabilities))))
+        out.append((start, curve))
     return out
 
 

@@ -145,15 +145,23 @@ def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping
          "hop_seconds": 1.0, "model": {"name": "cnn", "version": "3"}, "soundscene_version": "0.1.0",
          "time": 12.5, "label": "park", "confidence": 0.81,
          "probabilities": {"park": 0.81, "street_traffic": 0.12, "metro": 0.07}, "changed": false,
-         "previous": null, "level_dbfs": -32.1}
+         "previous": null, "level_dbfs": -32.1, "silent": false}
 
     The decision's fields (those of a ``decision`` record) are taken from ``decision``: ``confidence``
-    defaults to the label's probability, ``changed`` to false, ``previous`` and ``level_dbfs`` to null.
+    defaults to the label's probability, ``changed`` and ``silent`` to false, ``previous`` and ``level_dbfs``
+    to null.  A silent decision (a dead or muted microphone) is published with no label, confidence or
+    probabilities.
     Probabilities come in the order of ``model["classes"]`` when given.  A malformed decision (not a dict,
     no label, no time, no finite confidence) raises ValueError.
     """
     if not isinstance(decision, Mapping):
         raise ValueError(f"a decision must be a dict, got {type(decision).__name__}")
+    if decision.get("silent"):  # a dead or muted microphone: published, with no scene
+        fields = {"changed": False, "previous": None, "time": decision.get("time"),
+                  "level_dbfs": decision.get("level_dbfs"), "label": None, "confidence": None,
+                  "probabilities": None, "silent": True}
+        return _sensor_message(fields, sensor_id=sensor_id, model=model, window_seconds=window_seconds,
+                               hop_seconds=hop_seconds, seq=seq, timestamp=timestamp)
     label = decision.get("label")
     if not isinstance(label, str) or not label:
         raise ValueError(f"a decision needs a non-empty string 'label', got {label!r}")
@@ -163,9 +171,17 @@ def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping
     classes = [str(c) for c in model.get("classes") or ()]
     order = [c for c in classes if c in raw_probs] + [c for c in raw_probs if c not in classes]
     probabilities = {c: raw_probs[c] for c in order}  # null (not finite) stays null
-    fields = {"changed": False, "previous": None, "level_dbfs": None,
+    confidence = decision.get("confidence", raw_probs.get(label))
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not math.isfinite(confidence):
+        raise ValueError(f"a decision with a label needs a finite confidence, got {confidence!r}")
+    fields = {"changed": False, "previous": None, "level_dbfs": None, "silent": False,
               **{k: decision[k] for k in _DECISION_FIELDS if k in decision},
-              "confidence": decision.get("confidence", raw_probs.get(label)), "probabilities": probabilities}
+              "confidence": confidence, "probabilities": probabilities}
+    return _sensor_message(fields, sensor_id=sensor_id, model=model, window_seconds=window_seconds,
+                           hop_seconds=hop_seconds, seq=seq, timestamp=timestamp)
+
+
+def _sensor_message(fields: dict, *, sensor_id, model, window_seconds, hop_seconds, seq, timestamp) -> dict:
     return records.make("sensor_message", **fields, sensor_id=sensor_id, seq=seq, timestamp=timestamp,
                         window_seconds=window_seconds, hop_seconds=hop_seconds,
                         model={"name": model.get("name"), "version": model.get("version")},
@@ -547,7 +563,9 @@ class SensorPublisher:
             messages = [(self.topics["scene"], data, True)]
             if payload["changed"]:
                 messages.append((self.topics["event"], data, False))
-            self._seq, self._last_label = payload["seq"], payload["label"]
+            self._seq = payload["seq"]
+            if not payload["silent"]:
+                self._last_label = payload["label"]
             self._outbox.put(messages)
         self._link.wake()
         return payload["seq"]

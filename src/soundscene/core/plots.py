@@ -89,13 +89,17 @@ def plot_training_curves(history: Sequence[dict], path: str | Path, *, best_epoc
     return _save(fig, path, 110)
 
 
+SILENCE_COLOUR = (0.8, 0.8, 0.8, 1.0)
+
+
 def plot_timeline(*, overview: np.ndarray, duration: float, segments: Sequence, windows: Sequence,
                   classes: Sequence[str], path: str | Path, title: str = "") -> Path:
     """A recording's scene timeline over its spectrogram, to a PNG.
 
     overview: ``(rows, columns)`` coarse log-mel (or MFCC) image spanning 0..duration seconds.
-    segments: objects with start, end, label, confidence (seconds).  windows: objects with start, end
-    and probabilities ``(n_classes,)``, drawn as the top class's probability over time.
+    segments: objects with start, end, label, confidence (seconds; label None: silence, drawn grey).
+    windows: objects with start, end and probabilities ``(n_classes,)`` (None when silent), drawn as the top
+    class's probability over time.
     """
     from matplotlib import colormaps
 
@@ -106,14 +110,18 @@ def plot_timeline(*, overview: np.ndarray, duration: float, segments: Sequence, 
     ax_spec.set_title(title or "Scene timeline")
     palette = colormaps["tab10" if len(classes) <= 10 else "tab20"]
     colour = {c: palette(k % palette.N) for k, c in enumerate(classes)}
+    colour[None] = SILENCE_COLOUR  # runs of silent windows: no scene
     for seg in segments:
         ax_seg.axvspan(seg.start, seg.end, color=colour[seg.label], alpha=0.85)
         if seg.end - seg.start > duration * 0.04:
-            ax_seg.text((seg.start + seg.end) / 2, 0.5, seg.label.replace("_", " "), ha="center", va="center",
+            name = "silence" if seg.label is None else seg.label.replace("_", " ")
+            ax_seg.text((seg.start + seg.end) / 2, 0.5, name, ha="center", va="center",
                         fontsize=8, color="white", fontweight="bold")
     ax_seg.set_yticks([])
     ax_seg.set_ylabel("scene", rotation=0, ha="right", va="center")
     for w in windows:
+        if w.probabilities is None:  # silent: not classified
+            continue
         k = int(np.argmax(w.probabilities))
         ax_prob.plot([w.start, w.end], [w.probabilities[k]] * 2, color=colour[classes[k]], lw=2.5)
     ax_prob.set_ylim(0, 1.05)
@@ -124,7 +132,8 @@ def plot_timeline(*, overview: np.ndarray, duration: float, segments: Sequence, 
     from matplotlib.patches import Patch
 
     used = list(dict.fromkeys(s.label for s in segments))
-    ax_seg.legend(handles=[Patch(color=colour[c], label=c) for c in used], loc="upper center",
+    ax_seg.legend(handles=[Patch(color=colour[c], label="silence" if c is None else c) for c in used],
+                  loc="upper center",
                   bbox_to_anchor=(0.5, -0.05), ncol=min(len(used), 6), fontsize=8, frameon=False)
     fig.tight_layout()
     return _save(fig, path, 110)

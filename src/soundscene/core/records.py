@@ -23,6 +23,7 @@ import csv
 import io
 import json
 import math
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -57,10 +58,12 @@ class Field:
 
 
 _TIMELINE = (
-    Field("label", "text", "the most probable scene"),
-    Field("confidence", "probability", "the label's probability"),
-    Field("probabilities", "probabilities", "every class's probability"),
+    Field("label", "text", "the most probable scene; null for silence", nullable=True),
+    Field("confidence", "probability", "the label's probability; null for silence", nullable=True),
+    Field("probabilities", "probabilities", "every class's probability; null for silence", nullable=True),
 )
+_SILENT = Field("silent", "boolean", "below the silence threshold (measured around the mean, so a DC offset is "
+                "silence too): no scene is reported")
 _SENSOR = (
     Field("sensor_id", "text", "the sensor's id (one MQTT topic level)"),
     Field("seq", "integer", "the sensor's message number, from 1 since it started"),
@@ -76,15 +79,21 @@ _DECISION = (
     Field("changed", "boolean", "the reported scene changed at this decision (the first one counts)"),
     Field("previous", "text", "the scene reported before a change, null otherwise", nullable=True),
     Field("level_dbfs", "decibel", "RMS level of the window in dB relative to full scale", nullable=True),
+    _SILENT,
 )
 
 FIELDS: dict[str, tuple[Field, ...]] = {
     "window": (Field("start", "seconds", "start of the window in the recording"),
-               Field("end", "seconds", "end of the window"), *_TIMELINE),
-    "segment": (Field("start", "seconds", "start of the run of one scene"),
+               Field("end", "seconds", "end of the window"), *_TIMELINE,
+               Field("level_dbfs", "decibel", "RMS level of the window in dB relative to full scale",
+                     nullable=True),
+               _SILENT),
+    "segment": (Field("start", "seconds", "start of the run of one scene (or of silence)"),
                 Field("end", "seconds", "end of the run (segments cover the recording without gaps)"),
-                Field("label", "text", "the scene"),
-                Field("confidence", "probability", "the scene's mean probability over the run's windows")),
+                Field("label", "text", "the scene; null for a run of silent windows", nullable=True),
+                Field("confidence", "probability", "the scene's mean probability over the run's windows",
+                      nullable=True),
+                _SILENT),
     "prediction": (
         Field("path", "text", "the recording (for an upload: its sanitised name, display text only)"),
         *_TIMELINE,
@@ -119,7 +128,7 @@ def _value(unit: str, value: Any, nullable: bool, where: str) -> Any:
     if digits is not None:
         return _number(value, digits, where, nullable)
     if unit == "text":
-        return str(value)
+        return printable(value)
     if unit == "boolean":
         return bool(value)
     if unit == "integer":
@@ -198,21 +207,47 @@ def dumps(record: Any, *, indent: int | None = None) -> str:
     return json.dumps(record, allow_nan=False, ensure_ascii=False, indent=indent, separators=separators)
 
 
+# ---- text that is safe to print ------------------------------------------------------------------------
+
+_ESCAPED_CATEGORIES = ("Cc", "Cf", "Zl", "Zp", "Cs")  # control, format (bidi overrides), line breaks, surrogates
+
+
+def printable(text: Any) -> str:
+    """``text`` as one safe line: bytes of a file name that are not UTF-8 (surrogate escapes) become ``\\xNN``,
+    control and formatting characters (newlines, escapes, bidi overrides) become their escapes, so a name can
+    neither split nor forge an ``error:`` line nor move the terminal's cursor."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _ESCAPED_CATEGORIES
+                   else ch for ch in text)
+
+
 # ---- tabular forms of prediction and error records --------------------------------------------------------
+
+def csv_header(classes: Sequence[str], *, truth: bool = False) -> list[str]:
+    """``path,[true_label,]label,confidence,<classes>,level_dbfs,error``."""
+    return ["path", *(["true_label"] if truth else []), "label", "confidence", *classes, "level_dbfs", "error"]
+
+
+def csv_row(record: Mapping[str, Any], classes: Sequence[str], *, truth: str | None = None) -> list[str]:
+    """One prediction or error record as a CSV row of :func:`csv_header`'s columns."""
+    known = record.get("probabilities") or {}
+    probs = [_csv_number(known.get(c)) for c in classes]
+    return [record["path"], *([truth] if truth is not None else []), record.get("label", ""),
+            _csv_number(record.get("confidence")), *probs, _csv_number(record.get("level_dbfs")),
+            record.get("error", "")]
+
 
 def csv_text(records: Iterable[Mapping[str, Any]], classes: Sequence[str], *,
              truth: Sequence[str] | None = None) -> str:
-    """CSV of prediction/error records: ``path,[true_label,]label,confidence,<classes>,level_dbfs,error``."""
+    """CSV of prediction/error records, with a ``true_label`` column when ``truth`` is given."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["path", *(["true_label"] if truth is not None else []), "label", "confidence", *classes,
-                     "level_dbfs", "error"])
+    writer.writerow(csv_header(classes, truth=truth is not None))
     for k, r in enumerate(records):
-        good = "error" not in r
-        probs = [_csv_number(r["probabilities"].get(c)) for c in classes] if good else [""] * len(classes)
-        writer.writerow([r["path"], *([truth[k]] if truth is not None else []), r.get("label", ""),
-                         _csv_number(r.get("confidence")), *probs, _csv_number(r.get("level_dbfs")),
-                         r.get("error", "")])
+        writer.writerow(csv_row(r, classes, truth=truth[k] if truth is not None else None))
     return buf.getvalue()
 
 
@@ -220,52 +255,112 @@ def _csv_number(value: Any) -> str:
     return "" if value is None else repr(value)
 
 
+def table_line(record: Mapping[str, Any], *, width: int = 0) -> str:
+    """A prediction record as one aligned line: path, label, confidence, level, number of segments."""
+    level = record.get("level_dbfs")
+    level_text = f"{level:7.1f} dBFS" if level is not None else "      - dBFS"
+    segments = len(record.get("segments", ()))
+    timeline = f"  {segments} scene segments" if segments > 1 else ""
+    label = record["label"] if record["label"] is not None else "(silence)"
+    confidence = f"{record['confidence']:6.1%}" if record["confidence"] is not None else "     -"
+    return f"{record['path']:<{width}}  {label:<20} {confidence}  {level_text}{timeline}"
+
+
 def table_lines(records: Iterable[Mapping[str, Any]]) -> list[str]:
-    """One aligned line per prediction record: path, label, confidence, level, number of segments."""
+    """The prediction records (not the errors) as aligned lines."""
     good = [r for r in records if "error" not in r]
     width = max([len(r["path"]) for r in good] or [0])
-    lines = []
-    for r in good:
-        level = r.get("level_dbfs")
-        level_text = f"{level:7.1f} dBFS" if level is not None else "     - dBFS"
-        segments = len(r.get("segments", ()))
-        timeline = f"  {segments} scene segments" if segments > 1 else ""
-        lines.append(f"{r['path']:<{width}}  {r['label']:<20} {r['confidence']:6.1%}  {level_text}{timeline}")
-    return lines
+    return [table_line(r, width=width) for r in good]
+
+
+FORMATS = ("table", "csv", "json", "jsonl")
+
+
+class RecordWriter:
+    """Writes prediction and error records to a text stream as each is made, flushed per record, so an
+    interrupted run keeps what it finished: ``json`` (an array, closed by :meth:`close` also after an
+    interruption), ``jsonl`` (a line per record), ``csv`` (a row per record, errors included) or ``table``
+    (a line per prediction; errors are for the caller to report).  ``width``: the table's path column."""
+
+    def __init__(self, out, fmt: str, classes: Sequence[str], *, width: int = 0):
+        if fmt not in FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
+        self.out, self.fmt, self.classes, self.width = out, fmt, list(classes), width
+        self.count = 0
+        self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
+
+    def write(self, record: Mapping[str, Any]) -> None:
+        if self.fmt == "json":
+            text = dumps(record, indent=2)
+            self.out.write(("[\n" if self.count == 0 else ",\n") + "\n".join("  " + s for s in text.splitlines()))
+        elif self.fmt == "jsonl":
+            self.out.write(dumps(record) + "\n")
+        elif self.fmt == "csv":
+            if self.count == 0:
+                self._csv.writerow(csv_header(self.classes))
+            self._csv.writerow(csv_row(record, self.classes))
+        elif "error" not in record:
+            self.out.write(table_line(record, width=self.width) + "\n")
+        self.count += 1
+        self.out.flush()
+
+    def close(self) -> None:
+        """Finish the output (the json array's closing bracket; a csv header when nothing was written)."""
+        if self.fmt == "json":
+            self.out.write("\n]\n" if self.count else "[]\n")
+        elif self.fmt == "csv" and self.count == 0:
+            self._csv.writerow(csv_header(self.classes))
+        self.out.flush()
 
 
 # ---- results in memory ---------------------------------------------------------------------------------
 
 @dataclass
 class Window:
-    """One analysis window: start and end in seconds, class probabilities ``(n_classes,)``."""
+    """One analysis window: start and end in seconds, class probabilities ``(n_classes,)`` (None when the
+    window is silent: below the silence threshold, it is not classified), its level in dBFS."""
 
     start: float
     end: float
-    probabilities: np.ndarray
+    probabilities: np.ndarray | None
+    level_dbfs: float | None = None
+
+    @property
+    def silent(self) -> bool:
+        return self.probabilities is None
 
     def to_record(self, classes: Sequence[str]) -> dict[str, Any]:
+        if self.silent:
+            return make("window", start=self.start, end=self.end, label=None, confidence=None, probabilities=None,
+                        level_dbfs=self.level_dbfs, silent=True)
         top = int(np.argmax(self.probabilities))
         return make("window", start=self.start, end=self.end, label=classes[top],
-                    confidence=self.probabilities[top], probabilities=named(classes, self.probabilities))
+                    confidence=self.probabilities[top], probabilities=named(classes, self.probabilities),
+                    level_dbfs=self.level_dbfs, silent=False)
 
 
 @dataclass
 class Segment:
-    """A run of consecutive windows with the same top class, from start to end seconds."""
+    """A run of consecutive windows with the same top class (label None: a run of silent windows)."""
 
     start: float
     end: float
-    label: str
-    confidence: float
+    label: str | None
+    confidence: float | None
+
+    @property
+    def silent(self) -> bool:
+        return self.label is None
 
     def to_record(self) -> dict[str, Any]:
-        return make("segment", start=self.start, end=self.end, label=self.label, confidence=self.confidence)
+        return make("segment", start=self.start, end=self.end, label=self.label, confidence=self.confidence,
+                    silent=self.silent)
 
 
 @dataclass
 class Prediction:
-    """A recording's result: probabilities (mean over windows), its windows and level, or the error."""
+    """A recording's result: probabilities (mean over its windows that are not silent; None when every window
+    is silent, or with ``error``), its windows and level, or the error."""
 
     path: str
     classes: list[str]
@@ -275,6 +370,7 @@ class Prediction:
     level_dbfs: float | None = None
     error: str | None = None
     overview: np.ndarray | None = None  # (rows, columns) coarse spectrogram for plots, when asked for
+    silence_dbfs: float = LOW_LEVEL_DBFS  # the threshold its windows were held against
 
     @property
     def label(self) -> str | None:
@@ -286,14 +382,21 @@ class Prediction:
 
     @property
     def warning(self) -> str | None:
-        """Why the prediction may be unreliable (near-silent input), or None."""
+        """Why the prediction may be unreliable or is missing (silence), or None."""
+        silent = sum(w.silent for w in self.windows)
+        if self.windows and silent == len(self.windows):
+            return (f"silent: every window is below {self.silence_dbfs:g} dBFS (level {self.level_dbfs:.1f} "
+                    "dBFS); no scene is reported")
+        if silent:
+            return (f"{silent} of {len(self.windows)} windows are silent (below {self.silence_dbfs:g} dBFS) and "
+                    "are left out of the result")
         if self.level_dbfs is not None and self.level_dbfs < LOW_LEVEL_DBFS:
             return (f"near-silent: level {self.level_dbfs:.1f} dBFS is below {LOW_LEVEL_DBFS:g} dBFS; "
                     "the prediction is unreliable")
         return None
 
     def segments(self) -> list[Segment]:
-        """Merged runs of windows by top class, covering 0..duration without gaps."""
+        """Merged runs of windows by top class (and of silent windows), covering 0..duration without gaps."""
         from .timeline import merge_segments
 
         return merge_segments(self.windows, self.classes, self.duration_seconds)
@@ -302,8 +405,9 @@ class Prediction:
         """The ``prediction`` record (or the ``error`` record): JSON-safe, rounded by the schema's rule."""
         if self.error is not None:
             return make("error", path=self.path, error=self.error)
+        probabilities = None if self.probabilities is None else named(self.classes, self.probabilities)
         return make("prediction", path=self.path, label=self.label, confidence=self.confidence,
-                    probabilities=named(self.classes, self.probabilities), level_dbfs=self.level_dbfs,
+                    probabilities=probabilities, level_dbfs=self.level_dbfs,
                     duration_seconds=self.duration_seconds, warning=self.warning,
                     windows=[w.to_record(self.classes) for w in self.windows],
                     segments=[s.to_record() for s in self.segments()])
@@ -316,19 +420,23 @@ class Decision:
     probabilities: this window's own; smoothed: after the moving average; label /
     confidence: the reported scene (changes only with hysteresis); changed: the
     reported scene changed at this decision (the first decision counts as a change).
+    A silent window (below the silence threshold: a dead or muted microphone) gives a silent decision:
+    no label, confidence or probabilities, and the reported scene is left as it was.
     """
 
     time: float
-    label: str
-    confidence: float
-    probabilities: np.ndarray
-    smoothed: np.ndarray
+    label: str | None
+    confidence: float | None
+    probabilities: np.ndarray | None
+    smoothed: np.ndarray | None
     changed: bool
     previous: str | None
     level_dbfs: float
+    silent: bool = False
 
     def to_record(self, classes: Sequence[str]) -> dict[str, Any]:
         """The ``decision`` record; its probabilities are the smoothed ones that chose the label."""
+        smoothed = None if self.smoothed is None else named(classes, self.smoothed)
         return make("decision", time=self.time, label=self.label, confidence=self.confidence,
-                    probabilities=named(classes, self.smoothed), changed=self.changed, previous=self.previous,
-                    level_dbfs=self.level_dbfs)
+                    probabilities=smoothed, changed=self.changed, previous=self.previous,
+                    level_dbfs=self.level_dbfs, silent=self.silent)

@@ -71,11 +71,15 @@ class WindowScorer:
             raise ModelFileError("the model gives non-finite probabilities on finite features; its weights are "
                                  "damaged")
         if overview is not None:
-            f = feats.mean(dim=1).cpu().numpy()  # (n, rows, frames), channels averaged
-            cols = max(1, min(f.shape[-1], OVERVIEW_COLUMNS))
-            edges = np.linspace(0, f.shape[-1], cols + 1).astype(int)
-            overview.extend(np.stack([f[..., a:b].mean(-1) for a, b in zip(edges[:-1], edges[1:])], -1))
+            overview.extend(_coarse(feats))
         return probs
+
+    @torch.no_grad()
+    def overview(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Each window's coarse spectrogram ``(rows, OVERVIEW_COLUMNS)``, without running the network (for
+        windows that are not classified, such as silent ones)."""
+        return _coarse(self.front_end(torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+                                      .to(self.device)))
 
     def score_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(n, n_classes)`` of clips at the model's rate, each prepared and scored as one
@@ -88,3 +92,11 @@ class WindowScorer:
         for indices in by_length.values():
             out[indices] = self.score(np.stack([prepared[k] for k in indices]))
         return out
+
+
+def _coarse(feats: torch.Tensor) -> list[np.ndarray]:
+    """``(n, channels, rows, frames)`` features -> n arrays ``(rows, <= OVERVIEW_COLUMNS)`` (channels averaged)."""
+    f = feats.mean(dim=1).cpu().numpy()
+    cols = max(1, min(f.shape[-1], OVERVIEW_COLUMNS))
+    edges = np.linspace(0, f.shape[-1], cols + 1).astype(int)
+    return list(np.stack([f[..., a:b].mean(-1) for a, b in zip(edges[:-1], edges[1:])], -1))

@@ -6,7 +6,9 @@ window of audio, scores a window every hop with the classifier's
 exponential moving average and changes the reported scene only after the new
 scene has led for ``min_dwell_seconds`` (hysteresis).  The raw window
 probabilities of a stream equal those of the same audio classified as a file,
-whatever the block sizes.
+whatever the block sizes.  A window below ``silence_dbfs`` (a dead or muted
+microphone) gives a silent decision: no scene, and the smoothing and
+hysteresis are left as they were.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AudioError, SoundsceneError
-from .audio import StreamResampler, as_channels_first, check_sample_rate, level_dbfs
+from .audio import LOW_LEVEL_DBFS, StreamResampler, as_channels_first, check_sample_rate, level_dbfs
 from .records import Decision
 from .timeline import Framer
 
@@ -30,7 +32,7 @@ class StreamClassifier:
     """
 
     def __init__(self, classifier, *, input_rate: int, channels: int = 1, smoothing: float = 0.5,
-                 min_dwell_seconds: float | None = None):
+                 min_dwell_seconds: float | None = None, silence_dbfs: float = LOW_LEVEL_DBFS):
         if not 0 < smoothing <= 1:
             raise SoundsceneError(f"smoothing must be in (0, 1], got {smoothing}")
         try:
@@ -44,6 +46,7 @@ class StreamClassifier:
         self.window_samples, self.sample_rate = classifier.window_samples, classifier.sample_rate
         self.input_rate, self.channels, self.smoothing = int(input_rate), int(channels), float(smoothing)
         self.min_dwell_seconds = classifier.window_seconds if min_dwell_seconds is None else float(min_dwell_seconds)
+        self.silence_dbfs = float(silence_dbfs)
         self._resampler = StreamResampler(self.input_rate, self.sample_rate, self.channels)
         self._framer = Framer(classifier.window_samples, classifier.hop_samples, model_channels)
         self._smoothed: np.ndarray | None = None
@@ -74,10 +77,17 @@ class StreamClassifier:
         windows = list(self._framer.push(self.scorer.mix(block)))
         if not windows:
             return []
-        probs = self.scorer.score(np.stack([w for _, w in windows]))
-        return [self._decide(start, w, p) for (start, w), p in zip(windows, probs)]
+        silent = [level_dbfs(w, remove_dc=True) < self.silence_dbfs for _, w in windows]
+        heard = [w for (_, w), quiet in zip(windows, silent) if not quiet]
+        scores = iter(self.scorer.score(np.stack(heard)) if heard else ())
+        return [self._silent(start, level_dbfs(w)) if quiet else self._decide(start, level_dbfs(w), next(scores))
+                for (start, w), quiet in zip(windows, silent)]
 
-    def _decide(self, start: int, window: np.ndarray, probs: np.ndarray) -> Decision:
+    def _silent(self, start: int, level: float) -> Decision:
+        time = (start + self.window_samples) / self.sample_rate
+        return Decision(time, None, None, None, None, False, None, level, silent=True)
+
+    def _decide(self, start: int, level: float, probs: np.ndarray) -> Decision:
         time = (start + self.window_samples) / self.sample_rate
         a = self.smoothing
         self._smoothed = probs.copy() if self._smoothed is None else a * probs + (1 - a) * self._smoothed
@@ -94,4 +104,4 @@ class StreamClassifier:
                 self._label, changed, self._candidate = top, True, None
         k = self.classes.index(self._label)
         return Decision(time, self._label, float(self._smoothed[k]), probs, self._smoothed.copy(), changed,
-                        previous if changed else None, level_dbfs(window))
+                        previous if changed else None, level)

@@ -12,6 +12,11 @@ its windows'; its label is their arg-max.  Segments merge consecutive windows
 with the same top class into runs that cover the recording without gaps (a
 boundary between two windows lies halfway between their centres).
 
+**Silence is not a scene.**  A window whose level (measured around its mean, so
+a DC offset does not count) is below ``silence_dbfs`` (default -80 dBFS) is not
+classified: it is reported as silent and left out of the recording's mean; a
+recording whose every window is silent gets no label (and a warning).
+
 **Bounded memory.**  :class:`TimelineBuilder` takes decoded blocks at the
 input's rate, resamples them with the streaming resampler, frames them and
 classifies windows in batches of :data:`WINDOW_BATCH` as they fill, so memory
@@ -26,7 +31,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from ..errors import AudioError
-from .audio import StreamResampler, fix_length
+from .audio import LOW_LEVEL_DBFS, StreamResampler, fix_length, level_dbfs
 from .records import Prediction, Segment, Window
 from .scorer import WindowScorer
 
@@ -68,8 +73,9 @@ class TimelineBuilder:
     """
 
     def __init__(self, scorer: WindowScorer, classes: Sequence[str], *, window: int, hop: int, input_rate: int,
-                 name: str, overview: bool = False):
+                 name: str, overview: bool = False, silence_dbfs: float = LOW_LEVEL_DBFS):
         self.scorer, self.classes, self.name = scorer, list(classes), name
+        self.silence_dbfs = silence_dbfs
         self.window, self.rate = window, scorer.config.audio.sample_rate
         self.windows: list[Window] = []
         self.coarse: list | None = [] if overview else None
@@ -99,10 +105,12 @@ class TimelineBuilder:
             self._pending.append((framer.consumed - window, self._tail))
         self._flush()
         self.windows[-1].end = min(self.windows[-1].end, duration)  # a short recording's padded window ends with it
-        probs = np.mean([w.probabilities for w in self.windows], axis=0)
+        heard = [w.probabilities for w in self.windows if not w.silent]
+        probs = np.mean(heard, axis=0) if heard else None
         level = 10 * math.log10(self._energy / self._count) if self._energy > 0 else float("-inf")
         overview = stitch(self.coarse, self.windows, duration, window / self.rate) if self.coarse else None
-        return Prediction(self.name, self.classes, probs, self.windows, duration, level, overview=overview)
+        return Prediction(self.name, self.classes, probs, self.windows, duration, level, overview=overview,
+                          silence_dbfs=self.silence_dbfs)
 
     def _measure(self, block: np.ndarray) -> None:
         """The level is measured on the input as recorded (its rate and channels)."""
@@ -121,11 +129,27 @@ class TimelineBuilder:
                 self._flush()
 
     def _flush(self) -> None:
+        """Score the pending windows that are not silent (in one batch) and keep every window, in order.
+
+        Each window's probabilities are copied out of the batch: a view would keep the network's output
+        buffer alive, and thousands of such small long-lived blocks between large short-lived ones are
+        what made memory grow with the recording's length."""
         if not self._pending:
             return
-        probs = self.scorer.score(np.stack([w for _, w in self._pending]), self.coarse)
-        for (start, _), p in zip(self._pending, probs):
-            self.windows.append(Window(start / self.rate, (start + self.window) / self.rate, p))
+        levels = [level_dbfs(w) for _, w in self._pending]
+        silent = [level_dbfs(w, remove_dc=True) < self.silence_dbfs for _, w in self._pending]
+        heard = [w for (_, w), quiet in zip(self._pending, silent) if not quiet]
+        heard_columns: list | None = [] if self.coarse is not None else None
+        scores = iter(self.scorer.score(np.stack(heard), heard_columns) if heard else ())
+        quiet_columns = iter(self.scorer.overview(np.stack([w for (_, w), quiet in zip(self._pending, silent)
+                                                             if quiet]))
+                             if self.coarse is not None and any(silent) else ())
+        heard_columns_iter = iter(heard_columns or ())
+        for (start, _), level, quiet in zip(self._pending, levels, silent):
+            probs = None if quiet else np.array(next(scores), dtype=np.float32)
+            if self.coarse is not None:
+                self.coarse.append(next(quiet_columns) if quiet else next(heard_columns_iter))
+            self.windows.append(Window(start / self.rate, (start + self.window) / self.rate, probs, level))
         self._pending.clear()
 
 
@@ -137,7 +161,7 @@ def merge_segments(windows: Sequence[Window], classes: Sequence[str], duration: 
     for a, b in zip(windows, windows[1:]):
         bounds.append(((a.start + a.end) / 2 + (b.start + b.end) / 2) / 2)
     bounds.append(duration)
-    tops = [int(np.argmax(w.probabilities)) for w in windows]
+    tops = [None if w.silent else int(np.argmax(w.probabilities)) for w in windows]
     runs: list[list[int]] = []
     for k, top in enumerate(tops):
         if runs and tops[runs[-1][0]] == top:
@@ -147,6 +171,9 @@ def merge_segments(windows: Sequence[Window], classes: Sequence[str], duration: 
     out = []
     for run in runs:
         top = tops[run[0]]
+        if top is None:  # a run of silent windows
+            out.append(Segment(bounds[run[0]], bounds[run[-1] + 1], None, None))
+            continue
         confidence = float(np.mean([windows[k].probabilities[top] for k in run]))
         out.append(Segment(bounds[run[0]], bounds[run[-1] + 1], classes[top], confidence))
     return out

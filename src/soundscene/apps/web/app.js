@@ -9,9 +9,11 @@
                    "#5c940d", "#364fc7", "#8d5524", "#495057"];
 
   const state = { classes: [], maxUploadBytes: 50e6, file: null, busy: false, lastRecord: null };
+  const SILENCE = "#b8b8b8";
 
   // ---- helpers -----------------------------------------------------------------------------------------
   function colour(label) {
+    if (label === null || label === undefined) return SILENCE; // a run of silent windows: no scene
     let k = state.classes.indexOf(label);
     if (k < 0) {
       state.classes.push(label);
@@ -47,11 +49,11 @@
   }
 
   function pretty(label) {
-    return String(label).replace(/_/g, " ");
+    return label === null || label === undefined ? "silence" : String(label).replace(/_/g, " ");
   }
 
   function percent(p, digits = 1) {
-    return `${(100 * p).toFixed(digits)}\u00a0%`;
+    return p === null || p === undefined ? "\u2013" : `${(100 * p).toFixed(digits)}\u00a0%`;
   }
 
   function bytes(n) {
@@ -170,7 +172,7 @@
       } catch (_) {
         body = null;
       }
-      if (xhr.status === 200 && body && typeof body.label === "string") {
+      if (xhr.status === 200 && body && (typeof body.label === "string" || body.label === null)) {
         render(body);
       } else {
         const message = body && typeof body.error === "string" ? body.error : `The server answered HTTP ${xhr.status}.`;
@@ -261,7 +263,7 @@
       const fill = colour(s.label);
       g.append(svg("rect", { x: x0, y: segTop, width: Math.max(1, x1 - x0 - 1.5), height: segH, rx: 5, fill }));
       g.append(svg("title", {}, `${clock(s.start, true)}–${clock(s.end, true)}  ${pretty(s.label)} (${percent(s.confidence)})`));
-      const full = `${pretty(s.label)} ${Math.round(100 * s.confidence)}%`;
+      const full = s.label === null ? pretty(s.label) : `${pretty(s.label)} ${Math.round(100 * s.confidence)}%`;
       const room = x1 - x0 - 14;
       const text = room >= full.length * 7 ? full : room >= pretty(s.label).length * 7 ? pretty(s.label) : "";
       if (text) {
