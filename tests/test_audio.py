@@ -204,3 +204,23 @@ def test_tut_clips_decode_as_48k_24bit_stereo():
     assert info.duration_seconds == pytest.approx(10.0)
     stereo = load_audio(m.items[0].path, sample_rate=22050, channels=2)
     assert stereo.shape == (2, 220500)
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.9, "last page"])
+def test_a_truncated_ogg_is_refused_in_one_line(tmp_path, cut):
+    """libsndfile reads an Ogg file cut short up to the cut without a word; the stream's missing last page
+    (end-of-stream flag) or a page cut in half gives it away."""
+    from soundscene.core.audio import check_length
+
+    wave = (0.2 * np.random.default_rng(0).standard_normal(20 * 22050)).astype(np.float32)  # many Ogg pages
+    whole = tmp_path / "whole.ogg"
+    sf.write(str(whole), wave, 22050, format="OGG", subtype="VORBIS")
+    assert load_audio(whole, sample_rate=22050).shape[-1] > 22050  # a whole stream reads as before
+    data = whole.read_bytes()
+    end = data.rfind(b"OggS") if cut == "last page" else int(len(data) * cut)
+    cut_file = tmp_path / "cut.ogg"
+    cut_file.write_bytes(data[:end])
+    with pytest.raises(AudioError, match=r"cut\.ogg: truncated: the Ogg stream ends without its last page"):
+        load_audio(cut_file, sample_rate=22050)
+    with pytest.raises(AudioError, match="truncated"):
+        check_length(audio_info(cut_file))

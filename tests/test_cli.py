@@ -126,17 +126,38 @@ def test_predict_refuses_a_damaged_model_file(tiny_run, tiny_dataset, tmp_path, 
     assert "damaged" in _one_error_line(capsys)
 
 
-def test_predict_reports_the_level_and_warns_on_near_silence(tiny_run, tmp_path, capsys):
+def test_predict_reports_the_level_and_names_silence_instead_of_a_scene(tiny_run, tmp_path, capsys):
+    """Silence is not a scene: a near-silent recording (DC, dither, noise far below -80 dBFS) gets no label, and
+    a recording that is silent but for a moment is classified on that moment, with the silent share named."""
     import numpy as np
     import soundfile as sf
 
+    rng = np.random.default_rng(0)
     quiet = tmp_path / "quiet.wav"
-    sf.write(str(quiet), np.full(12000, 1e-9, dtype=np.float32), 8000, subtype="FLOAT")
+    sf.write(str(quiet), np.full(12000, 1e-9, dtype=np.float32), 8000, subtype="FLOAT")  # a tiny DC offset
     assert main(["predict", str(tiny_run.model_path), str(quiet), "--format", "json"]) == 0
     captured = capsys.readouterr()
     record = json.loads(captured.out)[0]
-    assert record["level_dbfs"] == pytest.approx(-180.0, abs=0.1) and "near-silent" in record["warning"]
-    assert "warning: " in captured.err and "near-silent" in captured.err
+    assert record["level_dbfs"] == pytest.approx(-180.0, abs=0.1)
+    assert (record["label"], record["confidence"], record["probabilities"]) == (None, None, None)
+    assert all(w["silent"] and w["label"] is None for w in record["windows"])
+    assert "silent" in record["warning"] and "warning: " in captured.err and "no scene" in captured.err
+    dc = tmp_path / "dc.wav"
+    sf.write(str(dc), np.full(12000, 0.05, dtype=np.float32), 8000, subtype="FLOAT")  # loud, but no sound
+    assert main(["predict", str(tiny_run.model_path), str(dc), "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["label"] is None
+    mostly = tmp_path / "mostly_silent.wav"
+    x = rng.standard_normal(8000 * 30).astype(np.float32) * 10 ** (-90 / 20)  # noise below -85 dBFS ...
+    x[-8000:] += 0.1 * rng.standard_normal(8000).astype(np.float32)  # ... and one second of sound at the end
+    sf.write(str(mostly), x, 8000, subtype="FLOAT")
+    assert main(["predict", str(tiny_run.model_path), str(mostly), "--format", "json"]) == 0
+    record = json.loads(capsys.readouterr().out)[0]
+    heard = [w for w in record["windows"] if not w["silent"]]
+    assert record["label"] in tiny_run.test_metrics["classes"] and 0 < len(heard) < len(record["windows"])
+    assert record["probabilities"] == pytest.approx(
+        {c: np.mean([w["probabilities"][c] for w in heard]) for c in record["probabilities"]}, abs=2e-4)
+    assert "windows are silent" in record["warning"]
+    assert record["segments"][0]["silent"] and record["segments"][0]["label"] is None
 
 
 def test_predict_long_recording_gives_a_timeline_and_a_picture(tiny_run, tiny_dataset, tmp_path, capsys):
@@ -170,3 +191,78 @@ def test_presets_from_the_command_line(capsys, tmp_path):
     args = _parser().parse_args(["train", "x", "--preset", "tiny", "--config", str(partial)])
     config = _config_from_args(args)
     assert config.model.name == "mobile" and config.train.learning_rate == 0.01  # the file on top of the preset
+
+
+def test_predict_keeps_the_order_of_the_inputs_errors_included(tiny_run, tiny_dataset, tmp_path, capsys):
+    good = sorted((tiny_dataset.parent / "rain").glob("*.wav"))[:2]
+    missing = tmp_path / "missing.wav"
+    assert main(["predict", str(tiny_run.model_path), str(good[0]), str(missing), str(good[1]),
+                 "--format", "json"]) == 1
+    assert [r["path"] for r in json.loads(capsys.readouterr().out)] == [str(good[0]), str(missing), str(good[1])]
+
+
+def test_an_empty_path_is_a_usage_error(tiny_run, tiny_dataset, capsys):
+    clip = next((tiny_dataset.parent / "rain").glob("*.wav"))
+    assert main(["predict", str(tiny_run.model_path), ""]) == 2
+    assert "empty" in _one_error_line(capsys)
+    assert main(["predict", str(tiny_run.model_path), str(clip), ""]) == 2  # not "the current folder"
+    assert capsys.readouterr().out == ""
+
+
+def test_names_that_are_not_utf8_or_hold_control_characters_are_escaped(tiny_run, tmp_path):
+    """A name can neither crash the call (every good result is kept) nor split or forge an error: line."""
+    import os
+
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    write_tone(folder / "cafe.wav", sample_rate=8000, seconds=1.0)
+    os.rename(os.fsencode(folder / "cafe.wav"), os.fsencode(folder) + b"/caf\xe9.wav")  # Latin-1, not UTF-8
+    write_tone(folder / "a\nerror: forged.wav", sample_rate=8000, seconds=1.0)
+    (folder / "bad\x1b[31m.wav").write_bytes(b"not audio")
+    for fmt in ("table", "json", "csv", "jsonl"):
+        result = subprocess.run([sys.executable, "-m", "soundscene.cli", "predict", str(tiny_run.model_path),
+                                 str(folder), "--format", fmt], capture_output=True, timeout=120)
+        out, err = result.stdout.decode("utf-8"), result.stderr.decode("utf-8")
+        assert result.returncode == 1 and "Traceback" not in err, err
+        assert "\x1b" not in out + err
+        errors = [line for line in err.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "bad\\x1b[31m.wav" in errors[0] and "forged" not in err
+        if fmt in ("json", "jsonl"):
+            found = json.loads(out) if fmt == "json" else [json.loads(line) for line in out.splitlines()]
+            assert {r["path"].rsplit("/", 1)[-1] for r in found} == {
+                "a\\nerror: forged.wav", "bad\\x1b[31m.wav", "caf\\xe9.wav"}
+        else:
+            assert "caf\\xe9.wav" in out and "a\\nerror: forged.wav" in out
+
+
+def test_each_result_is_written_when_it_is_done_and_an_interruption_keeps_them(tiny_run, tiny_dataset, tmp_path,
+                                                                             monkeypatch, capsys):
+    from soundscene.core.inference import SceneClassifier
+
+    clips = sorted((tiny_dataset.parent / "rain").glob("*.wav"))[:3]
+    real = SceneClassifier.classify_file
+    done = []
+
+    def interrupted_at_the_third(self, path, **kwargs):
+        if len(done) == 2:
+            raise KeyboardInterrupt
+        done.append(path)
+        return real(self, path, **kwargs)
+
+    monkeypatch.setattr(SceneClassifier, "classify_file", interrupted_at_the_third)
+    assert main(["predict", str(tiny_run.model_path), *map(str, clips), "--format", "json"]) == 130
+    assert [r["path"] for r in json.loads(capsys.readouterr().out)] == [str(c) for c in clips[:2]]  # a closed array
+    done.clear()
+    assert main(["predict", str(tiny_run.model_path), *map(str, clips), "--format", "jsonl"]) == 130
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["path"] for line in lines] == [str(c) for c in clips[:2]]
+
+
+def test_a_closed_output_pipe_ends_quietly(tiny_run, tiny_dataset):
+    clips = sorted((tiny_dataset.parent / "rain").glob("*.wav"))[:6]
+    proc = subprocess.Popen([sys.executable, "-m", "soundscene.cli", "predict", str(tiny_run.model_path),
+                             *map(str, clips), "--format", "json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()  # as `| head -1` does
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141) and err == "", err

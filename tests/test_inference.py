@@ -5,7 +5,8 @@ import pytest
 import soundfile as sf
 
 from soundscene.errors import AudioError
-from soundscene.core.inference import SceneClassifier, expand_inputs
+from soundscene.core.audio import Input, expand_inputs
+from soundscene.core.inference import SceneClassifier
 from soundscene.training.synth import synthesize_scene
 
 
@@ -46,8 +47,10 @@ def test_files_long_short_stereo_and_bad(classifier, tmp_path):
     sf.write(str(tmp_path / "short.flac"), long[:3000], 8000)
     sf.write(str(tmp_path / "stereo.wav"), np.stack([long, long], 1)[:12000], 8000, subtype="PCM_24")
     (tmp_path / "bad.wav").write_bytes(b"nope")
-    files, problems = expand_inputs([tmp_path, tmp_path / "missing.wav"])
-    assert problems == [(str(tmp_path / "missing.wav"), f"{tmp_path / 'missing.wav'}: does not exist")]
+    found = expand_inputs([tmp_path / "missing.wav", tmp_path])  # in the order given, folders sorted
+    assert found[0] == Input(str(tmp_path / "missing.wav"), problem=f"{tmp_path / 'missing.wav'}: does not exist")
+    files = [item.path for item in found[1:]]
+    assert files == sorted(files) and all(item.problem is None for item in found[1:])
     preds = classifier.classify_files(files)
     assert [p.path for p in preds] == [str(f) for f in files]
     bad = [p for p in preds if p.error]

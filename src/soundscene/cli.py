@@ -51,14 +51,25 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except SoundsceneError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        _error_line(exc)
         return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit
+        return 141
     except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
+        where = f"{exc.filename}: " if exc.filename else ""
+        _error_line(f"{where}{exc.strerror or exc}")
         return 2
+
+
+def _error_line(message) -> None:
+    """One ``error:`` line on stderr; names in it are escaped (they cannot split or forge a line)."""
+    from .core.records import printable
+
+    print(f"error: {printable(message)}", file=sys.stderr)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
@@ -151,7 +162,9 @@ def _add_model_commands(sub) -> None:
     pr = sub.add_parser("predict", help="classify audio files")
     pr.add_argument("model", type=Path, help="model.safetensors or a run folder")
     pr.add_argument("inputs", nargs="+", help="audio files or folders")
-    pr.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    pr.add_argument("--format", choices=("table", "csv", "json", "jsonl"), default="table",
+                    help="table (default), csv, json (an array) or jsonl (a line per file); each file's result is "
+                         "written as soon as it is done")
     _add_window_options(pr)
     pr.add_argument("--plot", type=Path, metavar="DIR", help="write each file's scene timeline as a PNG into DIR")
     pr.set_defaults(handler=_cmd_predict)
@@ -242,6 +255,9 @@ def _add_window_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--window", type=float, metavar="SECONDS",
                    help="analysis window (default: the model's training clip length)")
     p.add_argument("--hop", type=float, metavar="SECONDS", help="hop between windows (default: half the window)")
+    p.add_argument("--silence-dbfs", type=float, metavar="DB",
+                   help="a window quieter than this (RMS around its mean, dB full scale) is silent: no scene is "
+                        "reported for it (default -80)")
 
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
@@ -456,6 +472,8 @@ def _cmd_datasets(args) -> int:
     report = check_dataset(manifest, full=args.full, audio=_config_from_args(args).audio,
                            progress=sys.stderr.isatty())
     print(json.dumps(report, indent=2) if args.json else format_check(report))
+    for line in report["errors"]:
+        _error_line(line)
     return 1 if report["unreadable"] else 0
 
 
@@ -491,54 +509,53 @@ def _cmd_predict(args) -> int:
     from .core.audio import expand_inputs
     from .core.inference import SceneClassifier
 
-    classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop)
-    files, problems = expand_inputs(args.inputs)
-    predictions = classifier.classify_files(files, overview=args.plot is not None,
-                                            progress=len(files) > 20 and sys.stderr.isatty())
-    results = [p.to_record() for p in predictions]
-    results += [records.make("error", path=path, error=why) for path, why in problems]
-    if args.plot is not None:
-        _plot_timelines(predictions, results, args.plot)
-    if args.format == "json":
-        print(records.dumps(results, indent=2))
-    elif args.format == "csv":
-        sys.stdout.write(records.csv_text(results, classifier.classes))
-    else:
-        for line in records.table_lines(results):
-            print(line)
-    return _report_inputs(results)
+    if any(str(item) == "" for item in args.inputs):
+        raise SoundsceneError('an input path is empty (""): name the files or folders to classify')
+    classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop,
+                                           silence_dbfs=args.silence_dbfs)
+    inputs = expand_inputs(args.inputs)
+    width = max([len(records.printable(i.name)) for i in inputs if i.path] or [0])
+    writer = records.RecordWriter(sys.stdout, args.format, classifier.classes, width=width)
+    failed = done = 0
+    try:
+        for item, prediction in classifier.classify_inputs(inputs, overview=args.plot is not None,
+                                                            progress=len(inputs) > 20 and sys.stderr.isatty()):
+            record = prediction.to_record()
+            if args.plot is not None and prediction.error is None:
+                record["plot"] = _plot_timeline(prediction, args.plot, done + 1)
+            writer.write(record)
+            done += 1
+            if "error" in record:
+                failed += 1
+                _error_line(record["error"])
+            elif record.get("warning"):
+                print(f"warning: {record['path']}: {record['warning']}", file=sys.stderr)
+    finally:
+        writer.close()
+    if failed:
+        print(f"{failed} of {done} input(s) failed; {done - failed} classified", file=sys.stderr)
+    return 1 if failed else 0
 
 
-def _plot_timelines(predictions, results: list[dict], folder: Path) -> None:
+def _plot_timeline(prediction, folder: Path, number: int) -> str:
     from .core.plots import plot_timeline
 
-    for k, p in enumerate(predictions):
-        if p.error is None:
-            out = folder / f"{k + 1:03d}-{Path(p.path).stem}.png"
-            plot_timeline(overview=p.overview, duration=p.duration_seconds, segments=p.segments(),
-                          windows=p.windows, classes=p.classes, path=out, title=f"{p.path}: {p.label}")
-            results[k]["plot"] = str(out)
+    from .core.records import printable
 
-
-def _report_inputs(results: list[dict]) -> int:
-    """Warnings and errors of prediction records on stderr; the exit status (1 when any input failed)."""
-    failed = [r for r in results if "error" in r]
-    for r in results:
-        if r.get("warning"):
-            print(f"warning: {r['path']}: {r['warning']}", file=sys.stderr)
-    for r in failed:
-        print(f"error: {r['error']}", file=sys.stderr)
-    if failed:
-        print(f"{len(failed)} of {len(results)} input(s) failed; {len(results) - len(failed)} classified",
-              file=sys.stderr)
-    return 1 if failed else 0
+    stem = printable(Path(prediction.path).stem).replace("\\", "_")
+    out = folder / f"{number:03d}-{stem}.png"
+    plot_timeline(overview=prediction.overview, duration=prediction.duration_seconds, segments=prediction.segments(),
+                  windows=prediction.windows, classes=prediction.classes, path=out,
+                  title=f"{printable(prediction.path)}: {prediction.label}")
+    return str(out)
 
 
 def _cmd_listen(args) -> int:
     from .apps.listen import listen, live_source, print_json_line
     from .core.inference import SceneClassifier
 
-    classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop)
+    classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop,
+                                           silence_dbfs=args.silence_dbfs)
     blocks = live_source(stdin=args.stdin, rate=args.rate, channels=args.channels, sample_format=args.sample_format,
                          device=args.device)
     callbacks = [] if args.quiet else [print_json_line]
@@ -625,7 +642,7 @@ def _cmd_eq(args) -> int:
         model, music = Path(args.inputs[0]), Path(args.inputs[1])
         prediction = SceneClassifier.from_file(model).classify_file(args.ambient)
         schedule = schedule_from_prediction(prediction, presets, blend=args.blend)
-        what = " -> ".join(f"{seg.label} from {seg.start:.1f} s" for seg in prediction.segments())
+        what = " -> ".join(f"{seg.label or 'silence'} from {seg.start:.1f} s" for seg in prediction.segments())
     if not args.out:
         raise SoundsceneError("give the output file with -o OUT.wav")
     out = equalize_file(music, args.out, schedule=schedule, presets=presets, crossfade_seconds=args.crossfade)

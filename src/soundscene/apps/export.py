@@ -230,9 +230,11 @@ def verification_clips(classifier, inputs: Sequence[str | Path] = ()) -> tuple[l
         t = np.arange(n) / classifier.sample_rate
         return [(0.3 * np.sin(2 * np.pi * (110 * 2 ** k) * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
                 for k in range(4)], None
-    files, problems = expand_inputs(inputs)
-    for _, why in problems:
-        raise SoundsceneError(why)
+    found = expand_inputs(inputs)
+    for item in found:
+        if item.problem:
+            raise SoundsceneError(item.problem)
+    files = [item.path for item in found]
     clips = [load_audio(f, sample_rate=classifier.sample_rate, channels=1,
                         min_seconds=classifier.config.audio.min_seconds)[0] for f in files]
     labels = [f.parent.name for f in files if f.parent.name in classifier.classes]

@@ -69,12 +69,16 @@ def quiet_decoder():
             os.close(saved)
 
 
-def level_dbfs(waveform: np.ndarray) -> float:
+def level_dbfs(waveform: np.ndarray, *, remove_dc: bool = False) -> float:
     """RMS level of ``(..., samples)`` audio in dB relative to full scale (a full-scale sine is -3 dBFS).
 
-    Digital silence gives -inf; callers that print it should clamp or say "silent".
+    remove_dc: measure around each channel's mean, so that a constant offset (a DC-coupled microphone that
+    hears nothing) does not count as sound.  Digital silence gives -inf; callers that print it should clamp
+    or say "silent".
     """
     w = np.asarray(waveform, dtype=np.float64)
+    if remove_dc and w.size:
+        w = w - w.mean(axis=-1, keepdims=True)
     rms = float(np.sqrt(np.mean(np.square(w)))) if w.size else 0.0
     return 20.0 * np.log10(rms) if rms > 0 else float("-inf")
 
@@ -106,7 +110,7 @@ def audio_info(path: str | Path) -> AudioInfo:
         raise AudioError(f"{path}: file is empty (0 bytes)")
     try:
         with quiet_decoder():
-            info = sf.info(str(path))
+            info = sf.info(os.fsencode(path))
     except (sf.LibsndfileError, RuntimeError, TypeError) as exc:
         raise AudioError(f"{path}: not a readable audio file ({_short(exc)})") from None
     if info.frames <= 0 or info.samplerate <= 0:
@@ -121,7 +125,7 @@ def recognised_format(path: str | Path) -> bool:
     truncated, silent...).  The HTTP service answers 415 when it does not, 422 when it does."""
     try:
         with quiet_decoder():
-            sf.info(str(path))
+            sf.info(os.fsencode(path))
         return True
     except (sf.LibsndfileError, RuntimeError, TypeError, OSError):
         return False
@@ -160,7 +164,7 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
         wanted = min(info.frames, max(1, int(np.ceil(first_seconds * info.sample_rate))))
     try:
         with quiet_decoder():
-            data, file_rate = sf.read(str(path), frames=wanted, dtype="float32", always_2d=True)
+            data, file_rate = sf.read(os.fsencode(path), frames=wanted, dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as exc:
         raise AudioError(f"{path}: decoding failed ({_short(exc)}); the file is damaged") from None
     if data.shape[0] != wanted:
@@ -187,6 +191,9 @@ def check_length(info: AudioInfo, *, min_seconds: float = 0.0) -> None:
     if declared is not None and declared > info.frames:
         raise AudioError(f"{info.path}: truncated: WAV header declares {declared} frames but the file "
                          f"holds only {info.frames}")
+    if _ogg_truncated(info.path):
+        raise AudioError(f"{info.path}: truncated: the Ogg stream ends without its last page (the file was cut "
+                         "short); copy it again")
 
 
 def check_samples(data: np.ndarray, where: str | Path, *, silence_ok: bool = False) -> None:
@@ -285,9 +292,45 @@ def _declared_wav_frames(path: Path) -> int | None:
         return None
 
 
+OGG_PAGE_MAX = 27 + 255 + 255 * 255  # header, segment table, body: the largest an Ogg page can be
+
+
+def _ogg_truncated(path: Path) -> bool:
+    """True when an Ogg file (Vorbis, Opus, FLAC in Ogg) was cut short: its last page is incomplete or is not
+    marked end-of-stream.  libsndfile reads such a file up to the cut without a word, so we look ourselves."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != b"OggS":
+                return False
+            size = f.seek(0, os.SEEK_END)
+            start = max(0, size - OGG_PAGE_MAX - 4)
+            f.seek(start)
+            tail = f.read()
+    except OSError:
+        return False
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        page = tail[at:]
+        if len(page) >= 27 and page[4] == 0:  # a page header (version 0)
+            segments = page[26]
+            if len(page) < 27 + segments:
+                return True
+            body = sum(page[27:27 + segments])
+            if len(page) < 27 + segments + body:
+                return True  # the last page is cut
+            return not page[5] & 0x04  # a whole last page must close the stream (end-of-stream flag)
+        at = tail.rfind(b"OggS", 0, at)
+    return True
+
+
 def _short(exc: BaseException) -> str:
+    """The decoder's reason in a few words (our messages name the file themselves; file names are given to the
+    decoder as bytes, so that names that are not UTF-8 open too)."""
     text = str(exc).strip().splitlines()
-    return text[-1] if text else type(exc).__name__
+    last = text[-1] if text else type(exc).__name__
+    if last.startswith("Error opening "):  # "Error opening b'name': Format not recognised."
+        last = last.rsplit(": ", 1)[-1]
+    return last
 
 
 def check_sample_rate(rate: int, what: str = "sample rate", *, hint: str = "") -> int:
@@ -324,7 +367,7 @@ class AudioReader:
         self.frames_read = 0
         try:
             with quiet_decoder():
-                self._file = sf.SoundFile(str(self.info.path))
+                self._file = sf.SoundFile(os.fsencode(self.info.path))
         except (sf.LibsndfileError, RuntimeError, OSError) as exc:
             raise AudioError(f"{self.info.path}: cannot read audio ({_short(exc)})") from None
 
@@ -410,20 +453,30 @@ class StreamResampler:
         return np.ascontiguousarray(rest.T)
 
 
-def expand_inputs(inputs: Iterable[str | Path]) -> tuple[list[Path], list[tuple[str, str]]]:
-    """Files and folders (searched recursively for audio files) -> (sorted files, [(input, reason)] of
-    inputs that do not exist or are folders without audio).  Nothing raises: every input is accounted for."""
-    files: list[Path] = []
-    problems: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class Input:
+    """One input of a command, in the order given: an audio file (``path``), or what is wrong (``problem``)."""
+
+    name: str
+    path: Path | None = None
+    problem: str | None = None
+
+
+def expand_inputs(inputs: Iterable[str | Path]) -> list[Input]:
+    """Files and folders (searched recursively for audio files, sorted) -> one :class:`Input` per file, in the
+    order given, and one per input that does not exist or is a folder without audio.  Nothing raises: every
+    input is accounted for.  (An empty name is a usage error that callers refuse before.)"""
+    out: list[Input] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
             if not found:
-                problems.append((str(path), f"{path}: folder holds no audio files ({', '.join(AUDIO_EXTENSIONS)})"))
-            files.extend(found)
+                out.append(Input(str(path), problem=f"{path}: folder holds no audio files "
+                                                    f"({', '.join(AUDIO_EXTENSIONS)})"))
+            out.extend(Input(str(f), f) for f in found)
         elif path.exists():
-            files.append(path)
+            out.append(Input(str(path), path))
         else:
-            problems.append((str(path), f"{path}: does not exist"))
-    return files, problems
+            out.append(Input(str(path), problem=f"{path}: does not exist"))
+    return out

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -30,15 +30,15 @@ import torch
 from .._version import __version__
 from ..config import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, Range
 from ..errors import AudioError, ConfigError, ModelFileError
-from .audio import (as_channels_first, audio_info, check_length, check_sample_rate, check_samples,
-                    expand_inputs, read_blocks)
+from .audio import (LOW_LEVEL_DBFS, Input, as_channels_first, audio_info, check_length, check_sample_rate, check_samples,
+                    read_blocks)
 from .modelfile import load_model_file
 from .records import Decision, Prediction, Segment, Window  # noqa: F401 (the results' types, importable here)
 from .scorer import WindowScorer
 from .stream import StreamClassifier
 from .timeline import TimelineBuilder
 
-__all__ = ["SceneClassifier", "StreamClassifier", "Prediction", "Decision", "Window", "Segment", "expand_inputs"]
+__all__ = ["SceneClassifier", "StreamClassifier", "Prediction", "Decision", "Window", "Segment"]
 
 
 class SceneClassifier:
@@ -52,7 +52,7 @@ class SceneClassifier:
     """
 
     def __init__(self, bundle, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
-                 hop_seconds: float | None = None):
+                 hop_seconds: float | None = None, silence_dbfs: float | None = None):
         self.config = bundle.config
         self.classes = list(bundle.classes)
         self.metadata = bundle.metadata
@@ -68,12 +68,18 @@ class SceneClassifier:
         problem = Range(MIN_HOP_SECONDS, self.window_seconds, "s").refusal(self.hop_seconds)
         if problem:
             raise ConfigError(f"--hop {problem} (from {MIN_HOP_SECONDS * 1000:g} ms to the window)")
+        silence_dbfs = LOW_LEVEL_DBFS if silence_dbfs is None else silence_dbfs
+        problem = Range(-200.0, 0.0, "dBFS").refusal(silence_dbfs)
+        if problem:
+            raise ConfigError(f"--silence-dbfs {problem}")
+        self.silence_dbfs = float(silence_dbfs)  # windows quieter than this are silent, not classified
 
     @classmethod
     def from_file(cls, path: str | Path, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
-                  hop_seconds: float | None = None) -> "SceneClassifier":
+                  hop_seconds: float | None = None, silence_dbfs: float | None = None) -> "SceneClassifier":
         """Load a model file or a run folder (see :mod:`soundscene.core.modelfile`)."""
-        return cls(load_model_file(path), device=device, window_seconds=window_seconds, hop_seconds=hop_seconds)
+        return cls(load_model_file(path), device=device, window_seconds=window_seconds, hop_seconds=hop_seconds,
+                   silence_dbfs=silence_dbfs)
 
     @property
     def sample_rate(self) -> int:
@@ -160,15 +166,23 @@ class SceneClassifier:
                        progress: bool = False) -> list[Prediction]:
         """Classify many files one after another (memory as for one); a file that cannot be used gets a
         Prediction whose ``error`` says why, and the others are kept."""
+        return [p for _, p in self.classify_inputs([Input(str(path), Path(path)) for path in paths],
+                                                   overview=overview, progress=progress)]
+
+    def classify_inputs(self, inputs: Sequence[Input], *, overview: bool = False,
+                        progress: bool = False) -> Iterator[tuple[Input, Prediction]]:
+        """Each input (see :func:`soundscene.core.audio.expand_inputs`) with its Prediction, in order, as each is
+        done; an input with a problem, or a file that cannot be used, gets a Prediction whose ``error`` says why."""
         from tqdm.auto import tqdm
 
-        out = []
-        for path in tqdm(list(paths), desc="predicting", unit="file", disable=not progress):
+        for item in tqdm(inputs, desc="predicting", unit="file", disable=not progress):
+            if item.problem is not None:
+                yield item, Prediction(item.name, self.classes, None, error=item.problem)
+                continue
             try:
-                out.append(self.classify_file(path, overview=overview))
+                yield item, self.classify_file(item.path, overview=overview)
             except (AudioError, ModelFileError) as exc:
-                out.append(Prediction(str(path), self.classes, None, error=str(exc)))
-        return out
+                yield item, Prediction(item.name, self.classes, None, error=str(exc))
 
     def _check_duration(self, name: str, frames: int, rate: int) -> None:
         """AudioError (one line) for a recording shorter than the model's ``audio.min_seconds``."""
@@ -183,7 +197,7 @@ class SceneClassifier:
         if channels > 1 and channels_in != channels:
             raise AudioError(f"{name}: has {channels_in} channels but the model expects {channels}")
         builder = TimelineBuilder(self.scorer, self.classes, window=self.window_samples, hop=self.hop_samples,
-                                  input_rate=rate, name=name, overview=overview)
+                                  input_rate=rate, name=name, overview=overview, silence_dbfs=self.silence_dbfs)
         for block in blocks:
             builder.push(block)
         return builder.finish(frames / rate)
@@ -192,7 +206,9 @@ class SceneClassifier:
                min_dwell_seconds: float | None = None) -> StreamClassifier:
         """A :class:`StreamClassifier` over this model."""
         return StreamClassifier(self, input_rate=input_rate or self.sample_rate, channels=channels,
-                                smoothing=smoothing, min_dwell_seconds=min_dwell_seconds)
+                                smoothing=smoothing, min_dwell_seconds=min_dwell_seconds,
+                                silence_dbfs=self.silence_dbfs)
+
 
 def _seconds_below(seconds: float, limit: float) -> str:
     """``seconds`` with just enough digits to read as less than ``limit`` (0.499, not 0.50, below 0.5)."""
