@@ -224,3 +224,12 @@ def test_a_truncated_ogg_is_refused_in_one_line(tmp_path, cut):
         load_audio(cut_file, sample_rate=22050)
     with pytest.raises(AudioError, match="truncated"):
         check_length(audio_info(cut_file))
+
+
+def test_too_short_names_enough_digits_to_see_why(tmp_path):
+    from soundscene.core.audio import check_length
+
+    path = tmp_path / "short.wav"
+    sf.write(str(path), np.full(499, 0.1, np.float32), 1000)  # 0.499 s
+    with pytest.raises(AudioError, match=r"0\.499 s is shorter than the minimum of 0\.5 s"):
+        check_length(audio_info(path), min_seconds=0.5)

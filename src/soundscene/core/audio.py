@@ -185,7 +185,7 @@ def load_audio(path: str | Path, *, sample_rate: int, channels: int = 1,
 def check_length(info: AudioInfo, *, min_seconds: float = 0.0) -> None:
     """Refuse, from the header alone, a file shorter than min_seconds or a WAV shorter than its header says."""
     if info.duration_seconds < min_seconds:
-        raise AudioError(f"{info.path}: {info.duration_seconds:.2f} s is shorter than the minimum of "
+        raise AudioError(f"{info.path}: {info.duration_seconds:.6g} s is shorter than the minimum of "
                          f"{min_seconds:g} s")
     declared = _declared_wav_frames(info.path)
     if declared is not None and declared > info.frames:
