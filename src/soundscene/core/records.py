@@ -371,6 +371,7 @@ class Prediction:
     error: str | None = None
     overview: np.ndarray | None = None  # (rows, columns) coarse spectrogram for plots, when asked for
     silence_dbfs: float = LOW_LEVEL_DBFS  # the threshold its windows were held against
+    merged: list[Segment] = field(default_factory=list)  # the windows' runs (core.timeline.merge_segments)
 
     @property
     def label(self) -> str | None:
@@ -397,9 +398,7 @@ class Prediction:
 
     def segments(self) -> list[Segment]:
         """Merged runs of windows by top class (and of silent windows), covering 0..duration without gaps."""
-        from .timeline import merge_segments
-
-        return merge_segments(self.windows, self.classes, self.duration_seconds)
+        return list(self.merged)
 
     def to_record(self) -> dict[str, Any]:
         """The ``prediction`` record (or the ``error`` record): JSON-safe, rounded by the schema's rule."""

@@ -110,7 +110,8 @@ class TimelineBuilder:
         level = 10 * math.log10(self._energy / self._count) if self._energy > 0 else float("-inf")
         overview = stitch(self.coarse, self.windows, duration, window / self.rate) if self.coarse else None
         return Prediction(self.name, self.classes, probs, self.windows, duration, level, overview=overview,
-                          silence_dbfs=self.silence_dbfs)
+                          silence_dbfs=self.silence_dbfs,
+                          merged=merge_segments(self.windows, self.classes, duration))
 
     def _measure(self, block: np.ndarray) -> None:
         """The level is measured on the input as recorded (its rate and channels)."""
