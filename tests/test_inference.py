@@ -181,9 +181,11 @@ def test_waveform_layout_and_empty_input_are_refused(tiny_run):
     (0.1, None, r"--window 0\.1 s is outside 0\.2\.\.600 s"),
     (float("nan"), None, r"--window nan is not a finite number; give a value in 0\.2\.\.600 s"),
     (float("inf"), None, r"--window inf is not a finite number; give a value in 0\.2\.\.600 s"),
-    (0.5, 0.0001, r"--hop 0\.0001 s is outside 0\.01\.\.0\.5 s \(from 10 ms to the window\)"),
-    (None, 2.0, r"--hop 2 s is outside 0\.01\.\.1\.5 s"),
-    (None, float("nan"), r"--hop nan is not a finite number; give a value in 0\.01\.\.1\.5 s"),
+    (0.5, 0.0001, r"--hop 0\.0001 s is outside 0\.025\.\.0\.5 s \(from 1/20 of the window, at least 10 ms, to "
+                  r"the window\)"),
+    (0.1 * 2, 0.001, r"--hop 0\.001 s is outside 0\.01\.\.0\.2 s"),  # and never under 10 ms
+    (None, 2.0, r"--hop 2 s is outside 0\.075\.\.1\.5 s"),
+    (None, float("nan"), r"--hop nan is not a finite number; give a value in 0\.075\.\.1\.5 s"),
 ])
 def test_window_and_hop_out_of_range_are_refused_naming_the_option_and_the_range(classifier, window, hop, message):
     from soundscene.errors import ConfigError
@@ -193,9 +195,9 @@ def test_window_and_hop_out_of_range_are_refused_naming_the_option_and_the_range
 
 
 def test_the_ends_of_the_window_and_hop_ranges_are_accepted(classifier):
-    longest = SceneClassifier.from_file(classifier.path, window_seconds=600, hop_seconds=0.01)
-    shortest = SceneClassifier.from_file(classifier.path, window_seconds=0.2)
-    assert (longest.window_seconds, longest.hop_seconds, shortest.hop_seconds) == (600, 0.01, 0.1)
+    longest = SceneClassifier.from_file(classifier.path, window_seconds=600, hop_seconds=30)
+    shortest = SceneClassifier.from_file(classifier.path, window_seconds=0.2, hop_seconds=0.01)
+    assert (longest.window_seconds, longest.hop_seconds, shortest.hop_seconds) == (600, 30, 0.01)
 
 
 def _run_cli(*args, timeout=180):
@@ -216,7 +218,7 @@ def _run_cli(*args, timeout=180):
     (["--window", "1e5"], r"--window 100000 s is outside 0\.2\.\.600 s .*"),  # was killed by the kernel (22.8 GB)
     (["--window", "1e9"], r"--window 1e\+09 s is outside 0\.2\.\.600 s .*"),  # was a MemoryError traceback
     (["--window", "nan"], r"--window nan is not a finite number; give a value in 0\.2\.\.600 s .*"),
-    (["--window", "0.5", "--hop", "0.0001"], r"--hop 0\.0001 s is outside 0\.01\.\.0\.5 s .*"),  # ran for minutes
+    (["--window", "0.5", "--hop", "0.0001"], r"--hop 0\.0001 s is outside 0\.025\.\.0\.5 s .*"),  # ran for minutes
 ])
 def test_predict_refuses_an_absurd_window_or_hop_in_one_line(tiny_run, tmp_path, options, message):
     wave = synthesize_scene("rain", sample_rate=8000, seconds=5.0, seed=6)
@@ -257,3 +259,12 @@ def test_predict_files_of_release_1_is_a_deprecated_alias_of_classify_files(clas
     assert old[1].error and "bad.wav" in old[1].error
     with pytest.warns(DeprecationWarning), pytest.raises(AudioError, match="bad.wav"):
         classifier.predict_files(paths, skip_bad=False)  # release 1: the first unusable file raises
+
+
+def test_the_hop_is_at_least_a_twentieth_of_the_window(tiny_run):
+    """No moment is scored more than 20 times: --window 0.5 --hop 0.01 took 17 s on a 5-s file."""
+    from soundscene.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"--hop 0\.01 s is outside 0\.025\.\.0\.5 s"):
+        SceneClassifier.from_file(tiny_run.model_path, window_seconds=0.5, hop_seconds=0.01)
+    assert SceneClassifier.from_file(tiny_run.model_path, window_seconds=0.5, hop_seconds=0.025).hop_seconds == 0.025

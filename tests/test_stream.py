@@ -64,3 +64,13 @@ def test_listen_command_reads_raw_pcm_from_stdin(tiny_run):
     bad = subprocess.run([sys.executable, "-m", "soundscene.cli", "listen", str(tiny_run.model_path), "--stdin",
                           "--sample-format", "u8"], input=b"", capture_output=True, timeout=60)
     assert bad.returncode == 2 and b"invalid choice" in bad.stderr
+
+
+@pytest.mark.parametrize("option, value", [("smoothing", float("nan")), ("smoothing", 0.0), ("smoothing", 1.5),
+                                           ("min_dwell_seconds", -1.0), ("min_dwell_seconds", float("nan")),
+                                           ("min_dwell_seconds", 1e9)])
+def test_stream_settings_have_ranges(tiny_run, option, value):
+    clf = SceneClassifier.from_file(tiny_run.model_path)
+    name = {"smoothing": "--smoothing", "min_dwell_seconds": "--dwell"}[option]
+    with pytest.raises(SoundsceneError, match=f"^{name} .* is outside"):
+        clf.stream(input_rate=16000, **{option: value})

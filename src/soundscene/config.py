@@ -58,6 +58,7 @@ READABLE_FORMATS = (1, 2)
 MAX_CLIP_SECONDS = 600.0  # a training clip: at most 10 minutes
 MAX_WINDOW_SECONDS = MAX_CLIP_SECONDS  # an analysis window (predict/listen --window): at most 10 minutes
 MIN_HOP_SECONDS = 0.01  # the hop between analysis windows (--hop): at least 10 ms, at most the window
+MAX_OVERLAP = 20  # and at least 1/20 of the window: each moment in at most 20 windows (bounds the work)
 MIN_SECONDS = 2 * MIN_HOP_SECONDS  # audio.min_seconds and clip_seconds: so half a window is always a valid hop
 MAX_FILE_SECONDS = 86400.0  # audio.max_seconds: at most a day
 MAX_SEED = 2**32 - 1  # what every random generator the training seeds accepts

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..config import MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, Range
+from ..config import MAX_OVERLAP, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, Range
 from ..errors import AudioError, ConfigError, ModelFileError
 from .audio import (LOW_LEVEL_DBFS, Input, as_channels_first, audio_info, check_length, check_sample_rate, check_samples,
                     read_blocks)
@@ -45,7 +45,8 @@ class SceneClassifier:
     """A loaded model: its scorer (front end and network) and windowing, from the model file's configuration.
 
     window_seconds: the analysis window, from the model's ``audio.min_seconds`` to MAX_WINDOW_SECONDS (10 min;
-        default: the training clip length); hop_seconds: from MIN_HOP_SECONDS (10 ms) to the window (default:
+        default: the training clip length); hop_seconds: from 1/MAX_OVERLAP of the window (and at least
+        MIN_HOP_SECONDS, 10 ms: no moment is scored more than 20 times) to the window (default:
         half the window).  Either out of its range, ``inf`` or ``nan`` raises ConfigError naming ``--window`` or
         ``--hop`` and the range.  Recordings (files and waveforms) shorter than ``audio.min_seconds`` are
         refused with AudioError.
@@ -65,9 +66,11 @@ class SceneClassifier:
         if problem:
             raise ConfigError(f"--window {problem} (from the model's audio.min_seconds to "
                               f"{MAX_WINDOW_SECONDS / 60:g} minutes)")
-        problem = Range(MIN_HOP_SECONDS, self.window_seconds, "s").refusal(self.hop_seconds)
+        shortest = max(MIN_HOP_SECONDS, self.window_seconds / MAX_OVERLAP)
+        problem = Range(shortest, self.window_seconds, "s").refusal(self.hop_seconds)
         if problem:
-            raise ConfigError(f"--hop {problem} (from {MIN_HOP_SECONDS * 1000:g} ms to the window)")
+            raise ConfigError(f"--hop {problem} (from 1/{MAX_OVERLAP} of the window, at least "
+                              f"{MIN_HOP_SECONDS * 1000:g} ms, to the window)")
         silence_dbfs = LOW_LEVEL_DBFS if silence_dbfs is None else silence_dbfs
         problem = Range(-200.0, 0.0, "dBFS").refusal(silence_dbfs)
         if problem:

@@ -20,6 +20,8 @@ from .audio import LOW_LEVEL_DBFS, StreamResampler, as_channels_first, check_sam
 from .records import Decision
 from .timeline import Framer
 
+MAX_DWELL_SECONDS = 86400.0  # hysteresis of at most a day
+
 
 class StreamClassifier:
     """Scene decisions from audio blocks of any size.
@@ -33,8 +35,8 @@ class StreamClassifier:
 
     def __init__(self, classifier, *, input_rate: int, channels: int = 1, smoothing: float = 0.5,
                  min_dwell_seconds: float | None = None, silence_dbfs: float = LOW_LEVEL_DBFS):
-        if not 0 < smoothing <= 1:
-            raise SoundsceneError(f"smoothing must be in (0, 1], got {smoothing}")
+        if not 0 < smoothing <= 1:  # also refuses nan
+            raise SoundsceneError(f"--smoothing {smoothing:g} is outside (0, 1]")
         try:
             check_sample_rate(input_rate, "input rate")
         except AudioError as exc:
@@ -46,6 +48,8 @@ class StreamClassifier:
         self.window_samples, self.sample_rate = classifier.window_samples, classifier.sample_rate
         self.input_rate, self.channels, self.smoothing = int(input_rate), int(channels), float(smoothing)
         self.min_dwell_seconds = classifier.window_seconds if min_dwell_seconds is None else float(min_dwell_seconds)
+        if not 0 <= self.min_dwell_seconds <= MAX_DWELL_SECONDS:  # also refuses nan
+            raise SoundsceneError(f"--dwell {self.min_dwell_seconds:g} s is outside 0..{MAX_DWELL_SECONDS:g} s")
         self.silence_dbfs = float(silence_dbfs)
         self._resampler = StreamResampler(self.input_rate, self.sample_rate, self.channels)
         self._framer = Framer(classifier.window_samples, classifier.hop_samples, model_channels)

@@ -15,6 +15,9 @@ from ...errors import SoundsceneError, warn
 from .app import create_app
 
 
+MAX_UPLOAD_MB = 10_000.0  # 10 GB: a day of 48-kHz 24-bit stereo is about 25 GB, too much for one upload
+
+
 def run_server(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 50,
                log_level: str = "info") -> None:
     """Load ``model_path`` (a model file or run folder) and serve it until Ctrl-C.
@@ -26,8 +29,8 @@ def run_server(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8
 
     from ...core.inference import SceneClassifier
 
-    if not (max_upload_mb > 0):
-        raise SoundsceneError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    if not 0 < max_upload_mb <= MAX_UPLOAD_MB:  # also refuses nan
+        raise SoundsceneError(f"--max-upload-mb {max_upload_mb:g} is outside 0..{MAX_UPLOAD_MB:g} MB")
     if not (0 <= int(port) <= 65535):
         raise SoundsceneError(f"--port must be in 0..65535, got {port}")
     classifier = SceneClassifier.from_file(model_path)  # ModelFileError: one line
