@@ -48,13 +48,15 @@ def make_model(folder: Path) -> Path:
 
 
 def write_long_wav(path: Path, hours: float, rate: int = 48000) -> Path:
-    """A long 48-kHz 24-bit stereo recording, written block by block (noise bed + tones)."""
+    """A long 48-kHz 24-bit stereo recording, written block by block (noise bed + tones); RF64 past 4 GB."""
     import numpy as np
     import soundfile as sf
 
     rng = np.random.default_rng(0)
     block = rate * 60
-    with sf.SoundFile(str(path), "w", rate, 2, subtype="PCM_24") as f:
+    # Over 4 GB a RIFF WAV's 32-bit sizes overflow: long recordings are RF64 (the WAV of broadcast and sensors).
+    fmt = "RF64" if hours * 3600 * rate * 2 * 3 > 2**32 - 2**20 else "WAV"
+    with sf.SoundFile(str(path), "w", rate, 2, subtype="PCM_24", format=fmt) as f:
         for k in range(int(round(hours * 60))):
             t = (np.arange(block) + k * block) / rate
             x = 0.05 * rng.standard_normal((block, 2)) + 0.2 * np.sin(2 * np.pi * (200 + 50 * (k % 7)) * t)[:, None]
@@ -238,6 +240,10 @@ def long_report(model: Path, folder: Path, hours: float) -> None:
               "(release 2: 571 MB at 1 h, 1,792 MB at 3 h)")
         print(f"  real-time factor       {hours * 3600 / n['seconds']:8.0f}x real time ({n['seconds']:.0f} s, "
               f"{n['windows']} windows)")
+        expected = int(hours * 3600 / 5) - 1  # 10-s windows every 5 s
+        if abs(n["windows"] - expected) > 2:
+            raise SystemExit(f"the {hours:g}-h file gave {n['windows']} windows, not about {expected}: it was not "
+                             "read whole")
 
 
 def main() -> None:

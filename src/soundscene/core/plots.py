@@ -116,7 +116,7 @@ def plot_timeline(*, overview: np.ndarray, duration: float, segments: Sequence, 
         if seg.end - seg.start > duration * 0.04:
             name = "silence" if seg.label is None else seg.label.replace("_", " ")
             ax_seg.text((seg.start + seg.end) / 2, 0.5, name, ha="center", va="center",
-                        fontsize=8, color="white", fontweight="bold")
+                        fontsize=8, color="0.3" if seg.label is None else "white", fontweight="bold")
     ax_seg.set_yticks([])
     ax_seg.set_ylabel("scene", rotation=0, ha="right", va="center")
     for w in windows:
