@@ -286,12 +286,20 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
         "errors": errors,
         "quiet": quiet,
     }
+    report["problems"] = _problems(report, counts)
+    return report
+
+
+def _problems(report: dict, counts: dict) -> list[str]:
+    """The sentences a data set check ends with: what would be refused, quiet files, groups, class balance."""
+    from ..core.audio import LOW_LEVEL_DBFS
+
     problems = []
-    if unreadable:
-        problems.append(f"{len(unreadable)} file(s) would be refused; fix them or train with --skip-bad")
-    if quiet:
-        problems.append(f"{len(quiet)} file(s) are near-silent (below {LOW_LEVEL_DBFS:g} dBFS); check their labels "
-                        "and gain")
+    if report["unreadable"]:
+        problems.append(f"{len(report['unreadable'])} file(s) would be refused; fix them or train with --skip-bad")
+    if report["quiet"]:
+        problems.append(f"{len(report['quiet'])} file(s) are near-silent (below {LOW_LEVEL_DBFS:g} dBFS); check "
+                        "their labels and gain")
     if report["n_groups"] == 0 and not report["folds"]:
         problems.append("no groups: if clips are segments of longer recordings, a random split inflates accuracy "
                         "(add a group column or use --group-pattern default)")
@@ -300,8 +308,7 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
         problems.append(f"class(es) with fewer than 5 files: {[c for c, n in counts.items() if n < 5]}")
     if max(counts.values()) > 5 * max(smallest, 1):
         problems.append("classes are imbalanced by more than 5:1; watch the macro class-wise accuracy")
-    report["problems"] = problems
-    return report
+    return problems
 
 
 def format_check(report: dict) -> str:

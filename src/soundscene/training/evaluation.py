@@ -175,6 +175,25 @@ def _without(feature_set, paths: set[str]):
     return FeatureSet(feature_set.features[index], feature_set.labels[index], [feature_set.items[k] for k in keep])
 
 
+def _selected_items(manifest, classes: Sequence[str], *, fold: int | None, official_test: bool) -> list:
+    """The rows to score: the official evaluation list or one fold when asked; labels must be the model's."""
+    from ..errors import DataError
+
+    items = manifest.items
+    if official_test:
+        if not manifest.has_official_split:
+            raise DataError(f"{manifest.source}: has no official evaluation list (only TAU data sets have one)")
+        items = [i for i in items if i.subset == "test"]
+    if fold is not None:
+        items = [i for i in items if i.fold == fold]
+        if not items:
+            raise DataError(f"{manifest.source}: no rows with fold {fold}")
+    unknown = sorted({i.label for i in items} - set(classes))
+    if unknown:
+        raise DataError(f"{manifest.source}: label(s) {unknown} are not among the model's classes {list(classes)}")
+    return items
+
+
 def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold: int | None = None,
              official_test: bool = False, include_training: bool = False, max_seconds: float | None = None,
              skip_bad: bool = False,
@@ -209,30 +228,17 @@ def evaluate(model: str | Path, data, *, out_dir: str | Path | None = None, fold
         ``left_out`` and ``left_out_copies`` (how many of those were recognised by their decoded audio only)
         added.
     """
+    from ..core.modelfile import load_model_file
     from .cache import feature_sets
     from .data import Manifest, with_digests
     from .datasets import data_name, resolve_dataset
-    from ..errors import DataError
-    from ..core.modelfile import load_model_file
     from .runs import run_of_model
 
     bundle = load_model_file(model)
     config = bundle.config if max_seconds is None else bundle.config.with_overrides({"audio.max_seconds": max_seconds})
     manifest = data if isinstance(data, Manifest) else resolve_dataset(data, check_files=not skip_bad)
     name = data_name(manifest.source)
-    items = manifest.items
-    if official_test:
-        if not manifest.has_official_split:
-            raise DataError(f"{manifest.source}: has no official evaluation list (only TAU data sets have one)")
-        items = [i for i in items if i.subset == "test"]
-    if fold is not None:
-        items = [i for i in items if i.fold == fold]
-        if not items:
-            raise DataError(f"{manifest.source}: no rows with fold {fold}")
-    unknown = sorted({i.label for i in items} - set(bundle.classes))
-    if unknown:
-        raise DataError(f"{manifest.source}: label(s) {unknown} are not among the model's classes {bundle.classes}")
-    items = with_digests(items)
+    items = with_digests(_selected_items(manifest, bundle.classes, fold=fold, official_test=official_test))
     seen_paths: dict[str, str] = {}
     run = run_of_model(bundle.path)
     if run is not None:
