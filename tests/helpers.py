@@ -281,3 +281,35 @@ class Subscriber:
         self.client.loop_stop()
 
 
+
+
+# --- the command line in a fresh, memory-capped process ----------------------------------------------------------
+
+_MANY = """
+import contextlib, io, json, sys
+from soundscene.cli import main
+out = []
+for argv in json.loads(sys.argv[1]):
+    err, std = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(std):
+        code = main(argv)
+    out.append({"code": code, "stderr": err.getvalue(), "stdout": std.getvalue()})
+print(json.dumps(out))
+"""
+
+
+def run_cli_capped(commands: list[list], *, timeout: float = 240) -> list[dict]:
+    """Run each command line (``soundscene.cli.main(argv)``) in ONE fresh process whose address space is capped
+    at 4 GiB, so that a missing bound fails the test (MemoryError) instead of exhausting the machine, and the
+    interpreter starts once.  Returns ``{"code", "stderr", "stdout"}`` per command."""
+    import resource
+    import sys
+
+    def cap():
+        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
+
+    argvs = json.dumps([[str(a) for a in argv] for argv in commands])
+    result = subprocess.run([sys.executable, "-c", _MANY, argvs], capture_output=True, text=True, timeout=timeout,
+                            preexec_fn=cap)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -237,33 +237,23 @@ def test_crafted_config_files_are_one_line_naming_the_file_and_the_key(tmp_path,
     assert "\n" not in str(caught.value) and len(str(caught.value)) < 300
 
 
-def _run_cli(*args, timeout=180):
-    """The real command line in a fresh process, its address space capped at 4 GiB so that a missing bound fails
-    the test (MemoryError) instead of exhausting the machine."""
-    import resource
-    import subprocess
-    import sys
-
-    def cap():
-        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-
-    return subprocess.run([sys.executable, "-m", "soundscene.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=cap)
-
-
-@pytest.mark.parametrize("option, value, message", [
+ABSURD_LENGTHS = [
     ("--clip-seconds", "1e6", r"invalid audio\.clip_seconds: 1e\+06 s is outside 0\.02\.\.600 s"),
     ("--clip-seconds", "nan",
      r"invalid audio\.clip_seconds: nan is not a finite number; give a value in 0\.02\.\.600 s"),
     ("--set", "features.patch_frames=1000000000",
      r"invalid features\.patch_frames: 1000000000 frames is outside 8\.\.10000 frames"),
-])
-def test_train_refuses_an_absurd_length_in_one_line(tmp_path, option, value, message):
-    from helpers import two_class_folder
+]
+
+
+def test_train_refuses_an_absurd_length_in_one_line(tmp_path):
+    from helpers import run_cli_capped, two_class_folder
 
     data = two_class_folder(tmp_path / "data", per_class=3)
-    result = _run_cli("train", data, "--out", tmp_path / "run", "--no-progress", "--epochs", 1, option, value)
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    assert len(lines) == 1 and re.fullmatch(rf"error: {message}", lines[0]), lines
-    assert not (tmp_path / "run").exists()
+    results = run_cli_capped([["train", data, "--out", tmp_path / "run", "--no-progress", "--epochs", 1, option, value]
+                              for option, value, _ in ABSURD_LENGTHS])
+    for (option, value, message), result in zip(ABSURD_LENGTHS, results):
+        lines = result["stderr"].strip().splitlines()
+        assert result["code"] == 2 and "Traceback" not in result["stderr"], result["stderr"][-2000:]
+        assert len(lines) == 1 and re.fullmatch(rf"error: {message}", lines[0]), lines
+        assert not (tmp_path / "run").exists()

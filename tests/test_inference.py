@@ -200,34 +200,26 @@ def test_the_ends_of_the_window_and_hop_ranges_are_accepted(classifier):
     assert (longest.window_seconds, longest.hop_seconds, shortest.hop_seconds) == (600, 30, 0.01)
 
 
-def _run_cli(*args, timeout=180):
-    """The real command line in a fresh process, its address space capped at 4 GiB so that a missing bound fails
-    the test (MemoryError) instead of exhausting the machine."""
-    import resource
-    import subprocess
-    import sys
-
-    def cap():
-        resource.setrlimit(resource.RLIMIT_AS, (4 << 30, 4 << 30))
-
-    return subprocess.run([sys.executable, "-m", "soundscene.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=cap)
-
-
-@pytest.mark.parametrize("options, message", [
+ABSURD_WINDOWS = [
     (["--window", "1e5"], r"--window 100000 s is outside 0\.2\.\.600 s .*"),  # was killed by the kernel (22.8 GB)
     (["--window", "1e9"], r"--window 1e\+09 s is outside 0\.2\.\.600 s .*"),  # was a MemoryError traceback
     (["--window", "nan"], r"--window nan is not a finite number; give a value in 0\.2\.\.600 s .*"),
     (["--window", "0.5", "--hop", "0.0001"], r"--hop 0\.0001 s is outside 0\.025\.\.0\.5 s .*"),  # ran for minutes
-])
-def test_predict_refuses_an_absurd_window_or_hop_in_one_line(tiny_run, tmp_path, options, message):
+]
+
+
+def test_predict_refuses_an_absurd_window_or_hop_in_one_line(tiny_run, tmp_path):
+    from helpers import run_cli_capped
+
     wave = synthesize_scene("rain", sample_rate=8000, seconds=5.0, seed=6)
     sf.write(str(tmp_path / "five.wav"), wave, 8000)
-    result = _run_cli("predict", tiny_run.model_path, tmp_path / "five.wav", *options)
-    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and re.fullmatch(f"error: {message}", errors[0]), result.stderr
-    assert result.stdout == ""
+    results = run_cli_capped([["predict", tiny_run.model_path, tmp_path / "five.wav", *options]
+                              for options, _ in ABSURD_WINDOWS])
+    for (options, message), result in zip(ABSURD_WINDOWS, results):
+        assert result["code"] == 2 and "Traceback" not in result["stderr"], (options, result["stderr"][-2000:])
+        errors = [line for line in result["stderr"].splitlines() if line.startswith("error: ")]
+        assert len(errors) == 1 and re.fullmatch(f"error: {message}", errors[0]), result["stderr"]
+        assert result["stdout"] == ""
 
 
 def test_a_waveform_shorter_than_the_models_minimum_is_refused_as_a_file_is(classifier, tmp_path):
