@@ -546,6 +546,10 @@ def test_the_page_classifies_an_upload_in_a_real_browser(live_server, tmp_path):
     _wav_bytes(tmp_path, 20.0, rate=16000, name=long_clip.name, scenes=True)
     not_audio = tmp_path / "notes.wav"
     not_audio.write_text("this is text\n" * 20)
+    hush = tmp_path / "hush.wav"  # a muted microphone: 1-LSB dither, about -100 dBFS
+    import soundfile as sf
+    sf.write(str(hush), (np.random.default_rng(0).integers(-1, 2, 32000) / 32768).astype(np.float32), 16000,
+             subtype="PCM_16")
 
     problems: list[str] = []
     with sync_playwright() as p:
@@ -582,6 +586,13 @@ def test_the_page_classifies_an_upload_in_a_real_browser(live_server, tmp_path):
                 assert page.is_visible("#timeline svg")
                 assert page.locator("#timeline svg rect").count() >= windows
             page.screenshot(path=str(tmp_path / "long.png"), full_page=True)
+
+            page.set_input_files("#file-input", str(hush))
+            page.click("#classify-btn")
+            page.wait_for_function("() => document.getElementById('result-file').textContent === 'hush.wav'"
+                                   " && document.getElementById('result').dataset.state === 'done'", timeout=30_000)
+            assert page.inner_text("#result-label") == "silence" and "no scene" in page.inner_text("#warning-text")
+            assert page.inner_text("#confidence") == "\u2013"
 
             page.set_input_files("#file-input", str(not_audio))
             page.click("#classify-btn")

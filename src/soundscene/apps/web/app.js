@@ -195,8 +195,9 @@
     $("result").dataset.label = label;
     $("result-file").textContent = record.path || "";
     const conf = Number(record.confidence) || 0;
-    $("confidence").textContent = `${Math.round(100 * conf)}%`;
-    $("confidence-block").setAttribute("aria-label", `confidence ${percent(conf)}`);
+    const silent = record.label === null; // every window below the silence threshold: no scene
+    $("confidence").textContent = silent ? "\u2013" : `${Math.round(100 * conf)}%`;
+    $("confidence-block").setAttribute("aria-label", silent ? "no confidence: silence" : `confidence ${percent(conf)}`);
     $("ring-fg").style.strokeDasharray = `${(100 * conf).toFixed(1)} 100`;
     $("ring-fg").style.stroke = colour(label);
     $("fact-duration").textContent = duration(record.duration_seconds);
@@ -218,6 +219,7 @@
     const list = $("bars");
     list.textContent = "";
     const entries = Object.entries(probabilities).sort((a, b) => b[1] - a[1]);
+    if (!entries.length) list.append(el("li", { class: "bar" }, "No scene: the recording is silent."));
     for (const [name, p] of entries) {
       const row = el("li", { class: name === top ? "bar top" : "bar" });
       const nameCell = el("span", { class: "bar-name" });
