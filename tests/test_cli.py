@@ -266,3 +266,16 @@ def test_a_closed_output_pipe_ends_quietly(tiny_run, tiny_dataset):
     proc.stdout.close()  # as `| head -1` does
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) in (0, 141) and err == "", err
+
+
+def test_warnings_name_files_escaped(tmp_path, tiny_dataset, capsys):
+    """A model file without a metadata digest warns; its name, however odd, cannot forge an error: line."""
+    import shutil
+    from pathlib import Path
+
+    odd = tmp_path / "m\nerror: forged.safetensors"
+    shutil.copy(Path(__file__).parent / "fixtures" / "model_format1.safetensors", odd)
+    clip = next((tiny_dataset.parent / "rain").glob("*.wav"))
+    main(["predict", str(odd), str(clip)])
+    err = capsys.readouterr().err
+    assert "warning: " in err and not any(line.startswith("error: forged") for line in err.splitlines())

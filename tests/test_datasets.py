@@ -185,7 +185,7 @@ def test_full_check_names_every_file_training_would_refuse_and_warns_on_near_sil
                                          for p in sorted(tmp_path.glob("*/*.wav"))))
     assert main(["datasets", str(tmp_path / "labels.csv"), "--full", "--set", "audio.max_seconds=3"]) == 1
     out = capsys.readouterr().out
-    assert "short.wav: 0.10 s is shorter than audio.min_seconds (0.5 s) (" in out and "labels.csv, row" in out
+    assert "short.wav: 0.1 s is shorter than audio.min_seconds (0.5 s) (" in out and "labels.csv, row" in out
     assert "long.wav: 4.0 s is longer than audio.max_seconds (3 s)" in out
     assert "warning: " in out and "dither.wav: near-silent: level -9" in out
 

@@ -366,3 +366,13 @@ def test_eq_live_can_hand_blocks_to_a_player_instead_of_a_file(tiny_run, tmp_pat
                         stream=stream, ambient_rate=8000, play=lambda block, rate: played.append((block.shape, rate)))
     assert out is None and sum(shape[0] for shape, _ in played) == 3 * 44100
     assert {shape[1] for shape, _ in played} == {2} and {rate for _, rate in played} == {44100}
+
+
+def test_equalize_file_reads_and_writes_names_that_are_not_utf8(tmp_path):
+    import os
+
+    music = os.fsdecode(os.fsencode(tmp_path) + b"/m\xe9.wav")
+    out = os.fsdecode(os.fsencode(tmp_path) + b"/out\xe9.flac")
+    sf.write(os.fsencode(music), np.full((44100, 2), 0.01, np.float32), 44100, subtype="PCM_16")
+    assert str(eq.equalize_file(music, out, schedule=[(0.0, "park")])) == out
+    assert sf.info(os.fsencode(out)).frames == 44100

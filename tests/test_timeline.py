@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from soundscene.core.inference import SceneClassifier
-from soundscene.core.records import Segment, Window
-from soundscene.core.timeline import Framer, merge_segments
+from soundscene.core.records import Segment, Window, merge_segments
+from soundscene.core.timeline import Framer
 from soundscene.training.synth import synthesize_scene
 
 
@@ -75,3 +75,19 @@ def test_segments_cover_the_recording_and_mark_silence():
                Window(3, 5, np.array([0.3, 0.7]))]
     assert merge_segments(windows, classes, 5.0) == [Segment(0.0, 2.5, "a", pytest.approx(0.85)),
                                                      Segment(2.5, 3.5, None, None), Segment(3.5, 5.0, "b", 0.7)]
+
+
+def test_the_overview_of_a_recording_shorter_than_its_first_column(tiny_run):
+    """A 0.3-s recording in a 30-s window: the picture still has a column (it had none, and plotting failed)."""
+    clf = SceneClassifier.from_file(tiny_run.model_path, window_seconds=30)
+    wave = synthesize_scene("rain", sample_rate=8000, seconds=0.3, seed=3)
+    result = clf.classify_waveform(wave, sample_rate=8000, overview=True)
+    assert result.overview.ndim == 2 and result.overview.shape[1] >= 1
+
+
+def test_silence_does_not_count_as_time_a_new_scene_led(classifier):
+    """Hysteresis is left as it was: a scene that led for one hop before a long silence must lead again."""
+    stream = classifier.stream(input_rate=8000, min_dwell_seconds=2.0, smoothing=1.0)
+    stream._candidate, stream._candidate_since = "metro", 0.0  # a scene gaining on the reported one ...
+    stream.push(np.zeros(8000 * 4, np.float32))  # ... then silence
+    assert stream._candidate is None

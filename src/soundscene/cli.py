@@ -17,7 +17,7 @@
 
 Exit status: 0 when everything asked for was done; 1 when some inputs failed (each is named on
 stderr in a line starting with "error:", and every good result is still printed or written);
-2 for a usage or fatal error (one line starting with "error:"); 130 when interrupted.
+2 for a usage or fatal error (one line starting with "error:"); 130 when interrupted; 141 when the reader of the output went away (| head).
 """
 
 from __future__ import annotations
@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     tune_malloc()
     warnings.showwarning = _show_warning
     try:
-        return int(args.handler(args) or 0)
+        code = int(args.handler(args) or 0)
+        sys.stdout.flush()  # here, not at exit: a reader that went away is a BrokenPipeError we can answer
+        return code
     except SoundsceneError as exc:
         _error_line(exc)
         return 2
@@ -72,11 +74,20 @@ def _error_line(message) -> None:
     print(f"error: {printable(message)}", file=sys.stderr)
 
 
+def _shown(path) -> str:
+    """A path as printed: escaped (see core.records.printable)."""
+    from .core.records import printable
+
+    return printable(path)
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None):
     from .errors import SoundsceneWarning
 
     if issubclass(category, SoundsceneWarning):
-        print(f"warning: {message}", file=sys.stderr)
+        from .core.records import printable
+
+        print(f"warning: {printable(message)}", file=sys.stderr)
     else:
         print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
 
@@ -383,8 +394,10 @@ def _print_result(result) -> None:
     print(f"  time:     {result.seconds:.0f} s")
     if result.skipped:
         print(f"  skipped {len(result.skipped)} unreadable clip(s), listed in {run.skipped}:")
+        from .core.records import printable
+
         for reason in result.skipped[:10]:
-            print(f"    {reason}")
+            print(f"    {printable(reason)}")
 
 
 def _cmd_demo(args) -> int:
@@ -497,7 +510,7 @@ def _cmd_evaluate(args) -> int:
         print(f"warning: {m['training_clips_scored']} clip(s) scored were used to train or validate the model; "
               "these figures are inflated", file=sys.stderr)
     for s in m["skipped"]:
-        print(f"error: {s['reason']}", file=sys.stderr)
+        _error_line(s["reason"])
     if m["skipped"]:
         print(f"skipped {len(m['skipped'])} unusable clip(s), each named above", file=sys.stderr)
     print(f"report: {Path(m['out_dir']) / 'report.md'}")
@@ -646,15 +659,15 @@ def _cmd_eq(args) -> int:
     if not args.out:
         raise SoundsceneError("give the output file with -o OUT.wav")
     out = equalize_file(music, args.out, schedule=schedule, presets=presets, crossfade_seconds=args.crossfade)
-    print(f"equalized {music} for {what}")
-    print(f"  wrote {out}")
+    print(f"equalized {_shown(music)} for {what}")
+    print(f"  wrote {_shown(out)}")
     if args.plot:
         curves = {}
         for start, curve in schedule:
             name = next((k for k, v in presets.items() if v == curve), f"blend at {start:.1f} s")
             curves.setdefault(name, curve)
         plot_curves(dict(list(curves.items())[:8]), args.plot)
-        print(f"  curves: {args.plot}")
+        print(f"  curves: {_shown(args.plot)}")
     return 0
 
 
@@ -678,7 +691,7 @@ def _cmd_eq_live(args) -> int:
     out = equalize_live(args.music, args.out, ambient_blocks=blocks, stream=stream, presets=presets,
                         ambient_rate=args.rate, crossfade_seconds=args.crossfade, on_decision=report, play=play)
     if out is not None:
-        print(f"wrote {out}")
+        print(f"wrote {_shown(out)}")
     return 0
 
 
@@ -688,7 +701,7 @@ def _cmd_synth(args) -> int:
     difficulty = DEFAULT_DIFFICULTY if args.difficulty is None else args.difficulty
     manifest = write_synthetic_dataset(args.out, clips_per_class=args.clips_per_class, seconds=args.seconds,
                                        sample_rate=args.sample_rate, seed=args.seed, difficulty=difficulty)
-    print(f"wrote {manifest}")
+    print(f"wrote {_shown(manifest)}")
     return 0
 
 

@@ -51,6 +51,7 @@ BAND_LABELS = ("31.25", "62.5", "125", "250", "500", "1k", "2k", "4k", "8k", "16
 BAND_Q = 1.0
 MAX_GAIN_DB = 15.0          # the limit of every requested band gain and preamp
 NYQUIST_FRACTION = 0.9      # a band is kept if its centre < 0.9 * sample_rate / 2
+MAX_CROSSFADE_SECONDS = 60.0  # a crossfade between presets is at most a minute
 EQ_RATES = (8000, 192000)   # the sample rates (Hz) the bands are designed for
 WARMUP_SECONDS = 0.2
 _MAX_CORRECTED_DB = 24.0    # corrected gains are clipped here (only extreme zig-zag curves get near it)
@@ -320,8 +321,8 @@ class Equalizer:
         band_centres(sample_rate)  # checks the rate
         if not (isinstance(channels, (int, np.integer)) and channels >= 1):
             raise ValueError(f"channels must be a positive integer, not {channels!r}")
-        if not (math.isfinite(crossfade_seconds) and crossfade_seconds >= 0):
-            raise ValueError(f"crossfade_seconds must be >= 0, not {crossfade_seconds!r}")
+        if not 0 <= crossfade_seconds <= MAX_CROSSFADE_SECONDS:  # also refuses nan
+            raise ConfigError(f"--crossfade {crossfade_seconds} s is outside 0..{MAX_CROSSFADE_SECONDS:g} s")
         self.sample_rate, self.channels, self.presets = int(sample_rate), int(channels), presets
         self.crossfade_samples = int(round(crossfade_seconds * sample_rate))
         self._chain = _Chain(_as_curve(presets, initial), self.sample_rate, self.channels)

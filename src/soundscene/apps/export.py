@@ -1,8 +1,10 @@
 """Export a model file to ONNX: raw mono waveform in, clip probabilities out.
 
 ``export_onnx("run/model.safetensors", "model.onnx")`` writes one ONNX graph
-that does everything :class:`soundscene.SceneClassifier` does for a mono
-waveform already at the model's sample rate::
+that does what :class:`soundscene.SceneClassifier` does to one window of a
+mono waveform already at the model's sample rate (the window scorer; the
+silence check, windowing of long recordings and smoothing stay with the
+caller)::
 
     waveform (batch, samples) float32
       -> pad each row to the clip length (audio.pad_mode), as inference does

@@ -23,7 +23,8 @@ The payload of ``scene`` and ``event`` is the project's ``sensor_message`` recor
 the sensor's ``sensor_id``, ``seq`` (from 1), ``timestamp`` (ISO 8601 UTC, ms, ``Z``), ``window_seconds``,
 ``hop_seconds``, ``model`` (``name``, ``version``) and ``soundscene_version``, then the decision's ``time``,
 ``label``, ``confidence``, ``probabilities`` (in the model's class order), ``changed``, ``previous`` (the
-former scene at a change, else null) and ``level_dbfs``.  The records' one rounding rule applies
+former scene at a change, else null), ``level_dbfs`` and ``silent`` (a silent hop, a dead or muted
+microphone: no label, confidence or probabilities).  The records' one rounding rule applies
 (probabilities 4 decimals, level 0.1 dB, times 1 ms); a value that is not finite, like the level of
 digital silence, is ``null``.  Payloads are strict JSON in UTF-8 (:func:`dumps`).
 

@@ -420,7 +420,8 @@ def write_audio_like(path: str | Path, blocks: Iterable[np.ndarray], *, like: Au
     subtype = like.subtype if sf.check_format(fmt, like.subtype) else sf.default_subtype(fmt)
 
     def write(tmp: Path) -> None:
-        with sf.SoundFile(tmp, "w", like.sample_rate, like.channels, subtype=subtype, format=fmt) as dst:
+        with sf.SoundFile(os.fsencode(tmp), "w", like.sample_rate, like.channels, subtype=subtype,
+                          format=fmt) as dst:
             for block in blocks:
                 dst.write(block)
 

@@ -135,7 +135,8 @@ class SceneClassifier:
         return [self.classify_file(path) for path in paths]
 
     def predict_waveform(self, waveform: np.ndarray, *, sample_rate: int) -> np.ndarray:
-        """Probabilities ``(n_classes,)`` of one recording at ``sample_rate`` Hz (windowed as a file is)."""
+        """Probabilities ``(n_classes,)`` of one recording at ``sample_rate`` Hz (windowed as a file is); None
+        when every window is silent (below :attr:`silence_dbfs`)."""
         return self.classify_waveform(waveform, sample_rate=sample_rate).probabilities
 
     def classify_waveform(self, waveform: np.ndarray, *, sample_rate: int, name: str = "<waveform>",

@@ -219,9 +219,13 @@ def printable(text: Any) -> str:
     text = str(text)
     if text.isprintable():
         return text
-    text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-    return "".join(ch.encode("unicode_escape").decode("ascii") if unicodedata.category(ch) in _ESCAPED_CATEGORIES
-                   else ch for ch in text)
+    return "".join(_escaped(ch) if unicodedata.category(ch) in _ESCAPED_CATEGORIES else ch for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    if 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte of a file name that is not UTF-8 (Python's surrogate escape)
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ch.encode("unicode_escape", "backslashreplace").decode("ascii")
 
 
 # ---- tabular forms of prediction and error records --------------------------------------------------------
@@ -371,7 +375,6 @@ class Prediction:
     error: str | None = None
     overview: np.ndarray | None = None  # (rows, columns) coarse spectrogram for plots, when asked for
     silence_dbfs: float = LOW_LEVEL_DBFS  # the threshold its windows were held against
-    merged: list[Segment] = field(default_factory=list)  # the windows' runs (core.timeline.merge_segments)
 
     @property
     def label(self) -> str | None:
@@ -398,7 +401,7 @@ class Prediction:
 
     def segments(self) -> list[Segment]:
         """Merged runs of windows by top class (and of silent windows), covering 0..duration without gaps."""
-        return list(self.merged)
+        return merge_segments(self.windows, self.classes, self.duration_seconds)
 
     def to_record(self) -> dict[str, Any]:
         """The ``prediction`` record (or the ``error`` record): JSON-safe, rounded by the schema's rule."""
@@ -439,3 +442,29 @@ class Decision:
         return make("decision", time=self.time, label=self.label, confidence=self.confidence,
                     probabilities=smoothed, changed=self.changed, previous=self.previous,
                     level_dbfs=self.level_dbfs, silent=self.silent)
+
+
+def merge_segments(windows: Sequence[Window], classes: Sequence[str], duration: float) -> list[Segment]:
+    """Runs of consecutive windows with the same top class, covering 0..duration without gaps."""
+    if not windows:
+        return []
+    bounds = [0.0]
+    for a, b in zip(windows, windows[1:]):
+        bounds.append(((a.start + a.end) / 2 + (b.start + b.end) / 2) / 2)
+    bounds.append(duration)
+    tops = [None if w.silent else int(np.argmax(w.probabilities)) for w in windows]
+    runs: list[list[int]] = []
+    for k, top in enumerate(tops):
+        if runs and tops[runs[-1][0]] == top:
+            runs[-1].append(k)
+        else:
+            runs.append([k])
+    out = []
+    for run in runs:
+        top = tops[run[0]]
+        if top is None:  # a run of silent windows
+            out.append(Segment(bounds[run[0]], bounds[run[-1] + 1], None, None))
+            continue
+        confidence = float(np.mean([windows[k].probabilities[top] for k in run]))
+        out.append(Segment(bounds[run[0]], bounds[run[-1] + 1], classes[top], confidence))
+    return out

@@ -18,7 +18,7 @@ import torch
 
 from ..config import Config
 from ..errors import AudioError, ModelFileError
-from .audio import as_channels_first, fix_length
+from .audio import as_channels_first, fix_length, level_dbfs
 from .features import FrontEnd
 from .models import SceneNet, predict_clips
 
@@ -73,6 +73,26 @@ class WindowScorer:
         if overview is not None:
             overview.extend(_coarse(feats))
         return probs
+
+    def score_heard(self, windows: Sequence[np.ndarray], *, silence_dbfs: float,
+                    overview: list | None = None) -> list[np.ndarray | None]:
+        """Each window's probabilities (an array of its own: a view would keep the whole batch's buffer alive
+        for as long as the window is kept), or None for a silent window: one whose level, measured around its
+        mean (so a DC offset is silence too), is below ``silence_dbfs``; silent windows are not scored.  With
+        ``overview`` (a list), every window's coarse spectrogram is appended to it, silent ones included."""
+        silent = [level_dbfs(w, remove_dc=True) < silence_dbfs for w in windows]
+        heard = [w for w, quiet in zip(windows, silent) if not quiet]
+        heard_columns: list | None = [] if overview is not None else None
+        scores = iter(self.score(np.stack(heard), heard_columns) if heard else ())
+        quiet_columns = iter(self.overview(np.stack([w for w, quiet in zip(windows, silent) if quiet]))
+                             if overview is not None and any(silent) else ())
+        heard_columns_iter = iter(heard_columns or ())
+        out: list[np.ndarray | None] = []
+        for quiet in silent:
+            out.append(None if quiet else np.array(next(scores), dtype=np.float32))
+            if overview is not None:
+                overview.append(next(quiet_columns) if quiet else next(heard_columns_iter))
+        return out
 
     @torch.no_grad()
     def overview(self, batch: np.ndarray) -> list[np.ndarray]:

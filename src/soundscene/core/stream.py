@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import AudioError, SoundsceneError
-from .audio import LOW_LEVEL_DBFS, StreamResampler, as_channels_first, check_sample_rate, level_dbfs
+from .audio import StreamResampler, as_channels_first, check_sample_rate, level_dbfs
 from .records import Decision
 from .timeline import Framer
 
@@ -34,9 +34,11 @@ class StreamClassifier:
     """
 
     def __init__(self, classifier, *, input_rate: int, channels: int = 1, smoothing: float = 0.5,
-                 min_dwell_seconds: float | None = None, silence_dbfs: float = LOW_LEVEL_DBFS):
+                 min_dwell_seconds: float | None = None, silence_dbfs: float | None = None):
         if not 0 < smoothing <= 1:  # also refuses nan
             raise SoundsceneError(f"--smoothing {smoothing:g} is outside (0, 1]")
+        if isinstance(channels, bool) or not isinstance(channels, int) or not 1 <= channels <= 16:
+            raise SoundsceneError(f"--channels {channels} is outside 1..16")
         try:
             check_sample_rate(input_rate, "input rate")
         except AudioError as exc:
@@ -50,7 +52,9 @@ class StreamClassifier:
         self.min_dwell_seconds = classifier.window_seconds if min_dwell_seconds is None else float(min_dwell_seconds)
         if not 0 <= self.min_dwell_seconds <= MAX_DWELL_SECONDS:  # also refuses nan
             raise SoundsceneError(f"--dwell {self.min_dwell_seconds:g} s is outside 0..{MAX_DWELL_SECONDS:g} s")
-        self.silence_dbfs = float(silence_dbfs)
+        self.silence_dbfs = classifier.silence_dbfs if silence_dbfs is None else float(silence_dbfs)
+        if not -200 <= self.silence_dbfs <= 0:  # also refuses nan
+            raise SoundsceneError(f"--silence-dbfs {self.silence_dbfs:g} is outside -200..0 dBFS")
         self._resampler = StreamResampler(self.input_rate, self.sample_rate, self.channels)
         self._framer = Framer(classifier.window_samples, classifier.hop_samples, model_channels)
         self._smoothed: np.ndarray | None = None
@@ -81,14 +85,15 @@ class StreamClassifier:
         windows = list(self._framer.push(self.scorer.mix(block)))
         if not windows:
             return []
-        silent = [level_dbfs(w, remove_dc=True) < self.silence_dbfs for _, w in windows]
-        heard = [w for (_, w), quiet in zip(windows, silent) if not quiet]
-        scores = iter(self.scorer.score(np.stack(heard)) if heard else ())
-        return [self._silent(start, level_dbfs(w)) if quiet else self._decide(start, level_dbfs(w), next(scores))
-                for (start, w), quiet in zip(windows, silent)]
+        scores = self.scorer.score_heard([w for _, w in windows], silence_dbfs=self.silence_dbfs)
+        return [self._silent(start, level_dbfs(w)) if probs is None else self._decide(start, level_dbfs(w), probs)
+                for (start, w), probs in zip(windows, scores)]
 
     def _silent(self, start: int, level: float) -> Decision:
+        """A silent hop: no scene, and a scene that was gaining on the reported one must start again (silence
+        is not time in which it led)."""
         time = (start + self.window_samples) / self.sample_rate
+        self._candidate = None
         return Decision(time, None, None, None, None, False, None, level, silent=True)
 
     def _decide(self, start: int, level: float, probs: np.ndarray) -> Decision:

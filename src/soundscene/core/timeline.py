@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import AudioError
 from .audio import LOW_LEVEL_DBFS, StreamResampler, fix_length, level_dbfs
-from .records import Prediction, Segment, Window
+from .records import Prediction, Window
 from .scorer import WindowScorer
 
 WINDOW_BATCH = 4  # windows per network call (peak memory ~300 MB over the imports for 10-s windows)
@@ -110,8 +110,7 @@ class TimelineBuilder:
         level = 10 * math.log10(self._energy / self._count) if self._energy > 0 else float("-inf")
         overview = stitch(self.coarse, self.windows, duration, window / self.rate) if self.coarse else None
         return Prediction(self.name, self.classes, probs, self.windows, duration, level, overview=overview,
-                          silence_dbfs=self.silence_dbfs,
-                          merged=merge_segments(self.windows, self.classes, duration))
+                          silence_dbfs=self.silence_dbfs)
 
     def _measure(self, block: np.ndarray) -> None:
         """The level is measured on the input as recorded (its rate and channels)."""
@@ -132,52 +131,16 @@ class TimelineBuilder:
     def _flush(self) -> None:
         """Score the pending windows that are not silent (in one batch) and keep every window, in order.
 
-        Each window's probabilities are copied out of the batch: a view would keep the network's output
-        buffer alive, and thousands of such small long-lived blocks between large short-lived ones are
-        what made memory grow with the recording's length."""
+        Each window owns its probabilities (see WindowScorer.score_heard): views of the network's output
+        buffers, thousands of small long-lived blocks between large short-lived ones, are what made memory
+        grow with the recording's length."""
         if not self._pending:
             return
-        levels = [level_dbfs(w) for _, w in self._pending]
-        silent = [level_dbfs(w, remove_dc=True) < self.silence_dbfs for _, w in self._pending]
-        heard = [w for (_, w), quiet in zip(self._pending, silent) if not quiet]
-        heard_columns: list | None = [] if self.coarse is not None else None
-        scores = iter(self.scorer.score(np.stack(heard), heard_columns) if heard else ())
-        quiet_columns = iter(self.scorer.overview(np.stack([w for (_, w), quiet in zip(self._pending, silent)
-                                                             if quiet]))
-                             if self.coarse is not None and any(silent) else ())
-        heard_columns_iter = iter(heard_columns or ())
-        for (start, _), level, quiet in zip(self._pending, levels, silent):
-            probs = None if quiet else np.array(next(scores), dtype=np.float32)
-            if self.coarse is not None:
-                self.coarse.append(next(quiet_columns) if quiet else next(heard_columns_iter))
-            self.windows.append(Window(start / self.rate, (start + self.window) / self.rate, probs, level))
+        scores = self.scorer.score_heard([w for _, w in self._pending], silence_dbfs=self.silence_dbfs,
+                                         overview=self.coarse)
+        for (start, w), probs in zip(self._pending, scores):
+            self.windows.append(Window(start / self.rate, (start + self.window) / self.rate, probs, level_dbfs(w)))
         self._pending.clear()
-
-
-def merge_segments(windows: Sequence[Window], classes: Sequence[str], duration: float) -> list[Segment]:
-    """Runs of consecutive windows with the same top class, covering 0..duration without gaps."""
-    if not windows:
-        return []
-    bounds = [0.0]
-    for a, b in zip(windows, windows[1:]):
-        bounds.append(((a.start + a.end) / 2 + (b.start + b.end) / 2) / 2)
-    bounds.append(duration)
-    tops = [None if w.silent else int(np.argmax(w.probabilities)) for w in windows]
-    runs: list[list[int]] = []
-    for k, top in enumerate(tops):
-        if runs and tops[runs[-1][0]] == top:
-            runs[-1].append(k)
-        else:
-            runs.append([k])
-    out = []
-    for run in runs:
-        top = tops[run[0]]
-        if top is None:  # a run of silent windows
-            out.append(Segment(bounds[run[0]], bounds[run[-1] + 1], None, None))
-            continue
-        confidence = float(np.mean([windows[k].probabilities[top] for k in run]))
-        out.append(Segment(bounds[run[0]], bounds[run[-1] + 1], classes[top], confidence))
-    return out
 
 
 def stitch(columns: list[np.ndarray], windows: list[Window], duration: float, window_seconds: float) -> np.ndarray:
@@ -191,4 +154,6 @@ def stitch(columns: list[np.ndarray], windows: list[Window], duration: float, wi
             if covered <= centre < duration:
                 out.append(cols[:, i])
                 covered = w.start + (i + 1) * step
+    if not out:  # a recording shorter than the first column's centre (a long window): that column stands for it
+        out.append(columns[0][:, 0])
     return np.stack(out, axis=-1)

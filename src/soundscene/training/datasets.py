@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import AudioConfig
+from ..core.records import printable
 from .data import Item, Manifest, describe_bad_clip, load_manifest, parse_fold, read_table
 from ..errors import DataError
 
@@ -237,7 +238,7 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
 
     from tqdm.auto import tqdm
 
-    from ..core.audio import LOW_LEVEL_DBFS, audio_info, level_dbfs, load_audio
+    from ..core.audio import LOW_LEVEL_DBFS, audio_info, check_length, level_dbfs, load_audio
     from ..errors import AudioError
 
     audio = audio or AudioConfig()
@@ -248,11 +249,12 @@ def check_dataset(manifest: Manifest, *, full: bool = False, audio: AudioConfig 
             info = audio_info(item.path)
             shortest = audio.min_seconds if item.min_seconds is None else item.min_seconds
             if info.duration_seconds < shortest:
-                raise AudioError(f"{item.path}: {info.duration_seconds:.2f} s is shorter than audio.min_seconds "
+                raise AudioError(f"{item.path}: {info.duration_seconds:.6g} s is shorter than audio.min_seconds "
                                  f"({shortest:g} s)")
             if info.duration_seconds > audio.max_seconds:
                 raise AudioError(f"{item.path}: {info.duration_seconds:.1f} s is longer than audio.max_seconds "
                                  f"({audio.max_seconds:g} s)")
+            check_length(info)  # a WAV or Ogg file cut short, from its header and last page
             if full:
                 waveform = load_audio(item.path, sample_rate=info.sample_rate, channels=1, min_seconds=0.0)
                 level = level_dbfs(waveform)
@@ -324,8 +326,9 @@ def format_check(report: dict) -> str:
             lines.append(f"{label}: " + ", ".join(f"{k}: {v}" for k, v in report[key].items()))
     lines.append(f"groups: {report['n_groups']}")
     for bad in report["unreadable"]:
-        lines.append(f"refused: {bad['reason']}" + (f" ({bad['where']})" if bad["where"] != bad["file"] else ""))
+        lines.append(printable(f"refused: {bad['reason']}" + (f" ({bad['where']})" if bad["where"] != bad["file"]
+                                                                else "")))
     for q in report.get("quiet", []):
-        lines.append(f"warning: {q['reason']}" + (f" ({q['where']})" if q["where"] != q["file"] else ""))
+        lines.append(printable(f"warning: {q['reason']}" + (f" ({q['where']})" if q["where"] != q["file"] else "")))
     lines += [f"problem: {p}" for p in report["problems"]] or ["no problems found"]
     return "\n".join(lines)

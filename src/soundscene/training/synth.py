@@ -69,6 +69,18 @@ def synthesize_scene(scene: str, *, sample_rate: int, seconds: float, seed: int,
     return mix.astype(np.float32)
 
 
+SYNTH_RANGES = {"clips_per_class": (1, 100_000, "--clips-per-class"), "seconds": (0.1, 600.0, "--seconds"),
+                "sample_rate": (8000, 192000, "--sample-rate"), "n_folds": (1, 100, "folds")}
+
+
+def _check_ranges(**values) -> None:
+    """Refuse, in one line naming the option and its range, a count, length or rate out of range (nan too)."""
+    for name, value in values.items():
+        low, high, option = SYNTH_RANGES[name]
+        if isinstance(value, bool) or not low <= value <= high:
+            raise ConfigError(f"{option} {value} is outside {low:g}..{high:g}")
+
+
 def write_synthetic_dataset(root: str | Path, *, clips_per_class: int = 30, seconds: float = 5.0,
                             sample_rate: int = 22050, seed: int = 0, difficulty: float = DEFAULT_DIFFICULTY,
                             classes: tuple[str, ...] = SCENE_CLASSES, n_folds: int = 5,
@@ -84,6 +96,7 @@ def write_synthetic_dataset(root: str | Path, *, clips_per_class: int = 30, seco
     """
     from tqdm.auto import tqdm
 
+    _check_ranges(clips_per_class=clips_per_class, seconds=seconds, sample_rate=sample_rate, n_folds=n_folds)
     root = Path(root)
     rows = []
     jobs = [(c, i) for c in classes for i in range(clips_per_class)]
