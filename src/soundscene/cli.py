@@ -606,11 +606,11 @@ def _cmd_serve(args) -> int:
 
 def _cmd_export(args) -> int:
     from .apps.export import export_onnx, verification_clips
-    from .core.inference import SceneClassifier
+    from .core.modelfile import load_model_file
 
-    classifier = SceneClassifier.from_file(args.model)
-    clips, labels = verification_clips(classifier, args.verify)
-    report = export_onnx(args.model, args.out, opset=args.opset, quantize=args.quantize, verify_with=clips,
+    bundle = load_model_file(args.model)  # once: verification clips and the export share it
+    clips, labels = verification_clips(bundle, args.verify)
+    report = export_onnx(bundle, args.out, opset=args.opset, quantize=args.quantize, verify_with=clips,
                          labels=labels)
     print(report.summary())
     return 0

@@ -61,7 +61,7 @@ from ..config import Config
 from ..errors import ModelFileError, SoundsceneError
 from ..core.audio import expand_inputs, load_audio
 from ..core.features import AMIN, FrontEnd
-from ..core.modelfile import load_model_file
+from ..core.modelfile import ModelBundle, load_model_file
 from ..core.scorer import WindowScorer
 
 DEFAULT_OPSET = 17
@@ -122,14 +122,14 @@ class ExportReport:
         return "\n".join(lines)
 
 
-def export_onnx(model_path: str | Path, out_path: str | Path, *, opset: int = DEFAULT_OPSET,
+def export_onnx(model_path: str | Path | ModelBundle, out_path: str | Path, *, opset: int = DEFAULT_OPSET,
                 quantize: bool = False, verify_with: Sequence[np.ndarray] | None = None,
                 labels: Sequence[str | int] | None = None, quantized_path: str | Path | None = None,
                 stft: str = "conv", tolerance: float = TOLERANCE) -> ExportReport:
     """Write ``model_path``'s model as an ONNX graph from mono waveform to clip probabilities.
 
     Args:
-        model_path: a model file (or a run folder holding one).
+        model_path: a model file (or a run folder holding one), or the ModelBundle already loaded from it.
         out_path: where the .onnx file goes (written atomically; nothing is
             written when verification fails).
         opset: ONNX opset, one of :data:`OPSETS`.
@@ -157,7 +157,8 @@ def export_onnx(model_path: str | Path, out_path: str | Path, *, opset: int = DE
         raise SoundsceneError(f"unsupported ONNX opset {opset}; use one of {', '.join(map(str, OPSETS))}")
     if stft not in STFT_METHODS:
         raise SoundsceneError(f"unknown STFT method '{stft}'; use one of {', '.join(STFT_METHODS)}")
-    bundle = load_model_file(model_path)
+    bundle = model_path if isinstance(model_path, ModelBundle) else load_model_file(model_path)
+    model_path = bundle.path or model_path
     check_exportable(bundle.config, source=str(model_path))
     clips = _prepare_clips(verify_with)
     targets = _prepare_labels(labels, clips, bundle.classes)
@@ -221,15 +222,15 @@ def torch_probabilities(bundle, clips: Sequence[np.ndarray]) -> np.ndarray:
     return scorer.score_clips([np.asarray(c, dtype=np.float32).reshape(1, -1) for c in clips])
 
 
-def verification_clips(classifier, inputs: Sequence[str | Path] = ()) -> tuple[list[np.ndarray],
+def verification_clips(bundle: ModelBundle, inputs: Sequence[str | Path] = ()) -> tuple[list[np.ndarray],
                                                                                  list[str] | None]:
     """Mono clips at the model's rate to verify an export on, and their labels when every file sits in a
     folder named after a class.  From ``inputs`` (files and folders), or without them four synthetic clips:
     tones over noise, something for every band of the front end."""
     if not inputs:
         rng = np.random.default_rng(0)
-        n = classifier.config.audio.clip_samples
-        t = np.arange(n) / classifier.sample_rate
+        n = bundle.config.audio.clip_samples
+        t = np.arange(n) / bundle.config.audio.sample_rate
         return [(0.3 * np.sin(2 * np.pi * (110 * 2 ** k) * t) + 0.05 * rng.standard_normal(n)).astype(np.float32)
                 for k in range(4)], None
     found = expand_inputs(inputs)
@@ -237,9 +238,9 @@ def verification_clips(classifier, inputs: Sequence[str | Path] = ()) -> tuple[l
         if item.problem:
             raise SoundsceneError(item.problem)
     files = [item.path for item in found]
-    clips = [load_audio(f, sample_rate=classifier.sample_rate, channels=1,
-                        min_seconds=classifier.config.audio.min_seconds)[0] for f in files]
-    labels = [f.parent.name for f in files if f.parent.name in classifier.classes]
+    clips = [load_audio(f, sample_rate=bundle.config.audio.sample_rate, channels=1,
+                        min_seconds=bundle.config.audio.min_seconds)[0] for f in files]
+    labels = [f.parent.name for f in files if f.parent.name in bundle.classes]
     return clips, labels if len(labels) == len(clips) else None
 
 
