@@ -104,6 +104,8 @@ class Range:
         return f"{shown}{unit} is outside {self}"
 
 
+SILENCE_DBFS = Range(-200.0, 0.0, "dBFS")  # --silence-dbfs: a window quieter than this is silent (inference)
+
 # The range of every number in a Config ("section.key"); rules between keys are in the sections' validate().
 RANGES: dict[str, Range] = {
     "audio.sample_rate": Range(8000, 192000, "Hz"),

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..config import MAX_OVERLAP, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, Range
+from ..config import MAX_OVERLAP, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, SILENCE_DBFS, Range
 from ..errors import AudioError, ConfigError, ModelFileError
 from .audio import (LOW_LEVEL_DBFS, Input, as_channels_first, audio_info, check_length, check_sample_rate, check_samples,
                     read_blocks)
@@ -72,7 +72,7 @@ class SceneClassifier:
             raise ConfigError(f"--hop {problem} (from 1/{MAX_OVERLAP} of the window, at least "
                               f"{MIN_HOP_SECONDS * 1000:g} ms, to the window)")
         silence_dbfs = LOW_LEVEL_DBFS if silence_dbfs is None else silence_dbfs
-        problem = Range(-200.0, 0.0, "dBFS").refusal(silence_dbfs)
+        problem = SILENCE_DBFS.refusal(silence_dbfs)
         if problem:
             raise ConfigError(f"--silence-dbfs {problem}")
         self.silence_dbfs = float(silence_dbfs)  # windows quieter than this are silent, not classified

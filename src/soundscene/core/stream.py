@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..config import SILENCE_DBFS
 from ..errors import AudioError, SoundsceneError
 from .audio import StreamResampler, as_channels_first, check_sample_rate, level_dbfs
 from .records import Decision
@@ -53,8 +54,9 @@ class StreamClassifier:
         if not 0 <= self.min_dwell_seconds <= MAX_DWELL_SECONDS:  # also refuses nan
             raise SoundsceneError(f"--dwell {self.min_dwell_seconds:g} s is outside 0..{MAX_DWELL_SECONDS:g} s")
         self.silence_dbfs = classifier.silence_dbfs if silence_dbfs is None else float(silence_dbfs)
-        if not -200 <= self.silence_dbfs <= 0:  # also refuses nan
-            raise SoundsceneError(f"--silence-dbfs {self.silence_dbfs:g} is outside -200..0 dBFS")
+        problem = SILENCE_DBFS.refusal(self.silence_dbfs)
+        if problem:
+            raise SoundsceneError(f"--silence-dbfs {problem}")
         self._resampler = StreamResampler(self.input_rate, self.sample_rate, self.channels)
         self._framer = Framer(classifier.window_samples, classifier.hop_samples, model_channels)
         self._smoothed: np.ndarray | None = None

@@ -25,6 +25,7 @@ import numpy as np
 import scipy.signal
 import soundfile as sf
 
+from ..config import Range
 from ..errors import ConfigError
 
 DEFAULT_DIFFICULTY = 0.8  # the demo's setting: a CNN reaches about 85 %, not 100 %
@@ -69,16 +70,18 @@ def synthesize_scene(scene: str, *, sample_rate: int, seconds: float, seed: int,
     return mix.astype(np.float32)
 
 
-SYNTH_RANGES = {"clips_per_class": (1, 100_000, "--clips-per-class"), "seconds": (0.1, 600.0, "--seconds"),
-                "sample_rate": (8000, 192000, "--sample-rate"), "n_folds": (1, 100, "folds")}
+SYNTH_RANGES = {"clips_per_class": ("--clips-per-class", Range(1, 100_000)),
+                "seconds": ("--seconds", Range(0.1, 600.0, "s")),
+                "sample_rate": ("--sample-rate", Range(8000, 192000, "Hz")), "n_folds": ("folds", Range(1, 100))}
 
 
 def _check_ranges(**values) -> None:
     """Refuse, in one line naming the option and its range, a count, length or rate out of range (nan too)."""
     for name, value in values.items():
-        low, high, option = SYNTH_RANGES[name]
-        if isinstance(value, bool) or not low <= value <= high:
-            raise ConfigError(f"{option} {value} is outside {low:g}..{high:g}")
+        option, allowed = SYNTH_RANGES[name]
+        problem = allowed.refusal(value)
+        if problem:
+            raise ConfigError(f"{option} {problem}")
 
 
 def write_synthetic_dataset(root: str | Path, *, clips_per_class: int = 30, seconds: float = 5.0,
