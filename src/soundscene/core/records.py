@@ -43,6 +43,8 @@ UNITS: dict[str, tuple[dict, int | None]] = {
     "boolean": ({"type": "boolean"}, None),
     "integer": ({"type": "integer"}, None),
     "object": ({"type": "object"}, None),
+    "decibels": ({"type": "object", "additionalProperties": {"type": ["number", "null"]},
+                  "description": "third-octave band (nominal centre in Hz) -> Leq in dB"}, 1),
 }
 
 
@@ -64,9 +66,13 @@ _TIMELINE = (
 )
 _SILENT = Field("silent", "boolean", "below the silence threshold (measured around the mean, so a DC offset is "
                 "silence too): no scene is reported")
+_LEVELS = Field("levels", "record:levels", "sound levels measured on the audio as recorded (see the levels record); "
+                "absent when not measured", required=False, nullable=True)
 _SENSOR = (
     Field("sensor_id", "text", "the sensor's id (one MQTT topic level)"),
-    Field("seq", "integer", "the sensor's message number, from 1 since it started"),
+    Field("boot", "text", "the sensor's per-boot id (32 hex digits); with seq, what identifies a message",
+          required=False),
+    Field("seq", "integer", "the sensor's message number, from 1 since it started (one count for all its topics)"),
     Field("timestamp", "text", "when the decision was made: ISO 8601 UTC with milliseconds and Z"),
     Field("window_seconds", "seconds", "the analysis window"),
     Field("hop_seconds", "seconds", "the hop between decisions"),
@@ -79,7 +85,23 @@ _DECISION = (
     Field("changed", "boolean", "the reported scene changed at this decision (the first one counts)"),
     Field("previous", "text", "the scene reported before a change, null otherwise", nullable=True),
     Field("level_dbfs", "decibel", "RMS level of the window in dB relative to full scale", nullable=True),
+    _LEVELS,
     _SILENT,
+)
+_DB = "dB (SPL re 20 uPa when calibrated, else relative to full scale); null where there was no sound"
+_LEVEL_FIELDS = (
+    Field("calibrated", "boolean", "true: levels are dB SPL (the sensor's --calibration-db); false: dB re full "
+          "scale, not sound pressure levels"),
+    Field("reference", "text", '"dB SPL" or "dBFS": what the levels are relative to'),
+    Field("LAeq", "decibel", f"A-weighted equivalent level, {_DB}", nullable=True),
+    Field("LAFmax", "decibel", f"maximum A-weighted, F time-weighted level, {_DB}", nullable=True),
+    Field("LAFmin", "decibel", f"minimum A-weighted, F time-weighted level, {_DB}", nullable=True),
+    Field("LA10", "decibel", f"A-weighted F level exceeded 10 % of the time, {_DB}", nullable=True),
+    Field("LA50", "decibel", f"A-weighted F level exceeded 50 % of the time, {_DB}", nullable=True),
+    Field("LA90", "decibel", f"A-weighted F level exceeded 90 % of the time, {_DB}", nullable=True),
+    Field("LCeq", "decibel", f"C-weighted equivalent level, {_DB}", nullable=True),
+    Field("bands", "decibels", "third-octave band Leq from 25 Hz to the highest band below the input's Nyquist "
+          "frequency: nominal centre in Hz -> dB"),
 )
 
 FIELDS: dict[str, tuple[Field, ...]] = {
@@ -87,6 +109,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
                Field("end", "seconds", "end of the window"), *_TIMELINE,
                Field("level_dbfs", "decibel", "RMS level of the window in dB relative to full scale",
                      nullable=True),
+               _LEVELS,
                _SILENT),
     "segment": (Field("start", "seconds", "start of the run of one scene (or of silence)"),
                 Field("end", "seconds", "end of the run (segments cover the recording without gaps)"),
@@ -100,6 +123,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("level_dbfs", "decibel", "RMS level of the recording in dB relative to full scale", required=False,
               nullable=True),
         Field("duration_seconds", "seconds", "the recording's length", required=False),
+        _LEVELS,
         Field("warning", "text", "why the result may be unreliable (near-silent input), or null", required=False,
               nullable=True),
         Field("windows", "list:window", "one per analysis window", required=False),
@@ -110,6 +134,14 @@ FIELDS: dict[str, tuple[Field, ...]] = {
               Field("error", "text", "why, in one line")),
     "decision": _DECISION,
     "sensor_message": (*_SENSOR, *_DECISION),
+    "levels": _LEVEL_FIELDS,
+    "levels_message": (
+        _SENSOR[0], _SENSOR[1], _SENSOR[2], _SENSOR[3],
+        Field("start", "text", "start of the interval: ISO 8601 UTC with milliseconds and Z"),
+        Field("end", "text", "end of the interval: ISO 8601 UTC with milliseconds and Z"),
+        Field("levels", "record:levels", "the levels over the interval"),
+        Field("soundscene_version", "text", "the sensor's soundscene version"),
+    ),
 }
 
 
@@ -121,7 +153,12 @@ def _value(unit: str, value: Any, nullable: bool, where: str) -> Any:
     if unit.startswith("list:"):
         kind = unit[5:]
         return [v if isinstance(v, dict) else v.to_record() for v in value] if kind else list(value)
+    if unit.startswith("record:"):
+        return value if isinstance(value, dict) else value.to_record()
     _, digits = UNITS[unit]
+    if unit == "decibels":
+        return {str(k): None if v is None else _number(v, 1, f"{where}[{k}]", nullable=True)
+                for k, v in value.items()}
     if unit == "probabilities":
         return {str(k): None if v is None else _number(v, 4, f"{where}[{k}]", nullable=True)
                 for k, v in value.items()}
@@ -182,6 +219,9 @@ def json_schema() -> dict[str, Any]:
         for f in fields:
             if f.unit.startswith("list:"):
                 schema: dict[str, Any] = {"type": "array", "items": {"$ref": f"#/$defs/{f.unit[5:]}"}}
+            elif f.unit.startswith("record:"):
+                ref = {"$ref": f"#/$defs/{f.unit[7:]}"}
+                schema = {"anyOf": [ref, {"type": "null"}]} if f.nullable else ref
             else:
                 schema = dict(UNITS[f.unit][0])
                 if f.nullable:
@@ -328,19 +368,26 @@ class Window:
     end: float
     probabilities: np.ndarray | None
     level_dbfs: float | None = None
+    levels: Any = None  # core.levels.Levels, when measured
 
     @property
     def silent(self) -> bool:
         return self.probabilities is None
 
     def to_record(self, classes: Sequence[str]) -> dict[str, Any]:
+        extra = _levels(self.levels)
         if self.silent:
             return make("window", start=self.start, end=self.end, label=None, confidence=None, probabilities=None,
-                        level_dbfs=self.level_dbfs, silent=True)
+                        level_dbfs=self.level_dbfs, silent=True, **extra)
         top = int(np.argmax(self.probabilities))
         return make("window", start=self.start, end=self.end, label=classes[top],
                     confidence=self.probabilities[top], probabilities=named(classes, self.probabilities),
-                    level_dbfs=self.level_dbfs, silent=False)
+                    level_dbfs=self.level_dbfs, silent=False, **extra)
+
+
+def _levels(levels: Any) -> dict[str, Any]:
+    """``{"levels": record}`` when levels were measured, else nothing (the field is optional)."""
+    return {} if levels is None else {"levels": levels.to_record()}
 
 
 @dataclass
@@ -375,6 +422,7 @@ class Prediction:
     error: str | None = None
     overview: np.ndarray | None = None  # (rows, columns) coarse spectrogram for plots, when asked for
     silence_dbfs: float = LOW_LEVEL_DBFS  # the threshold its windows were held against
+    levels: Any = None  # core.levels.Levels of the whole recording, when measured
 
     @property
     def label(self) -> str | None:
@@ -410,7 +458,7 @@ class Prediction:
         probabilities = None if self.probabilities is None else named(self.classes, self.probabilities)
         return make("prediction", path=self.path, label=self.label, confidence=self.confidence,
                     probabilities=probabilities, level_dbfs=self.level_dbfs,
-                    duration_seconds=self.duration_seconds, warning=self.warning,
+                    duration_seconds=self.duration_seconds, **_levels(self.levels), warning=self.warning,
                     windows=[w.to_record(self.classes) for w in self.windows],
                     segments=[s.to_record() for s in self.segments()])
 
@@ -435,13 +483,14 @@ class Decision:
     previous: str | None
     level_dbfs: float
     silent: bool = False
+    levels: Any = None  # core.levels.Levels of the window, when measured
 
     def to_record(self, classes: Sequence[str]) -> dict[str, Any]:
         """The ``decision`` record; its probabilities are the smoothed ones that chose the label."""
         smoothed = None if self.smoothed is None else named(classes, self.smoothed)
         return make("decision", time=self.time, label=self.label, confidence=self.confidence,
                     probabilities=smoothed, changed=self.changed, previous=self.previous,
-                    level_dbfs=self.level_dbfs, silent=self.silent)
+                    level_dbfs=self.level_dbfs, **_levels(self.levels), silent=self.silent)
 
 
 def merge_segments(windows: Sequence[Window], classes: Sequence[str], duration: float) -> list[Segment]:

@@ -58,6 +58,7 @@ class StreamClassifier:
         if problem:
             raise SoundsceneError(f"--silence-dbfs {problem}")
         self._resampler = StreamResampler(self.input_rate, self.sample_rate, self.channels)
+        self.meter = classifier.level_meter(self.input_rate)  # levels of the audio as heard, before resampling
         self._framer = Framer(classifier.window_samples, classifier.hop_samples, model_channels)
         self._smoothed: np.ndarray | None = None
         self._label: str | None = None
@@ -76,10 +77,14 @@ class StreamClassifier:
             raise AudioError(f"block has {block.shape[0]} channels; the stream was opened with {self.channels}")
         if not np.isfinite(block).all():
             raise AudioError("block contains NaN or infinite samples")
+        if self.meter is not None:
+            self.meter.push(block.mean(axis=0))
         return self._frames(self._resampler.push(block))
 
     def finish(self) -> list[Decision]:
         """End of input: flush what the resampler still holds; returns the decisions that completes."""
+        if self.meter is not None:
+            self.meter.finish()
         rest = self._resampler.finish()
         return self._frames(rest) if rest.shape[-1] else []
 
@@ -88,8 +93,13 @@ class StreamClassifier:
         if not windows:
             return []
         scores = self.scorer.score_heard([w for _, w in windows], silence_dbfs=self.silence_dbfs)
-        return [self._silent(start, level_dbfs(w)) if probs is None else self._decide(start, level_dbfs(w), probs)
-                for (start, w), probs in zip(windows, scores)]
+        decisions = [self._silent(start, level_dbfs(w)) if probs is None else self._decide(start, level_dbfs(w), probs)
+                     for (start, w), probs in zip(windows, scores)]
+        if self.meter is not None:
+            for (start, _), decision in zip(windows, decisions):
+                decision.levels = self.meter.levels_between(start / self.sample_rate,
+                                                            (start + self.window_samples) / self.sample_rate)
+        return decisions
 
     def _silent(self, start: int, level: float) -> Decision:
         """A silent hop: no scene, and a scene that was gaining on the reported one must start again (silence
