@@ -380,6 +380,16 @@ class AudioReader:
     def close(self) -> None:
         self._file.close()
 
+    def seek(self, frame: int) -> None:
+        """Go to ``frame`` (from the start), so that reading goes on from there (a span of a long file)."""
+        try:
+            with quiet_decoder():
+                self._file.seek(int(frame))
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            raise AudioError(f"{self.info.path}: cannot seek to frame {frame} ({_short(exc)}); the file is "
+                             "damaged") from None
+        self.frames_read = int(frame)
+
     def read(self, frames: int) -> np.ndarray:
         """Up to ``frames`` more frames, ``(channels, n)``; n == 0 at the end."""
         try:
@@ -403,11 +413,13 @@ class AudioReader:
                              f"{self.frames_read} could be read")
 
 
-def read_blocks(info: AudioInfo, *, block_seconds: float | None = None) -> Iterator[np.ndarray]:
-    """A file's decoded ``(channels, n)`` float32 blocks of ``block_seconds`` (default BLOCK_SECONDS), with the
-    reader's checks."""
+def read_blocks(info: AudioInfo, *, block_seconds: float | None = None, start: int = 0) -> Iterator[np.ndarray]:
+    """A file's decoded ``(channels, n)`` float32 blocks of ``block_seconds`` (default BLOCK_SECONDS), from frame
+    ``start`` to the end, with the reader's checks."""
     block_seconds = BLOCK_SECONDS if block_seconds is None else block_seconds
     with AudioReader(info.path) as reader:
+        if start:
+            reader.seek(start)
         yield from reader.blocks(max(1, int(block_seconds * info.sample_rate)))
 
 

@@ -21,6 +21,7 @@ stream classifier (:mod:`.stream`).
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -28,15 +29,18 @@ import numpy as np
 import torch
 
 from .._version import __version__
-from ..config import MAX_OVERLAP, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, SILENCE_DBFS, Range
+from ..config import CALIBRATION_DB, MAX_OVERLAP, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, SILENCE_DBFS, Range
 from ..errors import AudioError, ConfigError, ModelFileError
 from .audio import (LOW_LEVEL_DBFS, Input, as_channels_first, audio_info, check_length, check_sample_rate, check_samples,
                     read_blocks)
+from .levels import LevelMeter
 from .modelfile import load_model_file
 from .records import Decision, Prediction, Segment, Window  # noqa: F401 (the results' types, importable here)
 from .scorer import WindowScorer
 from .stream import StreamClassifier
-from .timeline import TimelineBuilder
+from .timeline import TimelineBuilder, span_bounds
+
+SPAN_PREROLL_SECONDS = 0.25  # decoded before a span's first window, so the resampler has settled there
 
 __all__ = ["SceneClassifier", "StreamClassifier", "Prediction", "Decision", "Window", "Segment"]
 
@@ -53,7 +57,8 @@ class SceneClassifier:
     """
 
     def __init__(self, bundle, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
-                 hop_seconds: float | None = None, silence_dbfs: float | None = None):
+                 hop_seconds: float | None = None, silence_dbfs: float | None = None,
+                 calibration_db: float | None = None, levels: bool = True):
         self.config = bundle.config
         self.classes = list(bundle.classes)
         self.metadata = bundle.metadata
@@ -76,13 +81,28 @@ class SceneClassifier:
         if problem:
             raise ConfigError(f"--silence-dbfs {problem}")
         self.silence_dbfs = float(silence_dbfs)  # windows quieter than this are silent, not classified
+        problem = None if calibration_db is None else CALIBRATION_DB.refusal(calibration_db)
+        if problem:
+            raise ConfigError(f"--calibration-db {problem} (the dB SPL of a full-scale RMS at the microphone)")
+        self.calibration_db = None if calibration_db is None else float(calibration_db)
+        self.measure_levels = bool(levels)  # LAeq, percentiles and bands on every window and recording
+
+    def level_meter(self, input_rate: int, *, keep_seconds: float | None = None) -> LevelMeter | None:
+        """A :class:`~soundscene.core.levels.LevelMeter` for audio at ``input_rate`` with this classifier's
+        calibration (None when levels are off); it remembers a window and a few hops of the past."""
+        if not self.measure_levels:
+            return None
+        keep = self.window_seconds + 4 * self.hop_seconds + 2.0 if keep_seconds is None else keep_seconds
+        return LevelMeter(input_rate, calibration_db=self.calibration_db, keep_seconds=keep)
 
     @classmethod
     def from_file(cls, path: str | Path, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
-                  hop_seconds: float | None = None, silence_dbfs: float | None = None) -> "SceneClassifier":
-        """Load a model file or a run folder (see :mod:`soundscene.core.modelfile`)."""
+                  hop_seconds: float | None = None, silence_dbfs: float | None = None,
+                  calibration_db: float | None = None, levels: bool = True) -> "SceneClassifier":
+        """Load a model file or a run folder (see :mod:`soundscene.core.modelfile`).  calibration_db: the dB SPL
+        of a full-scale RMS at the microphone (None: levels in dBFS); levels=False skips the level meter."""
         return cls(load_model_file(path), device=device, window_seconds=window_seconds, hop_seconds=hop_seconds,
-                   silence_dbfs=silence_dbfs)
+                   silence_dbfs=silence_dbfs, calibration_db=calibration_db, levels=levels)
 
     @property
     def sample_rate(self) -> int:
@@ -201,10 +221,45 @@ class SceneClassifier:
         if channels > 1 and channels_in != channels:
             raise AudioError(f"{name}: has {channels_in} channels but the model expects {channels}")
         builder = TimelineBuilder(self.scorer, self.classes, window=self.window_samples, hop=self.hop_samples,
-                                  input_rate=rate, name=name, overview=overview, silence_dbfs=self.silence_dbfs)
+                                  input_rate=rate, name=name, overview=overview, silence_dbfs=self.silence_dbfs,
+                                  meter=self.level_meter(rate))
         for block in blocks:
             builder.push(block)
         return builder.finish(frames / rate)
+
+    def classify_span(self, path: str | Path, *, first: int, stop: int | None, name: str | None = None) -> "Span":
+        """The windows of one span of a file: those starting at samples ``first`` (a multiple of the hop, at
+        the model's rate) up to ``stop`` (exclusive; None: to the end, the end-aligned window included).
+
+        The span is decoded from a little before ``first`` (:data:`SPAN_PREROLL_SECONDS`, on the resampler's
+        grid: :func:`~soundscene.core.timeline.span_bounds`) to its last window's end, through the same
+        timeline as :meth:`classify_file`, so the windows of consecutive spans together are the file's (to
+        float rounding, < 1e-6).  The span also measures its own part of the input (frames ``first`` to
+        ``stop`` at the input's rate) for the file's level.  AudioError (one line) if it cannot be read."""
+        path = Path(path)
+        shown = str(path) if name is None else name
+        info = audio_info(path)
+        check_length(info, min_seconds=self.config.audio.min_seconds)
+        rate, input_rate = self.sample_rate, info.sample_rate
+        origin, frame = span_bounds(first, input_rate=input_rate, rate=rate,
+                                    preroll=int(SPAN_PREROLL_SECONDS * rate))
+        span = Span(own_from=first * input_rate // rate,
+                    own_to=info.frames if stop is None else min(info.frames, stop * input_rate // rate))
+        channels = self.config.audio.channels
+        if channels > 1 and info.channels != channels:
+            raise AudioError(f"{shown}: has {info.channels} channels but the model expects {channels}")
+        builder = TimelineBuilder(self.scorer, self.classes, window=self.window_samples, hop=self.hop_samples,
+                                  input_rate=input_rate, name=shown, silence_dbfs=self.silence_dbfs,
+                                  origin=origin, first=first, stop=stop)
+        at = frame
+        for block in read_blocks(info, start=frame):
+            span.measure(block, at)
+            at += block.shape[-1]
+            builder.push(block)
+            if builder.span_done:
+                break
+        span.windows = builder.finish_span(info.frames / input_rate if stop is None else None)
+        return span
 
     def stream(self, *, input_rate: int | None = None, channels: int = 1, smoothing: float = 0.5,
                min_dwell_seconds: float | None = None) -> StreamClassifier:
@@ -212,6 +267,27 @@ class SceneClassifier:
         return StreamClassifier(self, input_rate=input_rate or self.sample_rate, channels=channels,
                                 smoothing=smoothing, min_dwell_seconds=min_dwell_seconds,
                                 silence_dbfs=self.silence_dbfs)
+
+
+@dataclass
+class Span:
+    """What :meth:`SceneClassifier.classify_span` returns: the span's windows, and the energy, sample count and
+    peak of its own input frames ``own_from`` .. ``own_to`` (the spans of a file share these out without
+    overlap, so their sums are the file's, for its level)."""
+
+    own_from: int
+    own_to: int
+    windows: list[Window] = field(default_factory=list)
+    energy: float = 0.0
+    count: int = 0
+    peak: float = 0.0
+
+    def measure(self, block: np.ndarray, at: int) -> None:
+        """Add the part of ``block`` (input frames from ``at``) that is this span's own."""
+        part = block[:, max(0, self.own_from - at):max(0, self.own_to - at)]
+        self.energy += float(np.square(part, dtype=np.float64).sum())
+        self.count += part.size
+        self.peak = max(self.peak, float(np.abs(part).max(initial=0.0)))
 
 
 def _seconds_below(seconds: float, limit: float) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import AudioError
 from .audio import LOW_LEVEL_DBFS, StreamResampler, fix_length, level_dbfs
+from .levels import LevelMeter, Levels
 from .records import Prediction, Window
 from .scorer import WindowScorer
 
@@ -39,21 +40,32 @@ WINDOW_BATCH = 4  # windows per network call (peak memory ~300 MB over the impor
 
 
 class Framer:
-    """Cuts a stream of ``(channels, n)`` blocks into windows every hop: yields (start sample, window)."""
+    """Cuts a stream of ``(channels, n)`` blocks into windows every hop: yields (start sample, window).
 
-    def __init__(self, window: int, hop: int, channels: int):
+    A span of a longer stream (see :func:`span_bounds`): ``origin`` is the stream position of the first sample
+    pushed, ``first`` the first window's start (default ``origin``; samples before it are only read), ``stop``
+    the start at which no more windows are cut (default: none).  Positions are the whole stream's."""
+
+    def __init__(self, window: int, hop: int, channels: int, *, origin: int = 0, first: int | None = None,
+                 stop: int | None = None):
         self.window, self.hop = window, hop
         self.buffer = np.zeros((channels, 0), np.float32)
-        self.buffer_start = 0  # stream position of buffer[:, 0]
-        self.next_start = 0
-        self.consumed = 0
+        self.buffer_start = origin  # stream position of buffer[:, 0]
+        self.next_start = origin if first is None else first
+        self.consumed = origin
+        self.stop = stop
         self.emitted = 0
         self.last_start = -1
+
+    @property
+    def done(self) -> bool:
+        """Every window before ``stop`` has been cut."""
+        return self.stop is not None and self.next_start >= self.stop
 
     def push(self, block: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
         self.buffer = np.concatenate([self.buffer, block.astype(np.float32, copy=False)], axis=1)
         self.consumed += block.shape[-1]
-        while self.next_start + self.window <= self.consumed:
+        while self.next_start + self.window <= self.consumed and not self.done:
             a = self.next_start - self.buffer_start
             yield self.next_start, self.buffer[:, a:a + self.window].copy()
             self.last_start = self.next_start
@@ -69,20 +81,24 @@ class TimelineBuilder:
     """One recording's windows, classified as its decoded blocks arrive (see the module docstring).
 
     push(block) takes ``(input_channels, n)`` float32 at ``input_rate``; finish(duration) returns the
-    :class:`Prediction` (AudioError for digital silence).
+    :class:`Prediction` (AudioError for digital silence).  A span of a recording (``origin``, ``first``,
+    ``stop``: see :class:`Framer` and :func:`span_bounds`) is pushed from its aligned origin and closed with
+    :meth:`finish_span`, which returns its windows: the spans' windows together are the recording's.
     """
 
     def __init__(self, scorer: WindowScorer, classes: Sequence[str], *, window: int, hop: int, input_rate: int,
-                 name: str, overview: bool = False, silence_dbfs: float = LOW_LEVEL_DBFS):
+                 name: str, overview: bool = False, silence_dbfs: float = LOW_LEVEL_DBFS, origin: int = 0,
+                 first: int | None = None, stop: int | None = None, meter: LevelMeter | None = None):
         self.scorer, self.classes, self.name = scorer, list(classes), name
         self.silence_dbfs = silence_dbfs
         self.window, self.rate = window, scorer.config.audio.sample_rate
         self.windows: list[Window] = []
         self.coarse: list | None = [] if overview else None
-        self._framer = Framer(window, hop, scorer.channels)
+        self._framer = Framer(window, hop, scorer.channels, origin=origin, first=first, stop=stop)
         self._resampler: StreamResampler | None = None
         self._input_rate = input_rate
-        self._pending: list[tuple[int, np.ndarray]] = []
+        self._meter = meter  # measures levels on the input as recorded (mixed to mono), when given
+        self._pending: list[tuple[int, np.ndarray, Levels | None]] = []
         self._tail = np.zeros((scorer.channels, 0), np.float32)
         self._energy, self._count, self._peak = 0.0, 0, 0.0
 
@@ -90,27 +106,47 @@ class TimelineBuilder:
         if self._resampler is None:
             self._resampler = StreamResampler(self._input_rate, self.rate, block.shape[0])
         self._measure(block)
+        if self._meter is not None:
+            self._meter.push(block.mean(axis=0))
         self._frame(self._resampler.push(block))
 
+    @property
+    def span_done(self) -> bool:
+        """A span with a ``stop`` has cut all its windows: nothing more need be pushed."""
+        return self._framer.done
+
+    def finish_span(self, duration: float | None) -> list[Window]:
+        """Score what is pending and return the windows.  ``duration`` (seconds) when the span reaches the end
+        of the recording: the resampler is flushed and the end's windows added as :meth:`finish` does; None for
+        a span that stops before the end (the resampler is not flushed: the next span reads on)."""
+        if duration is not None:
+            if self._meter is not None:
+                self._meter.finish()
+            if self._resampler is not None:
+                self._frame(self._resampler.finish())
+            framer, window = self._framer, self.window
+            if framer.emitted == 0:  # shorter than one window: one window, padded as training clips are
+                audio = self.scorer.config.audio
+                self._pending.append((0, fix_length(self._tail, length=window, pad_mode=audio.pad_mode),
+                                      self._levels(0)))
+            elif framer.last_start + window < framer.consumed:  # the hops stop short of the end: one, end-aligned
+                self._pending.append((framer.consumed - window, self._tail, self._levels(framer.consumed - window)))
+        self._flush()
+        if duration is not None and self.windows:  # a short recording's padded window ends with it
+            self.windows[-1].end = min(self.windows[-1].end, duration)
+        return self.windows
+
     def finish(self, duration: float) -> Prediction:
-        if self._resampler is not None:
-            self._frame(self._resampler.finish())
         if self._peak == 0.0:
             raise AudioError(f"{self.name}: is digital silence (every sample is 0)")
-        framer, window = self._framer, self.window
-        if framer.emitted == 0:  # shorter than one window: one window, padded as training clips are
-            audio = self.scorer.config.audio
-            self._pending.append((0, fix_length(self._tail, length=window, pad_mode=audio.pad_mode)))
-        elif framer.last_start + window < framer.consumed:  # the hops stop short of the end: one more, end-aligned
-            self._pending.append((framer.consumed - window, self._tail))
-        self._flush()
-        self.windows[-1].end = min(self.windows[-1].end, duration)  # a short recording's padded window ends with it
+        self.finish_span(duration)
         heard = [w.probabilities for w in self.windows if not w.silent]
         probs = np.mean(heard, axis=0) if heard else None
         level = 10 * math.log10(self._energy / self._count) if self._energy > 0 else float("-inf")
-        overview = stitch(self.coarse, self.windows, duration, window / self.rate) if self.coarse else None
+        overview = stitch(self.coarse, self.windows, duration, self.window / self.rate) if self.coarse else None
         return Prediction(self.name, self.classes, probs, self.windows, duration, level, overview=overview,
-                          silence_dbfs=self.silence_dbfs)
+                          silence_dbfs=self.silence_dbfs,
+                          levels=None if self._meter is None else self._meter.total())
 
     def _measure(self, block: np.ndarray) -> None:
         """The level is measured on the input as recorded (its rate and channels)."""
@@ -124,7 +160,7 @@ class TimelineBuilder:
         mixed = self.scorer.mix(block)
         self._tail = np.concatenate([self._tail, mixed[:, -self.window:]], axis=1)[:, -self.window:]
         for start, w in self._framer.push(mixed):
-            self._pending.append((start, w))
+            self._pending.append((start, w, self._levels(start)))
             if len(self._pending) >= WINDOW_BATCH:
                 self._flush()
 
@@ -136,11 +172,35 @@ class TimelineBuilder:
         grow with the recording's length."""
         if not self._pending:
             return
-        scores = self.scorer.score_heard([w for _, w in self._pending], silence_dbfs=self.silence_dbfs,
+        scores = self.scorer.score_heard([w for _, w, _ in self._pending], silence_dbfs=self.silence_dbfs,
                                          overview=self.coarse)
-        for (start, w), probs in zip(self._pending, scores):
-            self.windows.append(Window(start / self.rate, (start + self.window) / self.rate, probs, level_dbfs(w)))
+        for (start, w, levels), probs in zip(self._pending, scores):
+            self.windows.append(Window(start / self.rate, (start + self.window) / self.rate, probs, level_dbfs(w),
+                                       levels))
         self._pending.clear()
+
+    def _levels(self, start: int) -> Levels | None:
+        """The levels of the window starting at ``start`` (model-rate samples), measured at the input's rate."""
+        if self._meter is None:
+            return None
+        return self._meter.levels_between(start / self.rate, (start + self.window) / self.rate)
+
+
+def span_bounds(first: int, *, input_rate: int, rate: int, preroll: int) -> tuple[int, int]:
+    """Where to start decoding a span whose first window starts at sample ``first`` (at the model's ``rate``):
+    ``(origin, input frame)``.  The origin is at least ``preroll`` samples before ``first`` (or 0) and on the
+    resampler's grid (``origin * input_rate / rate`` is a whole input frame), so a resampler started there
+    gives the whole recording's samples from ``first`` on, to float rounding (~3e-7 after 256 samples)."""
+    common = math.gcd(int(input_rate), int(rate))
+    out_step, in_step = int(rate) // common, int(input_rate) // common
+    origin = max(0, first - preroll) // out_step * out_step
+    return origin, origin // out_step * in_step
+
+
+def resampled_length(frames: int, *, input_rate: int, rate: int) -> int:
+    """How many samples at ``rate`` the streaming resampler makes of ``frames`` at ``input_rate`` (rounded half
+    up, as soxr does)."""
+    return (2 * int(frames) * int(rate) + int(input_rate)) // (2 * int(input_rate))
 
 
 def stitch(columns: list[np.ndarray], windows: list[Window], duration: float, window_seconds: float) -> np.ndarray:
