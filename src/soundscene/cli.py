@@ -100,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_training_commands(sub)
     _add_model_commands(sub)
     _add_application_commands(sub)
+    _add_calibrate_command(sub)
     return p
 
 
@@ -177,6 +178,7 @@ def _add_model_commands(sub) -> None:
                     help="table (default), csv, json (an array) or jsonl (a line per file); each file's result is "
                          "written as soon as it is done")
     _add_window_options(pr)
+    _add_level_options(pr)
     pr.add_argument("--plot", type=Path, metavar="DIR", help="write each file's scene timeline as a PNG into DIR")
     pr.set_defaults(handler=_cmd_predict)
 
@@ -208,6 +210,10 @@ def _add_application_commands(sub) -> None:
     li.add_argument("--sample-format", default="s16le", choices=("s16le", "s24le", "s32le", "f32le"))
     li.add_argument("--device", help="input device name or number (microphone)")
     _add_window_options(li)
+    _add_level_options(li)
+    li.add_argument("--level-interval", type=float, default=60.0, metavar="SECONDS",
+                    help="with --mqtt, publish the levels over each interval this long on soundscene/<id>/levels "
+                         "(default 60)")
     li.add_argument("--smoothing", type=float, default=0.5,
                     help="weight of the newest window in the moving average (1 = none; default 0.5)")
     li.add_argument("--dwell", type=float, metavar="SECONDS",
@@ -222,6 +228,7 @@ def _add_application_commands(sub) -> None:
     se.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     se.add_argument("--port", type=int, default=8000)
     se.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MB (default 50)")
+    _add_level_options(se)
     se.set_defaults(handler=_cmd_serve)
 
     ex = sub.add_parser("export", help="write the model as an ONNX graph (waveform -> probabilities), verified")
@@ -260,6 +267,21 @@ def _add_application_commands(sub) -> None:
     el.add_argument("--dwell", type=float, metavar="SECONDS", help="scene-change hysteresis (default one window)")
     el.set_defaults(handler=_cmd_eq_live)
 
+
+
+def _add_level_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--calibration-db", type=float, metavar="DB",
+                   help="the dB SPL that a full-scale RMS produces at the microphone (from soundscene calibrate): "
+                        "levels in dB SPL; without it levels are dB re full scale, marked uncalibrated")
+
+
+def _add_calibrate_command(sub) -> None:
+    ca = sub.add_parser("calibrate", help="the --calibration-db of a microphone, from a recording of an acoustic "
+                                          "calibrator")
+    ca.add_argument("recording", type=Path, help="the calibrator's tone as recorded by the sensor (a few seconds)")
+    ca.add_argument("--reference-db", type=float, default=94.0, help="the calibrator's level in dB SPL (default 94)")
+    ca.add_argument("--frequency", type=float, default=1000.0, help="the calibrator's frequency in Hz (default 1000)")
+    ca.set_defaults(handler=_cmd_calibrate)
 
 
 def _add_window_options(p: argparse.ArgumentParser) -> None:
@@ -525,7 +547,7 @@ def _cmd_predict(args) -> int:
     if any(str(item) == "" for item in args.inputs):
         raise SoundsceneError('an input path is empty (""): name the files or folders to classify')
     classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop,
-                                           silence_dbfs=args.silence_dbfs)
+                                           silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db)
     inputs = expand_inputs(args.inputs)
     width = max([len(records.printable(i.name)) for i in inputs if i.path] or [0])
     writer = records.RecordWriter(sys.stdout, args.format, classifier.classes, width=width)
@@ -568,10 +590,11 @@ def _cmd_listen(args) -> int:
     from .core.inference import SceneClassifier
 
     classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop,
-                                           silence_dbfs=args.silence_dbfs)
+                                           silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db)
     blocks = live_source(stdin=args.stdin, rate=args.rate, channels=args.channels, sample_format=args.sample_format,
                          device=args.device)
     callbacks = [] if args.quiet else [print_json_line]
+    level_callbacks = []
     publisher = None
     if args.mqtt:
         from .apps.mqtt import SensorPublisher, parse_broker
@@ -585,9 +608,11 @@ def _cmd_listen(args) -> int:
                                            "version": classifier.metadata.get("soundscene_version"),
                                            "classes": classifier.classes})
         callbacks.append(publisher.publish)
+        level_callbacks.append(publisher.publish_levels)
     try:
         made = listen(classifier, blocks, input_rate=args.rate, channels=args.channels, on_decision=callbacks,
-                      smoothing=args.smoothing, min_dwell_seconds=args.dwell)
+                      smoothing=args.smoothing, min_dwell_seconds=args.dwell, on_levels=level_callbacks,
+                      level_interval=args.level_interval)
     finally:
         if publisher is not None:
             publisher.close()
@@ -600,7 +625,18 @@ def _cmd_listen(args) -> int:
 def _cmd_serve(args) -> int:
     from .apps.serve import run_server
 
-    run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb)
+    run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
+               calibration_db=args.calibration_db)
+    return 0
+
+
+def _cmd_calibrate(args) -> int:
+    from .core.levels import calibrate_file
+
+    offset = calibrate_file(args.recording, reference_db=args.reference_db, frequency=args.frequency)
+    print(f"{offset:.1f}")
+    print(f"calibration: {_shown(args.recording)} reads {args.reference_db:g} dB SPL with --calibration-db "
+          f"{offset:.1f}", file=sys.stderr)
     return 0
 
 

@@ -25,12 +25,14 @@ from typing import BinaryIO, Callable, Iterable, Iterator
 import numpy as np
 
 from ..core.inference import SceneClassifier, StreamClassifier
+from ..config import LEVEL_INTERVAL
 from ..core.records import dumps
 from ..errors import AudioError, SoundsceneError
 
 SAMPLE_FORMATS = {"s16le": ("<i2", 2, 32768.0), "s24le": (None, 3, 8388608.0), "s32le": ("<i4", 4, 2147483648.0),
                   "f32le": ("<f4", 4, 1.0)}
 LIVE_BLOCK_SECONDS = 0.1  # live input is read in blocks this long
+DEFAULT_LEVEL_INTERVAL = 60.0  # seconds of audio per levels message (listen --level-interval)
 
 
 def pcm_blocks(stream: BinaryIO, *, rate: int, channels: int, sample_format: str = "s16le",
@@ -136,15 +138,30 @@ def speaker(*, device: str | int | None = None):
 
 def listen(classifier: SceneClassifier, blocks: Iterable[np.ndarray], *, input_rate: int, channels: int,
            on_decision: Iterable[Callable[[dict], None]] = (), smoothing: float = 0.5,
-           min_dwell_seconds: float | None = None) -> int:
-    """Run the stream classifier over ``blocks``; call each ``on_decision`` with every decision's record.
+           min_dwell_seconds: float | None = None, on_levels: Iterable[Callable[[dict, float], None]] = (),
+           level_interval: float = DEFAULT_LEVEL_INTERVAL) -> int:
+    """Run the stream classifier over ``blocks``; call each ``on_decision`` with every decision's record, and
+    every ``level_interval`` seconds of audio each ``on_levels`` with that interval's ``levels`` record and its
+    length in seconds (the rest at the end, too).
 
     Returns the number of decisions made.  The end of the blocks flushes what
     the resampler still holds.
     """
+    problem = LEVEL_INTERVAL.refusal(level_interval)
+    if problem:
+        raise SoundsceneError(f"--level-interval {problem}")
     stream: StreamClassifier = classifier.stream(input_rate=input_rate, channels=channels, smoothing=smoothing,
                                                  min_dwell_seconds=min_dwell_seconds)
+    on_levels = list(on_levels) if stream.meter is not None else []
     made = 0
+
+    def hand_on_levels(final: bool = False) -> None:
+        meter = stream.meter
+        if on_levels and (meter.interval_seconds >= level_interval - 1e-9 or (final and meter.interval_seconds)):
+            seconds = meter.interval_seconds
+            record = meter.take_interval().to_record()
+            for callback in on_levels:
+                callback(record, seconds)
 
     def hand_on(decisions) -> None:
         nonlocal made
@@ -157,7 +174,9 @@ def listen(classifier: SceneClassifier, blocks: Iterable[np.ndarray], *, input_r
     try:
         for block in blocks:
             hand_on(stream.push(block))
+            hand_on_levels()
         hand_on(stream.finish())
+        hand_on_levels(final=True)
     except AudioError as exc:
         raise SoundsceneError(f"live input: {exc}") from None
     return made

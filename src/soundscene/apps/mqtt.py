@@ -15,7 +15,13 @@ Topics (``<id>`` is the sensor id):
 * ``soundscene/<id>/event``: the same message again for each scene change, not retained;
 * ``soundscene/<id>/status``: ``online`` (retained) on every connect, ``offline`` (retained) on a clean
   :meth:`~SensorPublisher.close` and as the last will, which the broker publishes when the sensor dies or
-  loses its network (after 1.5 x ``keepalive`` seconds).
+  loses its network (after 1.5 x ``keepalive`` seconds);
+* ``soundscene/<id>/levels``: the sound levels over each interval (:meth:`~SensorPublisher.publish_levels`,
+  ``listen --level-interval``), not retained: a ``levels_message`` record (``start``, ``end``, ``levels``).
+
+Every message a publisher sends carries its ``boot`` (a random id made when it starts) and ``seq`` (one count
+over all its topics, from 1): (sensor_id, boot, seq) names a message once, which is what a receiver that
+must store each message once (the hub) keys on; a gap in ``seq`` is a lost message.
 
 The payload of ``scene`` and ``event`` is the project's ``sensor_message`` record, built by
 :func:`scene_payload` with :func:`soundscene.core.records.make`; its fields are those of
@@ -56,7 +62,7 @@ import re
 import threading
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Iterable, Mapping
 
 from .._version import __version__
@@ -127,7 +133,8 @@ def check_sensor_id(sensor_id: Any) -> str:
 def topics(sensor_id: str) -> dict[str, str]:
     """The sensor's topics: ``{"scene": ..., "event": ..., "status": ...}``."""
     base = f"{TOPIC_ROOT}/{check_sensor_id(sensor_id)}"
-    return {"scene": f"{base}/scene", "event": f"{base}/event", "status": f"{base}/status"}
+    return {"scene": f"{base}/scene", "event": f"{base}/event", "status": f"{base}/status",
+            "levels": f"{base}/levels"}
 
 
 def utc_timestamp(when: datetime | None = None) -> str:
@@ -137,7 +144,8 @@ def utc_timestamp(when: datetime | None = None) -> str:
 
 
 def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping[str, Any],
-                  window_seconds: float, hop_seconds: float, seq: int, timestamp: str) -> dict[str, Any]:
+                  window_seconds: float, hop_seconds: float, seq: int, timestamp: str,
+                  boot: str | None = None) -> dict[str, Any]:
     """The ``sensor_message`` record published for one decision (on ``scene``, and on ``event`` at a change).
 
     Example::
@@ -160,9 +168,10 @@ def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping
     if decision.get("silent"):  # a dead or muted microphone: published, with no scene
         fields = {"changed": False, "previous": None, "time": decision.get("time"),
                   "level_dbfs": decision.get("level_dbfs"), "label": None, "confidence": None,
-                  "probabilities": None, "silent": True}
+                  "probabilities": None, "silent": True,
+                  **({"levels": decision["levels"]} if decision.get("levels") is not None else {})}
         return _sensor_message(fields, sensor_id=sensor_id, model=model, window_seconds=window_seconds,
-                               hop_seconds=hop_seconds, seq=seq, timestamp=timestamp)
+                               hop_seconds=hop_seconds, seq=seq, timestamp=timestamp, boot=boot)
     label = decision.get("label")
     if not isinstance(label, str) or not label:
         raise ValueError(f"a decision needs a non-empty string 'label', got {label!r}")
@@ -179,10 +188,22 @@ def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping
               **{k: decision[k] for k in _DECISION_FIELDS if k in decision},
               "confidence": confidence, "probabilities": probabilities}
     return _sensor_message(fields, sensor_id=sensor_id, model=model, window_seconds=window_seconds,
-                           hop_seconds=hop_seconds, seq=seq, timestamp=timestamp)
+                           hop_seconds=hop_seconds, seq=seq, timestamp=timestamp, boot=boot)
 
 
-def _sensor_message(fields: dict, *, sensor_id, model, window_seconds, hop_seconds, seq, timestamp) -> dict:
+def levels_payload(levels: Mapping[str, Any], *, sensor_id: str, boot: str | None, seq: int, timestamp: str,
+                   start: str, end: str) -> dict[str, Any]:
+    """The ``levels_message`` record of one interval: its ``start`` and ``end`` (ISO 8601 UTC) and ``levels``
+    (a ``levels`` record: LAeq, LAFmax, LA10/50/90, LCeq, bands, and whether they are calibrated)."""
+    return records.make("levels_message", sensor_id=sensor_id, **({"boot": boot} if boot else {}), seq=seq,
+                        timestamp=timestamp, start=start, end=end, levels=dict(levels),
+                        soundscene_version=__version__)
+
+
+def _sensor_message(fields: dict, *, sensor_id, model, window_seconds, hop_seconds, seq, timestamp,
+                    boot=None) -> dict:
+    if boot:
+        fields = {**fields, "boot": boot}
     return records.make("sensor_message", **fields, sensor_id=sensor_id, seq=seq, timestamp=timestamp,
                         window_seconds=window_seconds, hop_seconds=hop_seconds,
                         model={"name": model.get("name"), "version": model.get("version")},
@@ -516,6 +537,7 @@ class SensorPublisher:
         self.client_id = client_id or f"soundscene-{self.sensor_id}-{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()  # numbers the messages and puts them in the outbox in that order
         self._seq = 0
+        self.boot = uuid.uuid4().hex  # this run's id: (sensor_id, boot, seq) names each message once
         self._last_label: str | None = None
         self._closed = False
         self._outbox = Outbox(queue_limit, where=f"MQTT broker {self.host}:{self.port}")
@@ -559,7 +581,7 @@ class SensorPublisher:
                 decision = {**decision, "previous": self._last_label if decision.get("changed") else None}
             payload = scene_payload(decision, sensor_id=self.sensor_id, model=self.model, seq=self._seq + 1,
                                     timestamp=stamp, window_seconds=self.window_seconds,
-                                    hop_seconds=self.hop_seconds)
+                                    hop_seconds=self.hop_seconds, boot=self.boot)
             data = dumps(payload)
             messages = [(self.topics["scene"], data, True)]
             if payload["changed"]:
@@ -568,6 +590,22 @@ class SensorPublisher:
             if not payload["silent"]:
                 self._last_label = payload["label"]
             self._outbox.put(messages)
+        self._link.wake()
+        return payload["seq"]
+
+    def publish_levels(self, levels: Mapping[str, Any], seconds: float, *, end: datetime | None = None) -> int:
+        """Queue the ``levels`` record of the interval of ``seconds`` that ends at ``end`` (default: now) on the
+        ``levels`` topic; returns its seq.  (Its signature is ``listen``'s ``on_levels`` callback's.)"""
+        if self._closed:
+            raise SoundsceneError("this MQTT publisher is closed")
+        end = datetime.now(timezone.utc) if end is None else end
+        start = end - timedelta(seconds=float(seconds))
+        with self._lock:
+            payload = levels_payload(levels, sensor_id=self.sensor_id, boot=self.boot, seq=self._seq + 1,
+                                     timestamp=utc_timestamp(end), start=utc_timestamp(start),
+                                     end=utc_timestamp(end))
+            self._outbox.put([(self.topics["levels"], dumps(payload), False)])
+            self._seq = payload["seq"]
         self._link.wake()
         return payload["seq"]
 

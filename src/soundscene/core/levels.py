@@ -239,6 +239,11 @@ class LevelMeter:
         out.seconds = self._total.samples / self.sample_rate
         return out
 
+    @property
+    def interval_seconds(self) -> float:
+        """Audio measured in the current interval (complete ticks)."""
+        return self._interval.samples / self.sample_rate
+
     def take_interval(self) -> Levels:
         """Levels since the last call (or the start), and start a new interval (a sensor's ``--level-interval``)."""
         out = self._interval.levels(self.calibration_db, self.labels)
@@ -347,3 +352,27 @@ def calibration_offset(mono: np.ndarray, sample_rate: int, *, reference_db: floa
                          "steady (was it taken off or moved during the recording?)")
     pascal_per_unit = calculate_sensitivity(x, target_spl=reference_db)
     return 20 * math.log10(pascal_per_unit / 2e-5)
+
+
+CALIBRATION_MAX_SECONDS = 60.0  # a calibrator's recording is read up to this long
+
+
+def calibrate_file(path, *, reference_db: float = 94.0, frequency: float = 1000.0) -> float:
+    """:func:`calibration_offset` of a recording file (its first minute, mixed to mono as inference mixes it)."""
+    from .audio import audio_info, check_length, check_sample_rate, read_blocks
+
+    if not 0 < reference_db < 200 or not 10 <= frequency <= 20000:  # also refuses nan
+        raise AudioError(f"--reference-db {reference_db:g} must be in (0, 200) dB SPL and --frequency "
+                         f"{frequency:g} in 10..20000 Hz")
+    info = audio_info(path)
+    check_length(info)
+    check_sample_rate(info.sample_rate, f"{path}: sample rate")
+    wanted, parts = int(CALIBRATION_MAX_SECONDS * info.sample_rate), []
+    for block in read_blocks(info):
+        parts.append(block.mean(axis=0))
+        wanted -= block.shape[-1]
+        if wanted <= 0:
+            break
+    mono = np.concatenate(parts)[: int(CALIBRATION_MAX_SECONDS * info.sample_rate)]
+    return calibration_offset(mono, info.sample_rate, reference_db=reference_db, frequency=frequency,
+                              name=str(path))

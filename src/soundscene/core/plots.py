@@ -92,6 +92,23 @@ def plot_training_curves(history: Sequence[dict], path: str | Path, *, best_epoc
 SILENCE_COLOUR = (0.8, 0.8, 0.8, 1.0)
 
 
+def _level_line(ax, windows: Sequence) -> None:
+    """Each window's LAeq at its centre, LA90..LA10 shaded (gaps where a window has no level)."""
+    centre = np.array([(w.start + w.end) / 2 for w in windows])
+
+    def series(name):
+        return np.array([np.nan if getattr(w.levels, name) is None else getattr(w.levels, name) for w in windows])
+
+    ax.fill_between(centre, series("LA90"), series("LA10"), color="tab:blue", alpha=0.2, lw=0,
+                    label="LA90 .. LA10")
+    ax.plot(centre, series("LAeq"), color="tab:blue", lw=1.8, marker="." if len(windows) < 60 else None,
+            label="LAeq")
+    calibrated = windows[0].levels.calibrated
+    ax.set_ylabel("LAeq\ndB(A) SPL" if calibrated else "LAeq dBFS\n(uncalibrated)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper right", fontsize=7, frameon=False, ncol=2)
+
+
 def plot_timeline(*, overview: np.ndarray, duration: float, segments: Sequence, windows: Sequence,
                   classes: Sequence[str], path: str | Path, title: str = "") -> Path:
     """A recording's scene timeline over its spectrogram, to a PNG.
@@ -99,12 +116,19 @@ def plot_timeline(*, overview: np.ndarray, duration: float, segments: Sequence, 
     overview: ``(rows, columns)`` coarse log-mel (or MFCC) image spanning 0..duration seconds.
     segments: objects with start, end, label, confidence (seconds; label None: silence, drawn grey).
     windows: objects with start, end and probabilities ``(n_classes,)`` (None when silent), drawn as the top
-    class's probability over time.
+    class's probability over time, and their ``levels`` (when measured) as a level line under the scene bands:
+    each window's LAeq, with the range from LA90 to LA10 shaded; the axis says dB SPL or, uncalibrated, dBFS.
     """
     from matplotlib import colormaps
 
-    fig = _figure(figsize=(12, 5.2))
-    ax_spec, ax_seg, ax_prob = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 0.9, 1.4]})
+    levels = [w for w in windows if getattr(w, "levels", None) is not None]
+    fig = _figure(figsize=(12, 6.6 if levels else 5.2))
+    if levels:
+        ax_spec, ax_seg, ax_level, ax_prob = fig.subplots(4, 1, sharex=True,
+                                                          gridspec_kw={"height_ratios": [3, 0.9, 1.4, 1.4]})
+        _level_line(ax_level, levels)
+    else:
+        ax_spec, ax_seg, ax_prob = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [3, 0.9, 1.4]})
     ax_spec.imshow(overview, origin="lower", aspect="auto", cmap="magma", extent=(0, duration, 0, overview.shape[0]))
     ax_spec.set_ylabel("feature band")
     ax_spec.set_title(title or "Scene timeline")
