@@ -266,7 +266,110 @@ def _add_application_commands(sub) -> None:
     el.add_argument("--crossfade", type=float, default=1.0, metavar="SECONDS")
     el.add_argument("--dwell", type=float, metavar="SECONDS", help="scene-change hysteresis (default one window)")
     el.set_defaults(handler=_cmd_eq_live)
+    _add_hub_command(sub)
+    _add_batch_command(sub)
 
+
+
+def _add_batch_command(sub) -> None:
+    """batch: sharded, resumable inference over archives (local processes or Ray), Parquet out."""
+    ba = sub.add_parser("batch", help="classify an archive in shards on local processes or Ray; a resumable "
+                                      "Parquet data set (windows, segments, files, errors) in --out")
+    ba.add_argument("model", type=Path, help="model.safetensors or a run folder")
+    ba.add_argument("inputs", nargs="+", metavar="INPUT",
+                    help="audio files, folders, globs, or a manifest CSV (path[,sensor_id][,start_time])")
+    ba.add_argument("--out", type=Path, required=True, metavar="DIR", help="the output folder (rerun to resume)")
+    ba.add_argument("--engine", default="local", choices=("local", "ray"), help="local processes (default) or Ray")
+    ba.add_argument("--ray-address", metavar="auto|ray://HOST:PORT",
+                    help="the Ray cluster to join (default: a local Ray instance)")
+    ba.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="worker processes or Ray actors, one core each (default: this machine's cores)")
+    ba.add_argument("--shard-minutes", type=float, default=10.0, help="minutes of audio per shard (default 10)")
+    _add_window_options(ba)
+    _add_level_options(ba)
+    ba.add_argument("--no-progress", action="store_true")
+    ba.set_defaults(handler=_cmd_batch)
+
+
+def _cmd_batch(args) -> int:
+    try:
+        from .apps.batch import Progress, run_batch
+    except ImportError as exc:
+        raise SoundsceneError(f"batch needs pyarrow ({exc.name} is missing): pip install 'soundscene[batch]'") \
+            from None
+    from .runtime import tune_malloc
+
+    if any(str(item) == "" for item in args.inputs):
+        raise SoundsceneError('an input path is empty (""): name the files, folders or manifests to classify')
+    progress = Progress(enabled=not args.no_progress)
+    result = run_batch(args.model, args.inputs, args.out, engine=args.engine, workers=args.workers,
+                       ray_address=args.ray_address, shard_minutes=args.shard_minutes, window_seconds=args.window,
+                       hop_seconds=args.hop, silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db,
+                       progress=progress, report=lambda line: print(line, file=sys.stderr), setup=tune_malloc)
+    for name, reason in result.errors:
+        _error_line(reason if name in reason else f"{name}: {reason}")
+    s = result.summary
+    print(f"{s['files'] - result.failed} of {s['files']} file(s) classified, {s['audio_hours']:.2f} h of audio; "
+          f"{result.shards_run} shard(s) run, {result.shards_skipped} already done; output: {_shown(args.out)}")
+    if result.failed:
+        print(f"{result.failed} of {s['files']} file(s) failed (see {_shown(args.out / 'errors')})", file=sys.stderr)
+    return 1 if result.failed else 0
+
+
+def _add_hub_command(sub) -> None:
+    """hub: store a fleet's MQTT messages, serve the API and page; hub simulate: a fleet of simulated sensors."""
+    hu = sub.add_parser("hub", help="store what a fleet of sensors publishes over MQTT; API and web page "
+                                    "(127.0.0.1:8100 by default)")
+    hu.add_argument("--mqtt", metavar="HOST:PORT", help="the MQTT broker the sensors publish to (required)")
+    hu.add_argument("--db", help="database: a SQLite file (default hub.db) or postgresql+psycopg://USER@HOST/NAME")
+    hu.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    hu.add_argument("--port", type=int, default=8100)
+    hu.add_argument("--token-file", help="a file holding the bearer token that writes need (required off loopback, "
+                                         "unless --no-auth)")
+    hu.add_argument("--no-auth", action="store_true", help="serve another address without a token (trusted network)")
+    hu.add_argument("--rules", help="a TOML file of alert rules")
+    hu.add_argument("--site-plan", metavar="IMAGE", help="a PNG/JPEG/SVG plan on which sensors with x/y are drawn")
+    hu.add_argument("--client-id", default="soundscene-hub", help="the MQTT client id (fixed: the broker keeps "
+                                                                   "this hub's session; one per hub)")
+    hu.add_argument("--share", metavar="GROUP", help="share the subscription with other hubs ($share/GROUP/...)")
+    hu.add_argument("--keep-days", type=float, default=30.0, help="keep raw decisions this many days (default 30; "
+                                                                  "segments are kept)")
+    hs = hu.add_subparsers(dest="hub_command", metavar="{simulate}")
+    si = hs.add_parser("simulate", help="publish as N simulated sensors, from real scene probabilities")
+    si.add_argument("--mqtt", metavar="HOST:PORT", required=True, dest="sim_mqtt")
+    si.add_argument("--sensors", type=int, default=3, help="how many sensors (default 3)")
+    si.add_argument("--hop", type=float, default=1.0, metavar="SECONDS", help="one decision per sensor this often")
+    si.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: until Ctrl-C)")
+    si.add_argument("--model", type=Path, help="a model file or run folder whose probabilities drive the "
+                                               "sensors (default: recorded probabilities shipped with soundscene)")
+    si.add_argument("--prefix", default="sim", help="sensor ids PREFIX-1 ... PREFIX-N (default sim)")
+    si.add_argument("--level-interval", type=float, default=10.0, metavar="SECONDS",
+                    help="publish levels messages this often (0: none; default 10)")
+    si.add_argument("--seed", type=int, default=0)
+    hu.set_defaults(handler=_cmd_hub)
+
+
+def _cmd_hub(args) -> int:
+    if args.hub_command == "simulate":
+        from .apps.hub.simulate import simulate
+
+        simulate(mqtt=args.sim_mqtt, sensors=args.sensors, hop=args.hop, seconds=args.seconds, model=args.model,
+                 prefix=args.prefix, level_interval=args.level_interval, seed=args.seed)
+        return 0
+    if not args.mqtt:
+        raise SoundsceneError("hub needs --mqtt HOST:PORT: the broker the sensors publish to")
+    from .apps.hub.alerts import RulesError
+    from .apps.hub.service import run_hub
+
+    try:
+        run_hub(mqtt=args.mqtt, db=args.db, host=args.host, port=args.port, token_file=args.token_file,
+                no_auth=args.no_auth, rules=args.rules, site_plan=args.site_plan, client_id=args.client_id,
+                share=args.share, keep_days=args.keep_days)
+    except RulesError as exc:
+        for mistake in exc.mistakes:
+            _error_line(mistake)
+        return 2
+    return 0
 
 
 def _add_level_options(p: argparse.ArgumentParser) -> None:

@@ -1,0 +1,106 @@
+"""The shard function: one shard of one file in, its windows written, its result recorded; the same on every
+engine (a local worker process, a Ray actor).
+
+A worker loads the model once (:class:`ShardWorker`) and then runs shard after shard.  A shard's windows are
+written to ``windows/`` (one atomic Parquet file per date it covers), then its result, the marker that says it
+is done, to ``state/shards/<shard>.json`` (atomically, last): the windows with their unrounded probabilities
+(the file's result and segments are computed from them, exactly as ``predict`` computes them), the energy,
+count and peak of its own input for the file's level, and the files it wrote.  A shard that fails records
+its error instead; the batch goes on.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Callable
+
+from ..._io import atomic_write_json
+from ...errors import AudioError, ModelFileError, SoundsceneError
+from . import output
+
+STATE = "state"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What decides a batch's numbers: a changed one in the same DIR is refused (see run.claim)."""
+
+    model: str
+    window_seconds: float | None = None
+    hop_seconds: float | None = None
+    silence_dbfs: float | None = None
+    calibration_db: float | None = None
+    shard_minutes: float = 10.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_classifier(settings: Settings, *, device: str = "cpu"):
+    """The model with the batch's windowing (ConfigError, one line, for a window or hop out of range)."""
+    from ...core.inference import SceneClassifier
+
+    kwargs = {}
+    if settings.calibration_db is not None:
+        if "calibration_db" not in inspect.signature(SceneClassifier.from_file).parameters:
+            raise SoundsceneError("--calibration-db: this version of soundscene does not measure levels")
+        kwargs["calibration_db"] = settings.calibration_db
+    return SceneClassifier.from_file(settings.model, device=device, window_seconds=settings.window_seconds,
+                                     hop_seconds=settings.hop_seconds, silence_dbfs=settings.silence_dbfs,
+                                     **kwargs)
+
+
+def marker_path(out: Path, shard_id: str) -> Path:
+    return out / STATE / "shards" / f"{shard_id}.json"
+
+
+def read_marker(out: Path, shard_id: str) -> dict | None:
+    """A shard's recorded result, or None when it is not done (or its marker cannot be read: done again)."""
+    try:
+        return json.loads(marker_path(out, shard_id).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+class ShardWorker:
+    """Loads the model once; each call runs one shard (a :meth:`Shard.to_dict`) and returns a small summary."""
+
+    def __init__(self, settings: dict, out: str, *, threads: int = 1, device: str = "cpu",
+                 setup: Callable[[], object] | None = None):
+        import torch
+
+        if setup is not None:  # the entry point's process settings (the allocator), in this worker process
+            setup()
+        torch.set_num_threads(max(1, int(threads)))  # this process is the worker's own
+        self.out = Path(out)
+        self.classifier = load_classifier(Settings(**settings), device=device)
+        self.schema = output.schemas(self.classifier.classes)["windows"]
+
+    def __call__(self, shard: dict) -> dict:
+        try:
+            marker = self._run(shard)
+        except (AudioError, ModelFileError) as exc:
+            marker = {"status": "error", "error": str(exc), "windows": [], "energy": 0.0, "count": 0, "peak": 0.0,
+                      "written": []}
+        marker.update(shard_id=shard["shard_id"], file_id=shard["file_id"], seconds=shard["seconds"])
+        atomic_write_json(marker_path(self.out, shard["shard_id"]), marker)
+        return {"shard_id": shard["shard_id"], "file_id": shard["file_id"], "status": marker["status"],
+                "seconds": shard["seconds"]}
+
+    def _run(self, shard: dict) -> dict:
+        clf = self.classifier
+        span = clf.classify_span(shard["path"], first=shard["first"], stop=shard["stop"], name=shard["name"])
+        start = datetime.fromisoformat(shard["start_time"]) if shard["start_time"] else None
+        rows = [output.window_row(w.to_record(clf.classes), file=shard["name"], file_id=shard["file_id"],
+                                  shard=shard["index"], start=start) for w in span.windows]
+        written = output.write_rows(self.out, "windows", shard["shard_id"], rows, sensor_id=shard["sensor_id"],
+                                    schema=self.schema)
+        windows = [[w.start, w.end, None if w.silent else [float(p) for p in w.probabilities]]
+                   for w in span.windows]
+        return {"status": "ok", "error": None, "windows": windows, "energy": span.energy, "count": span.count,
+                "peak": span.peak if math.isfinite(span.peak) else 0.0, "written": written}
