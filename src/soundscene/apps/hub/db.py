@@ -1,0 +1,244 @@
+"""The hub's database: SQLAlchemy 2 tables, the engine, and the schema migrations applied at start.
+
+Times are stored as seconds since 1970 UTC (double precision): portable between SQLite and PostgreSQL,
+cheap to compare and to bucket.  The tables:
+
+* ``sensors``: one row per sensor id: name, location (latitude/longitude or x/y on the site plan), tags,
+  the model it runs, first/last seen, status (online/offline from its status topic and last will), its
+  current scene, confidence and level, and ``lost``: messages missing from its ``seq`` numbering.
+* ``boots``: one row per (sensor, boot): the lowest and highest ``seq`` seen and how many messages were
+  stored; ``lost`` of a boot is ``max_seq - min_seq + 1 - received``.
+* ``decisions``: every scene decision, unique per (sensor, boot, seq); kept ``keep_days`` days.
+* ``segments``: runs of one scene per sensor and boot, built as decisions arrive (see :mod:`.segments`).
+* ``levels``: the sensors' level messages (LAeq and the full ``levels`` object), unique per (sensor, boot, seq).
+* ``alerts``: each alert from start to end, with when its start and end were notified.
+* ``ingest_errors``: what could not be stored: topic, first 512 bytes, reason, time.
+
+The schema is versioned by Alembic; :func:`open_database` upgrades an older database to the newest revision
+and refuses, in one line, a database written by a newer soundscene.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary,
+                        MetaData, String, Table, Text, UniqueConstraint, create_engine, event)
+from sqlalchemy.engine import Engine
+
+from ...errors import SoundsceneError
+
+ID = BigInteger().with_variant(Integer, "sqlite")  # SQLite autoincrements INTEGER PRIMARY KEY only
+SENSOR_ID = String(200)
+BOOT = String(64)
+
+metadata = MetaData()
+
+sensors = Table(
+    "sensors", metadata,
+    Column("id", SENSOR_ID, primary_key=True),
+    Column("name", String(200)),
+    Column("latitude", Float), Column("longitude", Float),
+    Column("x", Float), Column("y", Float),
+    Column("tags", JSON),
+    Column("model_name", String(200)), Column("model_version", String(200)),
+    Column("classes", JSON),
+    Column("first_seen", Float), Column("last_seen", Float),
+    Column("status", String(16), nullable=False, server_default="unknown"),
+    Column("status_since", Float),
+    Column("label", String(200)), Column("confidence", Float), Column("level", Float),
+    Column("silent", Boolean),
+    Column("lost", BigInteger, nullable=False, server_default="0"),
+    Column("received", BigInteger, nullable=False, server_default="0"),
+    Column("scene_t", Float),  # the time of the decision that label/confidence/level come from
+)
+
+boots = Table(
+    "boots", metadata,
+    Column("sensor_id", SENSOR_ID, ForeignKey("sensors.id", ondelete="CASCADE"), primary_key=True),
+    Column("boot", BOOT, primary_key=True),
+    Column("min_seq", BigInteger, nullable=False),
+    Column("max_seq", BigInteger, nullable=False),
+    Column("received", BigInteger, nullable=False),
+    Column("first_seen", Float, nullable=False),
+)
+
+decisions = Table(
+    "decisions", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("sensor_id", SENSOR_ID, nullable=False),
+    Column("boot", BOOT, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("t", Float, nullable=False),
+    Column("stored", Float, nullable=False),
+    Column("hop", Float),
+    Column("label", String(200)),
+    Column("confidence", Float),
+    Column("level", Float),
+    Column("silent", Boolean, nullable=False),
+    Column("probabilities", JSON),
+    UniqueConstraint("sensor_id", "boot", "seq", name="uq_decisions_message"),
+    Index("ix_decisions_sensor_t", "sensor_id", "t"),
+    Index("ix_decisions_t", "t"),
+)
+
+segments = Table(
+    "segments", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("sensor_id", SENSOR_ID, nullable=False),
+    Column("boot", BOOT, nullable=False),
+    Column("start", Float, nullable=False),
+    Column("end", Float, nullable=False),
+    Column("label", String(200)),
+    Column("confidence_sum", Float, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index("ix_segments_sensor_boot_seq", "sensor_id", "boot", "first_seq"),
+    Index("ix_segments_sensor_end", "sensor_id", "end"),
+    Index("ix_segments_end", "end"),
+)
+
+levels = Table(
+    "levels", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("sensor_id", SENSOR_ID, nullable=False),
+    Column("boot", BOOT, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("start", Float, nullable=False),
+    Column("end", Float, nullable=False),
+    Column("stored", Float, nullable=False),
+    Column("laeq", Float),
+    Column("levels", JSON),
+    UniqueConstraint("sensor_id", "boot", "seq", name="uq_levels_message"),
+    Index("ix_levels_sensor_end", "sensor_id", "end"),
+)
+
+alerts = Table(
+    "alerts", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("sensor_id", SENSOR_ID, nullable=False),
+    Column("started", Float, nullable=False),
+    Column("ended", Float),
+    Column("detail", JSON),
+    Column("start_notified", Float),
+    Column("end_notified", Float),
+    Index("ix_alerts_started", "started"),
+    Index("ix_alerts_open", "rule", "sensor_id", "ended"),
+)
+
+ingest_errors = Table(
+    "ingest_errors", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("time", Float, nullable=False),
+    Column("topic", Text, nullable=False),
+    Column("payload", LargeBinary, nullable=False),
+    Column("reason", Text, nullable=False),
+    Index("ix_ingest_errors_time", "time"),
+)
+
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def database_url(db: str | Path | None) -> str:
+    """A SQLAlchemy URL from ``--db``: a URL as given, a plain path as a SQLite file (default ``hub.db``)."""
+    text = str(db) if db is not None else "hub.db"
+    if "://" in text:
+        if not text.startswith(("sqlite", "postgresql")):
+            raise SoundsceneError(f"--db {text.split('://')[0]}://...: use a SQLite file or "
+                                  "postgresql+psycopg://USER@HOST/NAME")
+        return text
+    return f"sqlite:///{Path(text).expanduser()}"
+
+
+def make_engine(url: str) -> Engine:
+    """The engine for ``url``: SQLite in WAL mode with a busy timeout and foreign keys; PostgreSQL as is."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # noqa: ANN001 (SQLAlchemy's hook)
+            dbapi_connection.create_function("floor", 1, math.floor, deterministic=True)
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def _script():
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS))
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to ``revision`` (default: the newest); refuse one from a newer soundscene.
+
+    Runs the revision scripts in ``migrations/versions`` (package data) without an ``env.py``: the
+    :class:`alembic.runtime.environment.EnvironmentContext` is configured here on our own connection.
+    """
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+
+    script = _script()
+    with engine.begin() as connection:
+        current = _current(connection)
+        if current is not None and current not in {s.revision for s in script.walk_revisions()}:
+            raise SoundsceneError(f"the database {engine.url.render_as_string(hide_password=True)} has schema "
+                                  f"revision {current!r}, written by a newer soundscene: upgrade soundscene "
+                                  "to use it")
+
+        def steps(rev, _context):
+            return script._upgrade_revs(revision, rev)
+
+        with EnvironmentContext(Config(), script, fn=steps, destination_rev=revision) as env:
+            env.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+            with env.begin_transaction():
+                env.run_migrations()
+
+
+def _current(connection) -> str | None:
+    from alembic.migration import MigrationContext
+
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The database's schema revision (None for an empty database)."""
+    with engine.connect() as connection:
+        return _current(connection)
+
+
+def head_revision() -> str:
+    """The newest schema revision this soundscene knows."""
+    return _script().get_current_head()
+
+
+def open_database(db: str | Path | None) -> Engine:
+    """The engine of ``--db``, its schema brought up to date; SoundsceneError (one line) when it cannot be."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    url = database_url(db)
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        folder = Path(url[len("sqlite:///"):]).parent
+        if not folder.is_dir():
+            raise SoundsceneError(f"--db: folder {folder} does not exist")
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    except SQLAlchemyError as exc:
+        engine.dispose()
+        reason = str(exc.orig if getattr(exc, "orig", None) is not None else exc).strip().splitlines()[0]
+        raise SoundsceneError(f"cannot open the database {engine.url.render_as_string(hide_password=True)}: "
+                              f"{reason}") from None
+    except SoundsceneError:
+        engine.dispose()
+        raise
+    return engine

@@ -1,0 +1,52 @@
+"""Times in the hub's API: ISO 8601 text (or seconds since 1970) in, ISO 8601 UTC with ms and ``Z`` out."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+
+from ...errors import SoundsceneError
+
+MAX_RANGE_DAYS = 400
+
+
+def iso(t: float | None) -> str | None:
+    """Seconds since 1970 as ``2026-05-28T12:00:00.123Z`` (None stays None)."""
+    if t is None:
+        return None
+    when = datetime.fromtimestamp(t, timezone.utc)
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def parse_time(text: str | None, name: str) -> float | None:
+    """A query parameter's time: ISO 8601 (a zone, or UTC when none) or seconds since 1970; one-line error."""
+    if text is None or text == "":
+        return None
+    if len(text) > 40:
+        raise SoundsceneError(f"{name}: too long for a time")
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise SoundsceneError(f"{name}: {text!r} is neither an ISO 8601 time nor seconds since 1970") from None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=timezone.utc)
+        return when.timestamp()
+    if not math.isfinite(value) or not 0 <= value < 1e11:
+        raise SoundsceneError(f"{name}: {text!r} is not a time")
+    return value
+
+
+def time_range(start: str | None, end: str | None, now: float, *, default_days: float = 1.0) -> tuple[float, float]:
+    """``(from, to)`` from the query (default: the last ``default_days``), checked: from < to, at most 400 days."""
+    to = parse_time(end, "to")
+    frm = parse_time(start, "from")
+    to = now if to is None else to
+    frm = to - default_days * 86400.0 if frm is None else frm
+    if frm >= to:
+        raise SoundsceneError("from must be before to")
+    if to - frm > MAX_RANGE_DAYS * 86400.0:
+        raise SoundsceneError(f"the range is longer than {MAX_RANGE_DAYS} days")
+    return frm, to

@@ -1,0 +1,217 @@
+"""Storing a batch of messages in one transaction: each (sensor, boot, seq) once, gaps counted, segments kept.
+
+:func:`store_batch` is the only writer of sensor data.  It takes messages already checked by
+:func:`soundscene.apps.hub.messages.parse` (and the refused ones, as :class:`Refused`), stores them in one
+transaction and returns the :class:`Event` list of what changed, for the live feed and the alert rules.
+Nothing in it knows MQTT, so a later ``hub import`` of batch results can call it too.
+
+Idempotence: decisions and level messages are inserted with ``ON CONFLICT DO NOTHING`` on their unique
+(sensor, boot, seq); only a row really inserted counts, extends the segments and moves the sensor's
+counters, so a replay, a retained message re-delivered at restart or a message delivered twice changes
+nothing.  A message older than the current scene (out of order) is stored and folded into its segment
+but does not replace the sensor's current scene.
+
+Lost messages: per (sensor, boot) the lowest and highest ``seq`` and the count stored give
+``max - min + 1 - count`` missing in between; the sensor's ``lost`` is their sum, updated by difference.
+
+Several hubs on one PostgreSQL: the sensors of a batch are locked (``SELECT ... FOR UPDATE``, in id order,
+so two hubs never deadlock), which serialises the segments of a sensor across hubs.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterable
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from . import segments as seg
+from .db import boots, decisions, ingest_errors, levels, sensors
+from .messages import LevelsMessage, SceneMessage, StatusMessage, excerpt
+
+DEFAULT_KEEP_DAYS = 30.0
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A message that could not be stored, for ``ingest_errors``."""
+
+    topic: str
+    payload: bytes
+    reason: str
+
+
+@dataclass
+class Event:
+    """What a stored message changed: ``kind`` is ``decision``, ``levels``, ``status`` or ``error``."""
+
+    kind: str
+    sensor_id: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BatchResult:
+    events: list[Event]
+    stored: int = 0  # decisions and level messages newly stored
+    duplicates: int = 0
+    expired: int = 0  # older than the retention period: not stored
+    errors: int = 0
+    lags: list[float] = field(default_factory=list)  # store time - message time, per stored decision
+
+
+def _insert_ignore(conn: Connection, table):
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+def store_batch(engine: Engine, items: Iterable, *, keep_days: float = DEFAULT_KEEP_DAYS,
+                now: float | None = None) -> BatchResult:
+    """Store ``items`` (SceneMessage, LevelsMessage, StatusMessage or Refused) in one transaction."""
+    items = list(items)
+    result = BatchResult(events=[])
+    now = time.time() if now is None else now
+    with engine.begin() as conn:
+        ids = sorted({m.sensor_id for m in items if not isinstance(m, Refused)})
+        state = _lock_sensors(conn, ids, now)
+        batch = _Batch(conn, state, now, now - keep_days * 86400.0, result)
+        for item in items:
+            batch.add(item)
+        batch.flush()
+    return result
+
+
+def _lock_sensors(conn: Connection, ids: list[str], now: float) -> dict[str, dict]:
+    if not ids:
+        return {}
+    stmt = _insert_ignore(conn, sensors)
+    for sensor_id in ids:  # in id order: two hubs lock the same sensors in the same order
+        conn.execute(stmt.values(id=sensor_id, first_seen=now, status="unknown", lost=0, received=0))
+    query = select(sensors).where(sensors.c.id.in_(ids)).order_by(sensors.c.id)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    return {row["id"]: dict(row) for row in conn.execute(query).mappings()}
+
+
+class _Batch:
+    """The work of one transaction; sensor rows and boots are read once and written back in :meth:`flush`."""
+
+    def __init__(self, conn: Connection, state: dict[str, dict], now: float, oldest: float, result: BatchResult):
+        self.conn, self.state, self.now, self.oldest, self.result = conn, state, now, oldest, result
+        self.changed: set[str] = set()
+        self.boots: dict[tuple[str, str], dict] = {}
+        self.new_boots: set[tuple[str, str]] = set()
+
+    def add(self, item) -> None:
+        if isinstance(item, Refused):
+            self.conn.execute(insert(ingest_errors).values(time=self.now, topic=item.topic[:1000],
+                                                           payload=excerpt(item.payload), reason=item.reason))
+            self.result.errors += 1
+            self.result.events.append(Event("error", "", {"topic": item.topic, "reason": item.reason}))
+        elif isinstance(item, StatusMessage):
+            self._status(item)
+        elif isinstance(item, SceneMessage):
+            self._scene(item)
+        elif isinstance(item, LevelsMessage):
+            self._levels(item)
+
+    def _status(self, m: StatusMessage) -> None:
+        sensor = self.state[m.sensor_id]
+        if sensor["status"] != m.status:
+            sensor.update(status=m.status, status_since=self.now)
+            self.changed.add(m.sensor_id)
+            self.result.events.append(Event("status", m.sensor_id, {"status": m.status, "since": self.now}))
+
+    def _scene(self, m: SceneMessage) -> None:
+        if m.t < self.oldest:
+            self.result.expired += 1
+            return
+        row = {"sensor_id": m.sensor_id, "boot": m.boot, "seq": m.seq, "t": m.t, "stored": time.time(),
+               "hop": m.hop, "label": m.label, "confidence": m.confidence, "level": m.level, "silent": m.silent,
+               "probabilities": m.probabilities}
+        if self.conn.execute(_insert_ignore(self.conn, decisions).values(row).returning(decisions.c.id)).first() is None:
+            self.result.duplicates += 1
+            return
+        self._count(m.sensor_id, m.boot, m.seq)
+        seg.add(self.conn, m.sensor_id, m.boot, seg.Point(m.seq, m.t, m.hop, m.label, m.confidence))
+        self.result.lags.append(row["stored"] - m.t)
+        sensor = self.state[m.sensor_id]
+        sensor["last_seen"] = max(sensor["last_seen"] or 0.0, m.t)
+        if m.model_name is not None:
+            sensor.update(model_name=m.model_name, model_version=m.model_version)
+        if m.classes and list(m.classes) != (sensor["classes"] or []):
+            sensor["classes"] = list(m.classes)
+        current = sensor["scene_t"] is None or m.t >= sensor["scene_t"]
+        if current:
+            sensor.update(label=m.label, confidence=m.confidence, level=m.level, silent=m.silent, scene_t=m.t)
+        if sensor["status"] != "online":  # a sensor that speaks is online, whatever its status topic said
+            sensor.update(status="online", status_since=self.now)
+            self.result.events.append(Event("status", m.sensor_id, {"status": "online", "since": self.now}))
+        self.changed.add(m.sensor_id)
+        self.result.events.append(Event("decision", m.sensor_id, {
+            "seq": m.seq, "boot": m.boot, "t": m.t, "label": m.label, "confidence": m.confidence, "level": m.level,
+            "silent": m.silent, "levels": m.levels, "current": current}))
+
+    def _levels(self, m: LevelsMessage) -> None:
+        if m.end < self.oldest:
+            self.result.expired += 1
+            return
+        row = {"sensor_id": m.sensor_id, "boot": m.boot, "seq": m.seq, "start": m.start, "end": m.end,
+               "stored": time.time(), "laeq": m.laeq, "levels": m.levels}
+        if self.conn.execute(_insert_ignore(self.conn, levels).values(row).returning(levels.c.id)).first() is None:
+            self.result.duplicates += 1
+            return
+        self._count(m.sensor_id, m.boot, m.seq)
+        sensor = self.state[m.sensor_id]
+        sensor["last_seen"] = max(sensor["last_seen"] or 0.0, m.end)
+        self.changed.add(m.sensor_id)
+        self.result.events.append(Event("levels", m.sensor_id, {"seq": m.seq, "start": m.start, "end": m.end,
+                                                                "laeq": m.laeq}))
+
+    def _count(self, sensor_id: str, boot: str, seq: int) -> None:
+        key = (sensor_id, boot)
+        b = self.boots.get(key)
+        if b is None:
+            found = self.conn.execute(select(boots).where(and_(boots.c.sensor_id == sensor_id,
+                                                               boots.c.boot == boot))).mappings().first()
+            if found is None:
+                b = {"sensor_id": sensor_id, "boot": boot, "min_seq": seq, "max_seq": seq, "received": 0,
+                     "first_seen": self.now}
+                self.new_boots.add(key)
+            else:
+                b = dict(found)
+            self.boots[key] = b
+        lost_before = b["max_seq"] - b["min_seq"] + 1 - b["received"] if b["received"] else 0
+        b.update(min_seq=min(b["min_seq"], seq), max_seq=max(b["max_seq"], seq), received=b["received"] + 1)
+        lost_after = b["max_seq"] - b["min_seq"] + 1 - b["received"]
+        sensor = self.state[sensor_id]
+        sensor["lost"] += lost_after - lost_before
+        sensor["received"] += 1
+        self.result.stored += 1
+
+    def flush(self) -> None:
+        for key, b in self.boots.items():
+            if key in self.new_boots:
+                self.conn.execute(insert(boots).values(b))
+            else:
+                self.conn.execute(update(boots).where(boots.c.sensor_id == key[0], boots.c.boot == key[1])
+                                  .values(min_seq=b["min_seq"], max_seq=b["max_seq"], received=b["received"]))
+        columns = [c.name for c in sensors.columns if c.name not in ("id", "name", "latitude", "longitude", "x", "y",
+                                                                     "tags", "first_seen")]
+        for sensor_id in sorted(self.changed):
+            sensor = self.state[sensor_id]
+            self.conn.execute(update(sensors).where(sensors.c.id == sensor_id)
+                              .values({c: sensor[c] for c in columns}))
+
+
+def prune(engine: Engine, *, keep_days: float = DEFAULT_KEEP_DAYS, now: float | None = None) -> int:
+    """Delete decisions and level messages older than ``keep_days`` (segments and alerts stay); rows deleted."""
+    oldest = (time.time() if now is None else now) - keep_days * 86400.0
+    with engine.begin() as conn:
+        gone = conn.execute(delete(decisions).where(decisions.c.t < oldest)).rowcount
+        gone += conn.execute(delete(levels).where(levels.c.end < oldest)).rowcount
+        conn.execute(delete(ingest_errors).where(ingest_errors.c.time < oldest))
+    return gone

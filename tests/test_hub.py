@@ -1,0 +1,369 @@
+"""The soundscape hub (soundscene.apps.hub): storage, ingest, API, alerts.
+
+Storage tests run twice, on a SQLite file and on a real PostgreSQL server started by the tests.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+from sqlalchemy import func, select, text
+
+from soundscene.apps.hub import db
+from soundscene.apps.hub.messages import BadMessage, parse
+from soundscene.apps.hub.writer import Refused, store_batch
+from soundscene.errors import SoundsceneError
+
+from helpers import wait_for
+from hub_support import (T0, Postgres, Publisher, encoded, full_levels, levels_message, scene, topic)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = Postgres().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'hub.db'}"
+    return request.getfixturevalue("postgres").database()
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = db.open_database(db_url)
+    yield engine
+    engine.dispose()
+
+
+def store(engine, *payloads, kind="scene", now=None):
+    """Parse and store sensor payloads (dicts) as the ingest would."""
+    items = []
+    for p in payloads:
+        raw = encoded(p)
+        try:
+            items.append(parse(topic(p["sensor_id"], kind), raw))
+        except BadMessage as exc:
+            items.append(Refused(topic(p["sensor_id"], kind), raw, str(exc)))
+    return store_batch(engine, items, now=T0 + 1000 if now is None else now)
+
+
+def rows(engine, query: str):
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(text(query))]
+
+
+def segment_rows(engine, sensor="s1"):
+    return rows(engine, f"SELECT label, start, \"end\", count, first_seq, last_seq FROM segments "
+                        f"WHERE sensor_id = '{sensor}' ORDER BY start")
+
+
+# --- the schema and its migrations -------------------------------------------------------------------------
+
+def test_an_empty_database_gets_the_newest_schema(engine):
+    assert db.current_revision(engine) == db.head_revision()
+    with engine.connect() as conn:
+        names = set(db.metadata.tables)
+        assert names <= set(conn.dialect.get_table_names(conn))
+
+
+def test_a_database_of_the_previous_schema_is_upgraded_keeping_its_data(db_url):
+    engine = db.make_engine(db_url)
+    db.upgrade(engine, "r0001")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sensors (id, status) VALUES ('old', 'online')"))
+        for seq in (1, 2, 4):
+            conn.execute(text("INSERT INTO decisions (sensor_id, boot, seq, t, stored, label, silent) "
+                              "VALUES ('old', '', :seq, :t, :t, 'park', false)"), {"seq": seq, "t": T0 + seq})
+    engine.dispose()
+    engine = db.open_database(db_url)
+    assert db.current_revision(engine) == db.head_revision()
+    assert rows(engine, "SELECT id, received, lost FROM sensors") == [("old", 3, 1)]
+    assert rows(engine, "SELECT COUNT(*) FROM decisions") == [(3,)]
+    engine.dispose()
+
+
+def test_a_database_from_a_newer_soundscene_is_refused_in_one_line(engine, db_url):
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = 'r9999'"))
+    with pytest.raises(SoundsceneError, match="newer soundscene") as caught:
+        db.open_database(db_url)
+    assert "\n" not in str(caught.value)
+
+
+def test_an_unreachable_database_is_one_line(tmp_path):
+    with pytest.raises(SoundsceneError, match="does not exist"):
+        db.open_database(str(tmp_path / "missing" / "hub.db"))
+    with pytest.raises(SoundsceneError, match="cannot open the database"):
+        db.open_database(f"postgresql+psycopg://nobody@127.0.0.1:{_closed_port()}/x")
+
+
+def _closed_port() -> int:
+    from helpers import free_port
+
+    return free_port()
+
+
+# --- each message once -------------------------------------------------------------------------------------
+
+def test_a_replay_changes_nothing(engine):
+    messages = [scene("s1", seq, "park" if seq < 6 else "metro") for seq in range(1, 11)]
+    first = store(engine, *messages)
+    assert first.stored == 10 and first.duplicates == 0
+    before = (rows(engine, "SELECT COUNT(*) FROM decisions"), segment_rows(engine),
+              rows(engine, "SELECT received, lost, label FROM sensors"))
+    again = store(engine, *messages[3:])  # a replay after a reconnect, or the retained scene at restart
+    assert again.stored == 0 and again.duplicates == 7
+    after = (rows(engine, "SELECT COUNT(*) FROM decisions"), segment_rows(engine),
+             rows(engine, "SELECT received, lost, label FROM sensors"))
+    assert before == after
+    assert after[2] == [(10, 0, "metro")]
+
+
+def test_out_of_order_delivery_gives_the_same_segments_as_in_order(engine, db_url):
+    labels = ["park"] * 4 + ["metro"] * 3 + [None] * 2 + ["park"] * 5 + ["street_traffic"] * 2
+    messages = [scene("s1", seq, label) for seq, label in enumerate(labels, start=1)]
+    shuffled = messages[:]
+    random.Random(4).shuffle(shuffled)
+    for k in range(0, len(shuffled), 3):  # in several batches, as an ingest would
+        store(engine, *shuffled[k:k + 3])
+    got = segment_rows(engine)
+    assert [(label, count) for label, _, _, count, _, _ in got] == [
+        ("park", 4), ("metro", 3), (None, 2), ("park", 5), ("street_traffic", 2)]
+    assert got[0][1] == pytest.approx(T0) and got[-1][2] == pytest.approx(T0 + 16)
+    assert all(a[2] == pytest.approx(b[1]) for a, b in zip(got, got[1:])), "segments follow without gaps"
+    assert rows(engine, "SELECT label, lost, received FROM sensors") == [("street_traffic", 0, 16)]
+
+
+def test_gaps_in_seq_are_counted_as_lost_and_a_late_message_fills_its_gap(engine):
+    store(engine, *[scene("s1", seq, "park") for seq in (1, 2, 6)])
+    assert rows(engine, "SELECT lost FROM sensors") == [(3,)]
+    store(engine, scene("s1", 4, "park"))
+    assert rows(engine, "SELECT lost FROM sensors") == [(2,)]
+    # a new boot starts its numbering again at 1: not a replay, and no loss
+    store(engine, *[scene("s1", seq, "metro", boot="c" * 32, t=T0 + 100 + seq) for seq in (1, 2)])
+    assert rows(engine, "SELECT lost, received, label FROM sensors") == [(2, 6, "metro")]
+    # level messages share the sensor's numbering
+    store(engine, levels_message("s1", 4, -40.0, start=T0 + 100, boot="c" * 32), kind="levels")
+    assert rows(engine, "SELECT lost, received FROM sensors") == [(3, 7)]
+    assert rows(engine, "SELECT laeq FROM levels") == [(-40.0,)]
+
+
+def test_an_outage_splits_a_segment(engine):
+    store(engine, *[scene("s1", seq, "park") for seq in range(1, 4)])
+    store(engine, *[scene("s1", seq, "park", t=T0 + 3600 + seq) for seq in range(4, 6)])
+    assert [r[3] for r in segment_rows(engine)] == [3, 2]
+
+
+def test_messages_without_boot_or_levels_are_accepted(engine):
+    plain = scene("s1", 1, "park")
+    del plain["boot"]
+    assert store(engine, plain).stored == 1
+    assert rows(engine, "SELECT boot FROM decisions") == [("",)]
+
+
+def test_a_decision_with_levels_stores_its_laeq_as_the_level(engine):
+    store(engine, scene("s1", 1, "park", levels=full_levels(61.5, calibrated=True)))
+    assert rows(engine, "SELECT level FROM sensors") == [(61.5,)]
+
+
+# --- bad messages ------------------------------------------------------------------------------------------
+
+BAD = [
+    (topic("s1"), b"{not json", "not JSON"),
+    (topic("s1"), b"\xff\xfe", "not UTF-8"),
+    (topic("s1"), b"[1, 2]", "JSON object"),
+    (topic("s1"), b"x" * 70000, "limit"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "seq": "one"}), "schema"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "extra": 1}), "schema"),
+    (topic("s1"), encoded(scene("s2", 1, "park")), "does not match"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "boot": "../x"}), "boot"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "timestamp": "yesterday"}), "timestamp"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "levels": {"LAeq": "loud"}}), "LAeq"),
+    (topic("s1", "status"), b"sleeping", "online or offline"),
+    (topic("s1", "levels"), encoded({"sensor_id": "s1", "seq": 1}), "levels_message"),
+    ("soundscene/a b/scene", b"{}", "sensor id"),
+]
+
+
+@pytest.mark.parametrize("where, payload, reason", BAD, ids=[b[2] for b in BAD])
+def test_a_bad_message_is_refused_with_one_line(where, payload, reason):
+    with pytest.raises(BadMessage, match=reason) as caught:
+        parse(where, payload)
+    assert "\n" not in str(caught.value)
+
+
+def test_refused_messages_are_stored_as_ingest_errors_with_their_first_bytes(engine):
+    items = [Refused(t, p, r) for t, p, r in BAD[:4]] + [parse(topic("s1"), encoded(scene("s1", 1, "park")))]
+    result = store_batch(engine, items, now=T0 + 1000)
+    assert result.errors == 4 and result.stored == 1
+    kept = rows(engine, "SELECT topic, payload, reason FROM ingest_errors ORDER BY id")
+    assert [bytes(p) for _, p, _ in kept] == [p[:512] for _, p, _ in BAD[:4]]
+
+
+# --- ingest through a real broker ----------------------------------------------------------------------------
+
+def persistent_broker(broker_factory):
+    """Mosquitto keeping sessions on disk and queueing enough for an offline hub (as the README recommends)."""
+    b = broker_factory()
+    b.config.write_text(b.config.read_text().replace(
+        "persistence false\n", f"persistence true\npersistence_location {b.folder}/\nmax_queued_messages 100000\n"))
+    return b.start()
+
+
+@pytest.fixture
+def hub_factory():
+    from soundscene.apps.hub.service import Hub
+
+    made = []
+
+    def make(engine, port: int, **options) -> Hub:
+        options.setdefault("client_id", f"hub-{len(made)}-{random.randrange(1 << 30)}")
+        hub = Hub(engine, broker=("127.0.0.1", port), **options).start()
+        made.append(hub)
+        assert hub.ingest.connected.wait(10), "the hub did not connect"
+        return hub
+    yield make
+    for hub in made:
+        hub.stop()
+
+
+def now_scene(sensor, seq, label, **kw):
+    import time as _time
+
+    return scene(sensor, seq, label, t=_time.time() - 100 + seq * 0.01, **kw)
+
+
+def count(engine, query):
+    found = rows(engine, query)
+    return found[0][0] if found else None
+
+
+def test_the_hub_stores_each_message_once_through_replays_and_retained_redelivery(tmp_path, broker, hub_factory):
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    hub = hub_factory(engine, broker.port)
+    pub = Publisher(broker.port)
+    messages = [now_scene("kerb", seq, "street_traffic" if seq % 7 else "park") for seq in range(1, 31)]
+    for m in messages:
+        pub.send(topic("kerb"), m, retain=True)  # the scene topic is retained, as sensors publish it
+    wait_for(lambda: count(engine, "SELECT received FROM sensors") == 30, 10, "30 stored")
+    for m in messages[10:20]:  # a sensor replaying after a reconnect
+        pub.send(topic("kerb"), m)
+    pub.send(topic("kerb"), b"{broken")  # a malformed message on the way
+    wait_for(lambda: count(engine, "SELECT COUNT(*) FROM ingest_errors") == 1, 10, "the error stored")
+    hub.stop()  # the hub restarts: the broker delivers the retained scene again
+    hub2 = hub_factory(engine, broker.port, client_id=hub.ingest.client_id)
+    pub.send(topic("kerb"), now_scene("kerb", 31, "park"))
+    wait_for(lambda: count(engine, "SELECT received FROM sensors") == 31, 10, "31 stored")
+    assert count(engine, "SELECT COUNT(*) FROM decisions") == 31
+    assert rows(engine, "SELECT lost, label FROM sensors") == [(0, "park")]
+    assert count(engine, "SELECT SUM(count) FROM segments") == 31
+    metrics = hub2.metrics_text().decode()
+    assert "soundscene_hub_messages_total{result=\"duplicate\"}" in metrics
+    assert 'soundscene_hub_sensors{status="online"} 1.0' in metrics
+    pub.close()
+
+
+def test_a_sensors_last_will_turns_it_offline(tmp_path, broker, hub_factory):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import textwrap
+
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    hub_factory(engine, broker.port)
+    code = textwrap.dedent(f"""
+        import time
+        from soundscene.apps.mqtt import SensorPublisher
+        pub = SensorPublisher("127.0.0.1", {broker.port}, "doomed", keepalive=1, window_seconds=1, hop_seconds=1)
+        assert pub.wait_connected(10), pub.last_error
+        pub.publish({{"time": 1.0, "label": "metro", "confidence": 0.9, "probabilities": {{"metro": 0.9}}}})
+        assert pub.flush(10)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        wait_for(lambda: rows(engine, "SELECT status, label FROM sensors") == [("online", "metro")], 30,
+                 "the sensor online with its scene")
+        os.kill(proc.pid, signal.SIGKILL)
+        wait_for(lambda: rows(engine, "SELECT status FROM sensors") == [("offline",)], 10, "the last will")
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_the_broker_going_down_and_up_loses_nothing(tmp_path, broker_factory, hub_factory):
+    b = persistent_broker(broker_factory)
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    hub = hub_factory(engine, b.port)
+    pub = Publisher(b.port)
+    for seq in range(1, 6):
+        pub.send(topic("s1"), now_scene("s1", seq, "park"))
+    wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == 5, 10, "5 stored")
+    b.proc.terminate()  # a broker restart (it saves its sessions)
+    b.proc.wait(timeout=10)
+    wait_for(lambda: not hub.ingest.connected.is_set(), 10, "the hub to notice")
+    for seq in range(6, 11):  # the sensor keeps publishing; its client queues
+        pub.client.publish(topic("s1"), encoded(now_scene("s1", seq, "metro")), qos=1)
+    b.start()
+    wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == 10, 30, "10 stored after the restart")
+    assert rows(engine, "SELECT lost, received, label FROM sensors") == [(0, 10, "metro")]
+    pub.close()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_sigkill_of_the_hub_during_a_burst_loses_nothing(backend, tmp_path, broker_factory, request):
+    from hub_support import HubProcess
+
+    b = persistent_broker(broker_factory)
+    url = str(tmp_path / "hub.db") if backend == "sqlite" else request.getfixturevalue("postgres").database()
+    hub = HubProcess(tmp_path, b.port, url).start()
+    engine = db.open_database(url)
+    pub = Publisher(b.port)
+    total, sensors_ = 1500, 5
+    try:
+        for seq in range(1, total // sensors_ + 1):
+            for k in range(sensors_):
+                pub.client.publish(topic(f"s{k}"), encoded(now_scene(f"s{k}", seq, "park" if seq % 50 else "metro")),
+                                   qos=1)
+            if seq == 60:  # mid-burst, while it stores
+                wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") > 50, 20, "storing to begin")
+                hub.kill()
+        pub.client.loop_stop()
+        pub.client.loop_start()
+        hub = HubProcess(tmp_path, b.port, url).start()  # same client id: the broker kept its session
+        wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == total, 60, f"{total} stored")
+        assert rows(engine, "SELECT SUM(received), SUM(lost) FROM sensors") == [(total, 0)]
+        assert count(engine, "SELECT SUM(count) FROM segments") == total
+    finally:
+        hub.stop()
+        pub.close()
+        engine.dispose()
+
+
+def test_two_hubs_sharing_the_subscription_store_every_message_once(postgres, broker, hub_factory):
+    url = postgres.database()
+    engines = [db.open_database(url) for _ in range(2)]
+    for k, engine in enumerate(engines):
+        hub_factory(engine, broker.port, share="hubs", client_id=f"shared-hub-{k}")
+    pub = Publisher(broker.port)
+    total = 600
+    for seq in range(1, total // 4 + 1):
+        for k in range(4):
+            pub.client.publish(topic(f"s{k}"), encoded(now_scene(f"s{k}", seq, ("park", "metro")[seq // 20 % 2])),
+                               qos=1)
+    engine = engines[0]
+    wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == total, 60, f"{total} stored")
+    assert rows(engine, "SELECT SUM(received), SUM(lost) FROM sensors") == [(total, 0)]
+    assert rows(engine, "SELECT sensor_id, label, count FROM segments ORDER BY sensor_id, first_seq")[:4] == [
+        ("s0", "park", 19), ("s0", "metro", 20), ("s0", "park", 20), ("s0", "metro", 20)]
+    assert count(engine, "SELECT SUM(count) FROM segments") == total
+    pub.close()
+    for e in engines:
+        e.dispose()
