@@ -367,3 +367,169 @@ def test_two_hubs_sharing_the_subscription_store_every_message_once(postgres, br
     pub.close()
     for e in engines:
         e.dispose()
+
+
+# --- the API -------------------------------------------------------------------------------------------------
+
+TOKEN = "s3cret-token-0123456789"
+
+
+@pytest.fixture
+def api(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from soundscene.apps.hub.api import create_app
+    from soundscene.apps.hub.service import Hub
+
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    labels = ["park"] * 30 + ["metro"] * 20 + [None] * 10
+    store(engine, *[scene("s1", seq, label, hop=5.0) for seq, label in enumerate(labels, start=1)],
+          now=T0 + 400)
+    store(engine, *[levels_message("s1", 100 + k, -40.0 + k % 5, start=T0 + 10 * k) for k in range(30)],
+          kind="levels", now=T0 + 400)
+    hub = Hub(engine, broker=("127.0.0.1", 1), token=TOKEN, writes_open=False)
+    with TestClient(create_app(hub)) as client:
+        yield client
+    engine.dispose()
+
+
+def test_the_fleet_and_a_sensors_timeline(api):
+    fleet = api.get("/v1/sensors").json()
+    assert [(s["id"], s["status"], s["label"], s["received"]) for s in fleet] == [("s1", "online", None, 90)]
+    got = api.get("/v1/sensors/s1/timeline", params={"from": T0, "to": T0 + 86400}).json()
+    assert [(s["label"], s["decisions"]) for s in got["segments"]] == [("park", 30), ("metro", 20), (None, 10)]
+    assert got["segments"][0]["start"] == "2026-05-28T20:26:40.000Z"
+    assert got["level"]["source"] == "levels" and 0 < len(got["level"]["points"]) <= 2000
+    assert sum(p["n"] for p in got["level"]["points"]) == 30
+
+
+def test_a_long_level_series_is_downsampled_to_at_most_2000_points(tmp_path):
+    from soundscene.apps.hub import store as hub_store
+
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    store(engine, *[scene("s1", seq, "park", hop=1.0) for seq in range(1, 5001)], now=T0 + 6000)
+    got = hub_store.timeline(engine, "s1", T0, T0 + 5001)
+    assert len(got["level"]["points"]) <= 2000 and sum(p["n"] for p in got["level"]["points"]) == 5000
+    assert got["level"]["source"] == "decisions"
+
+
+def test_summary_shares_and_hour_profile(api):
+    got = api.get("/v1/summary", params={"from": T0, "to": T0 + 86400, "bucket": "hour"}).json()
+    share = got["buckets"][0]["share"]
+    assert share == pytest.approx({"metro": 20 / 60, "park": 30 / 60, "silence": 10 / 60}, abs=1e-3)
+    assert len(got["hour_of_day"]) == 24
+
+
+def test_exports_csv_and_parquet(api):
+    import io
+
+    import pyarrow.parquet as pq
+
+    text_ = api.get("/v1/segments.csv", params={"from": T0, "to": T0 + 86400}).text
+    assert text_.splitlines()[0] == "sensor_id,start,end,label,confidence,decisions,silent"
+    assert len(text_.splitlines()) == 4
+    table = pq.read_table(io.BytesIO(api.get("/v1/segments.parquet", params={"from": T0, "to": T0 + 86400}).content))
+    assert table.column("label").to_pylist() == ["park", "metro", None]
+
+
+def test_writes_need_the_token(api):
+    body = {"name": "Kerb, north", "latitude": 60.17, "longitude": 24.94, "tags": ["street"]}
+    assert api.put("/v1/sensors/s1", json=body).status_code == 401
+    assert api.put("/v1/sensors/s1", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 401
+    ok = api.put("/v1/sensors/s1", json=body, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert ok.status_code == 200 and ok.json()["location"] == {"latitude": 60.17, "longitude": 24.94}
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert api.put("/v1/sensors/s1", json={"latitude": 91}, headers=auth).status_code == 400
+    assert api.put("/v1/sensors/s1", json={"owner": "x"}, headers=auth).status_code == 400
+    assert api.put("/v1/sensors/s1", content=b"x" * 20000, headers=auth).status_code == 413
+
+
+@pytest.mark.parametrize("url", ["/v1/sensors/a%20b/timeline", "/v1/summary?bucket=week",
+                                 "/v1/summary?from=yesterday", "/v1/sensors/s1/timeline?from=5&to=4",
+                                 "/v1/segments.csv?from=0&to=99999999999"])
+def test_bad_parameters_are_one_line_400s(api, url):
+    got = api.get(url)
+    assert got.status_code == 400 and "\n" not in got.json()["error"]
+
+
+def test_unknown_sensor_is_404_and_the_openapi_has_the_record_schema(api):
+    assert api.get("/v1/sensors/nobody/timeline").status_code == 404
+    assert "sensor_message" in api.get("/openapi.json").json()["components"]["schemas"]
+
+
+def test_off_loopback_the_hub_refuses_to_start_without_a_token(tmp_path):
+    from soundscene.cli import main
+
+    code = main(["hub", "--mqtt", "127.0.0.1:1", "--host", "0.0.0.0", "--db", str(tmp_path / "h.db")])
+    assert code == 2
+    short = tmp_path / "token"
+    short.write_text("short\n")
+    assert main(["hub", "--mqtt", "127.0.0.1:1", "--host", "0.0.0.0", "--token-file", str(short)]) == 2
+
+
+# --- alert rules ---------------------------------------------------------------------------------------------
+
+def test_rule_mistakes_are_reported_one_line_each(tmp_path, capsys):
+    from soundscene.cli import main
+
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "a b"\nkind = "scene"\nlabels = []\n\n[[rule]]\nname = "x"\nkind = "level"\n'
+                     'above = "loud"\nseconds = 5\nwebhook = "ftp://x"\n')
+    assert main(["hub", "--mqtt", "127.0.0.1:1", "--rules", str(rules)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), lines
+
+
+class Receiver:
+    """A local HTTP server receiving webhook POSTs; the first ``fail`` requests get a 503."""
+
+    def __init__(self, fail: int):
+        import http.server
+        import threading
+
+        self.bodies, self.attempts, self.fail = [], 0, fail
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 (http.server's name)
+                outer.attempts += 1
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                if outer.attempts <= outer.fail:
+                    self.send_response(503)
+                else:
+                    outer.bodies.append(json.loads(body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *_args):
+                pass
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_scene_rule_fires_once_at_start_and_once_at_end_with_webhook_retries(tmp_path, broker, hub_factory,
+                                                                                subscribers):
+    from soundscene.apps.hub.alerts import AlertEngine, parse_rules
+
+    receiver = Receiver(fail=2)
+    rules = parse_rules({"defaults": {"backoff_seconds": 0.05}, "rule": [
+        {"name": "metro-alarm", "kind": "scene", "labels": ["metro"], "min_seconds": 0.0, "webhook": receiver.url,
+         "mqtt": True},
+        {"name": "loud", "kind": "level", "above": -20.0, "seconds": 0.0}]})
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    hub_factory(engine, broker.port, alerts=AlertEngine(rules))
+    watcher = subscribers(broker.port, "alerts")  # soundscene/alerts/#
+    pub = Publisher(broker.port)
+    labels = ["park"] * 3 + ["metro"] * 5 + ["park"] * 3
+    for seq, label in enumerate(labels, start=1):
+        pub.send(topic("s1"), now_scene("s1", seq, label, level=-10.0 if seq == 2 else -30.0))
+    wait_for(lambda: len(receiver.bodies) == 2, 20, "the start and end notifications")
+    assert [b["phase"] for b in receiver.bodies] == ["start", "end"]
+    assert receiver.attempts == 4  # two failures, then the start, then the end
+    kept = rows(engine, "SELECT rule, sensor_id, ended IS NOT NULL, start_notified IS NOT NULL, "
+                        "end_notified IS NOT NULL FROM alerts ORDER BY id")
+    assert kept == [("loud", "s1", True, True, True), ("metro-alarm", "s1", True, True, True)]
+    wait_for(lambda: len(watcher.on("metro-alarm")) == 2, 10, "the MQTT alert messages")
+    pub.close()
+    receiver.server.shutdown()
