@@ -68,9 +68,16 @@ def test_strict_json_and_tabular_forms():
         records.dumps({"x": float("nan")})
     assert json.loads(records.dumps([good, bad])) == [good, bad]
     rows = list(__import__("csv").reader(io.StringIO(records.csv_text([good, bad], ["park", "metro"]))))
-    assert rows[0] == ["path", "label", "confidence", "park", "metro", "level_dbfs", "error"]
-    assert rows[1] == ["a b.wav", "park", "0.75", "0.75", "0.25", "-20.0", ""]
-    assert rows[2] == ["x.wav", "", "", "", "", "", "x.wav: file is empty (0 bytes)"]
+    levels = ["LAeq", "LAFmax", "LAFmin", "LA10", "LA50", "LA90", "LCeq", "levels_reference"]
+    assert rows[0] == ["path", "label", "confidence", "park", "metro", "level_dbfs", *levels, "error"]
+    assert rows[1] == ["a b.wav", "park", "0.75", "0.75", "0.25", "-20.0", *[""] * 8, ""]
+    assert rows[2] == ["x.wav", "", "", "", "", "", *[""] * 8, "x.wav: file is empty (0 bytes)"]
+    measured = {**good, "levels": records.make("levels", calibrated=True, reference="dB SPL", LAeq=61.04,
+                                               LAFmax=70, LAFmin=50, LA10=65, LA50=60, LA90=None, LCeq=64,
+                                               bands={"1000": 55.55})}
+    row = list(__import__("csv").reader(io.StringIO(records.csv_text([measured], ["park", "metro"]))))[1]
+    assert row[6:14] == ["61.0", "70.0", "50.0", "65.0", "60.0", "", "64.0", "dB SPL"]
+    assert measured["levels"]["bands"] == {"1000": 55.5} or measured["levels"]["bands"] == {"1000": 55.6}
     truth = records.csv_text([good], ["park", "metro"], truth=["metro"]).splitlines()
     assert truth[0].startswith("path,true_label,label") and truth[1].startswith("a b.wav,metro,park")
     (line,) = records.table_lines([good, bad])

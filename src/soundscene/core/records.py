@@ -270,17 +270,24 @@ def _escaped(ch: str) -> str:
 
 # ---- tabular forms of prediction and error records --------------------------------------------------------
 
+CSV_LEVELS = ("LAeq", "LAFmax", "LAFmin", "LA10", "LA50", "LA90", "LCeq")
+
+
 def csv_header(classes: Sequence[str], *, truth: bool = False) -> list[str]:
-    """``path,[true_label,]label,confidence,<classes>,level_dbfs,error``."""
-    return ["path", *(["true_label"] if truth else []), "label", "confidence", *classes, "level_dbfs", "error"]
+    """``path,[true_label,]label,confidence,<classes>,level_dbfs,LAeq,...,LCeq,levels_reference,error``
+    (``levels_reference``: ``dB SPL`` or ``dBFS``, empty when levels were not measured; the bands are in JSON)."""
+    return ["path", *(["true_label"] if truth else []), "label", "confidence", *classes, "level_dbfs",
+            *CSV_LEVELS, "levels_reference", "error"]
 
 
 def csv_row(record: Mapping[str, Any], classes: Sequence[str], *, truth: str | None = None) -> list[str]:
     """One prediction or error record as a CSV row of :func:`csv_header`'s columns."""
     known = record.get("probabilities") or {}
     probs = [_csv_number(known.get(c)) for c in classes]
+    levels = record.get("levels") or {}
     return [record["path"], *([truth] if truth is not None else []), record.get("label", ""),
             _csv_number(record.get("confidence")), *probs, _csv_number(record.get("level_dbfs")),
+            *[_csv_number(levels.get(name)) for name in CSV_LEVELS], levels.get("reference", ""),
             record.get("error", "")]
 
 

@@ -203,6 +203,7 @@
     $("fact-duration").textContent = duration(record.duration_seconds);
     $("fact-level").textContent = Number.isFinite(record.level_dbfs)
       ? `${record.level_dbfs.toFixed(1).replace("-", "\u2212")} dBFS` : "–";
+    renderLevels(record.levels);
     const windows = Array.isArray(record.windows) ? record.windows : [];
     const segments = Array.isArray(record.segments) ? record.segments : [];
     $("fact-windows").textContent = windows.length ? String(windows.length) : "–";
@@ -213,6 +214,15 @@
     $("timeline-block").hidden = !long;
     if (long) renderTimeline(record);
     $("result").focus({ preventScroll: true });
+  }
+
+  // levels: dB SPL when the service was started with --calibration-db, else dB re full scale, said so
+  function renderLevels(levels) {
+    const db = (v) => (Number.isFinite(v) ? v.toFixed(1).replace("-", "\u2212") : "\u2013");
+    const unit = levels && levels.calibrated ? "dB(A)" : "dBFS(A), uncalibrated";
+    $("fact-laeq").textContent = levels && Number.isFinite(levels.LAeq) ? `${db(levels.LAeq)} ${unit}` : "\u2013";
+    $("fact-spread").textContent = levels && Number.isFinite(levels.LA10)
+      ? `${db(levels.LA10)} / ${db(levels.LA90)} ${levels.calibrated ? "dB(A)" : "dBFS(A)"}` : "\u2013";
   }
 
   function renderBars(probabilities, top) {

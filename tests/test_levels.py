@@ -1,0 +1,237 @@
+"""Sound levels (soundscene.core.levels): reference values from IEC 61672-1 (frequency and time weighting),
+IEC 61260-1 (third-octave bands) and calibration, checked on signals whose levels are known."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from soundscene.core import records
+from soundscene.core.inference import SceneClassifier
+from soundscene.core.levels import LevelMeter, band_centres, calibrate_file
+from soundscene.errors import AudioError
+
+# IEC 61672-1 Table 3: nominal frequency -> (A weighting, C weighting) in dB, and the class 1 limits of the
+# 2002 edition (tighter than the 2013 acceptance limits): (upper, lower) deviation, None = no lower limit.
+WEIGHTING = {
+    16: (-56.7, -8.5, 2.0, -4.0), 20: (-50.5, -6.2, 2.0, -2.0), 25: (-44.7, -4.4, 2.0, -1.5),
+    31.5: (-39.4, -3.0, 1.5, -1.5), 40: (-34.6, -2.0, 1.0, -1.0), 50: (-30.2, -1.3, 1.0, -1.0),
+    63: (-26.2, -0.8, 1.0, -1.0), 80: (-22.5, -0.5, 1.0, -1.0), 100: (-19.1, -0.3, 1.0, -1.0),
+    125: (-16.1, -0.2, 1.0, -1.0), 160: (-13.4, -0.1, 1.0, -1.0), 200: (-10.9, 0.0, 1.0, -1.0),
+    250: (-8.6, 0.0, 1.0, -1.0), 315: (-6.6, 0.0, 1.0, -1.0), 400: (-4.8, 0.0, 1.0, -1.0),
+    500: (-3.2, 0.0, 1.0, -1.0), 630: (-1.9, 0.0, 1.0, -1.0), 800: (-0.8, 0.0, 1.0, -1.0),
+    1000: (0.0, 0.0, 0.7, -0.7), 1250: (0.6, 0.0, 1.0, -1.0), 1600: (1.0, -0.1, 1.0, -1.0),
+    2000: (1.2, -0.2, 1.0, -1.0), 2500: (1.3, -0.3, 1.0, -1.0), 3150: (1.2, -0.5, 1.0, -1.0),
+    4000: (1.0, -0.8, 1.0, -1.0), 5000: (0.5, -1.3, 1.5, -1.5), 6300: (-0.1, -2.0, 1.5, -2.0),
+    8000: (-1.1, -3.0, 1.5, -2.5), 10000: (-2.5, -4.4, 2.0, -3.0), 12500: (-4.3, -6.2, 2.0, -5.0),
+    16000: (-6.6, -8.5, 2.5, -16.0), 20000: (-9.3, -11.2, 3.0, None),
+}
+
+
+def tone(frequency, *, rate=48000, seconds=3.0, rms=1.0):
+    t = np.arange(int(rate * seconds)) / rate
+    return rms * math.sqrt(2) * np.sin(2 * np.pi * frequency * t)
+
+
+def measure(x, rate, **kwargs):
+    meter = LevelMeter(rate, **kwargs)
+    meter.push(x)
+    meter.finish()
+    return meter
+
+
+def steady(x, rate, **kwargs):
+    """The levels of a steady signal from its second second on (the weighting filters have settled)."""
+    return measure(x, rate, **kwargs).levels_between(1.0, len(x) / rate)
+
+
+@pytest.mark.parametrize("rate, highest", [(48000, 20000), (22050, 6300)])
+def test_a_and_c_weighting_are_within_class_1_at_the_standard_frequencies(rate, highest):
+    """48 kHz: every frequency of the table to 20 kHz; 22.05 kHz: up to 6.3 kHz (the bilinear design falls off
+    towards Nyquist above that)."""
+    for frequency, (a, c, upper, lower) in WEIGHTING.items():
+        if frequency > highest:
+            continue
+        levels = steady(tone(frequency, rate=rate), rate)  # 0 dBFS unweighted
+        for name, reference in (("LAeq", a), ("LCeq", c)):
+            deviation = getattr(levels, name) - reference
+            assert deviation <= upper and (lower is None or deviation >= lower), (rate, frequency, name, deviation)
+
+
+def test_a_known_tone_reads_its_level_in_dbfs_and_with_a_calibration():
+    x = tone(1000, rms=0.1)  # -20 dBFS
+    plain = steady(x, 48000)
+    assert plain.calibrated is False and plain.LAeq == pytest.approx(-20.0, abs=0.05)
+    assert plain.LCeq == pytest.approx(-20.0, abs=0.05) and plain.bands["1000"] == pytest.approx(-20.0, abs=0.1)
+    calibrated = steady(x, 48000, calibration_db=114.0)
+    assert calibrated.calibrated is True and calibrated.LAeq == pytest.approx(94.0, abs=0.05)
+    record = calibrated.to_record()
+    assert record["reference"] == "dB SPL" and record["LAeq"] == 94.0 and record["LAFmax"] == 94.0
+    assert plain.to_record()["reference"] == "dBFS"
+
+
+def test_calibrate_finds_the_offset_that_makes_a_calibrator_read_94_db(tmp_path):
+    path = tmp_path / "calibrator.wav"
+    sf.write(str(path), np.stack([tone(1000, seconds=5, rms=0.05)] * 2, axis=1), 48000, subtype="PCM_24")
+    offset = calibrate_file(path, reference_db=94.0)
+    assert offset == pytest.approx(94.0 + 26.02, abs=0.05)
+    mono, rate = sf.read(str(path))
+    assert steady(mono.mean(axis=1), rate, calibration_db=offset).LAeq == pytest.approx(94.0, abs=0.05)
+    result = subprocess.run([sys.executable, "-m", "soundscene.cli", "calibrate", str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and float(result.stdout) == pytest.approx(offset, abs=0.05)
+
+
+@pytest.mark.parametrize("signal, reason", [
+    (lambda: 0.05 * np.random.default_rng(0).standard_normal(48000 * 4), "strongest frequency"),
+    (lambda: tone(250, seconds=4, rms=0.05), "strongest frequency"),
+    (lambda: np.concatenate([tone(1000, seconds=2, rms=0.05), tone(1000, seconds=2, rms=0.01)]), "varies"),
+    (lambda: tone(1000, seconds=4, rms=0.05) + tone(3000, seconds=4, rms=0.0025), None),  # -26 dB distortion: fine
+    (lambda: tone(1000, seconds=4, rms=0.05) + tone(5000, seconds=4, rms=0.03), "energy is in"),
+    (lambda: tone(1000, seconds=0.5, rms=0.05), "too short"),
+    (lambda: np.zeros(48000 * 2), "silent"),
+])
+def test_calibrate_refuses_what_is_not_a_steady_calibrator_tone(tmp_path, signal, reason):
+    path = tmp_path / "not-a-calibrator.wav"
+    sf.write(str(path), signal(), 48000, subtype="FLOAT")
+    if reason is None:
+        assert calibrate_file(path) > 0
+        return
+    with pytest.raises(AudioError, match=reason) as caught:
+        calibrate_file(path)
+    assert "\n" not in str(caught.value)
+    result = subprocess.run([sys.executable, "-m", "soundscene.cli", "calibrate", str(path)], capture_output=True,
+                            text=True)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def pink_noise(rate, seconds, seed=0):
+    """Noise whose power falls 3 dB per octave exactly (random phases, exact magnitudes)."""
+    n = int(rate * seconds)
+    f = np.fft.rfftfreq(n, 1 / rate)
+    phases = np.exp(2j * np.pi * np.random.default_rng(seed).random(f.size))
+    spectrum = np.zeros(f.size, complex)
+    spectrum[1:] = phases[1:] / np.sqrt(f[1:])
+    x = np.fft.irfft(spectrum, n)
+    return 0.1 * x / x.std()
+
+
+def test_pink_noise_gives_equal_third_octave_bands():
+    levels = measure(pink_noise(48000, 8), 48000).total()
+    values = np.array(list(levels.bands.values()))
+    assert list(levels.bands)[0] == "25" and list(levels.bands)[-1] == "20000" and len(values) == 30
+    assert np.ptp(values) < 1.0 and np.abs(values - np.median(values)).max() < 0.5
+
+
+def test_a_tone_lands_in_its_band():
+    bands = steady(tone(2000, rms=0.1), 48000).bands
+    assert max(bands, key=bands.get) == "2000" and bands["2000"] == pytest.approx(-20.0, abs=0.1)
+    assert bands["1600"] < -40 and bands["2500"] < -40
+
+
+def test_bands_reach_the_highest_band_below_nyquist():
+    assert band_centres(8000)[-1] == 3150 and band_centres(96000)[-1] == 20000
+    assert band_centres(22050)[-1] == 8000 and band_centres(16000)[-1] == 6300
+
+
+def test_f_time_weighting_decays_at_34_7_db_per_second():
+    x = np.concatenate([tone(1000, seconds=2), np.zeros(48000)])
+    meter = measure(x, 48000)
+    after = [meter.levels_between(2.0 + k * 0.25, 2.25 + k * 0.25).LAFmin for k in range(4)]
+    rates = -np.diff(after) / 0.25
+    assert np.allclose(rates, 34.7, atol=0.3), rates  # IEC 61672-1: 34.7 dB/s, the tolerance is -3.7 dB/s
+
+
+@pytest.mark.parametrize("burst_ms, reference", [(200, -1.0), (10, -11.1), (2, -18.0)])
+def test_lafmax_of_a_tone_burst_is_the_standards_response(burst_ms, reference):
+    """IEC 61672-1 Table 4: a 4-kHz burst of the steady signal's level reads LAFmax = steady + delta_ref."""
+    rate = 48000
+    continuous = steady(tone(4000, seconds=3), rate).LAeq
+    burst = np.zeros(rate * 3)
+    start = int(1.5 * rate)
+    burst[start:start + int(burst_ms * rate / 1000)] = tone(4000, seconds=burst_ms / 1000)
+    lafmax = measure(burst, rate).total().LAFmax
+    assert lafmax - continuous == pytest.approx(reference, abs=0.5)
+
+
+def test_statistical_levels_are_ordered_on_real_scenes(tmp_path):
+    from soundscene.training.synth import synthesize_scene
+
+    for k, scene in enumerate(("street_traffic", "metro", "park", "rain")):
+        x = synthesize_scene(scene, sample_rate=32000, seconds=6.0, seed=k)
+        for levels in (measure(x, 32000).total(), measure(x, 32000).levels_between(1, 5)):
+            assert levels.LAFmin <= levels.LA90 <= levels.LA50 <= levels.LA10 <= levels.LAFmax, (scene, levels)
+            assert levels.LAFmin <= levels.LAeq <= levels.LAFmax
+
+
+def test_levels_do_not_depend_on_the_block_size():
+    x = pink_noise(44100, 6, seed=4) * np.linspace(0.1, 2, 44100 * 6)
+    whole = measure(x, 44100)
+    cuts = np.cumsum(np.random.default_rng(1).integers(1, 9000, 100))
+    pieces = LevelMeter(44100)
+    for part in np.split(x, cuts[cuts < x.size]):
+        pieces.push(part)
+    pieces.finish()
+    for a, b in [(whole.total(), pieces.total()), (whole.levels_between(2, 4), pieces.levels_between(2, 4))]:
+        for name in ("LAeq", "LAFmax", "LAFmin", "LA10", "LA50", "LA90", "LCeq"):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), abs=1e-6), name
+        assert np.allclose(list(a.bands.values()), list(b.bands.values()), atol=1e-6)
+
+
+def test_digital_silence_has_no_level_and_a_clipped_square_wave_has_one():
+    silent = measure(np.zeros(48000 * 2), 48000).total()
+    record = silent.to_record()
+    assert record["LAeq"] is None and record["LA90"] is None and set(record["bands"].values()) == {None}
+    assert "NaN" not in records.dumps(record) and "Infinity" not in records.dumps(record)
+    square = np.sign(np.sin(2 * np.pi * 500 * np.arange(48000 * 2) / 48000))
+    loud = measure(np.clip(1.5 * square, -1, 1), 48000).total()
+    assert all(math.isfinite(getattr(loud, n)) for n in ("LAeq", "LAFmax", "LA90", "LCeq"))
+    assert -3 < loud.LAeq < 3
+
+
+@pytest.mark.parametrize("rate", [8000, 96000])
+def test_low_and_high_rates(rate):
+    levels = steady(tone(1000, rate=rate, rms=0.1), rate)  # A at 1 kHz: class 1 is +-0.7 dB (8 kHz: +0.16)
+    assert levels.LAeq == pytest.approx(-20.0, abs=0.2) and levels.bands["1000"] == pytest.approx(-20, abs=0.1)
+
+
+def test_predict_and_listen_give_the_same_window_levels(tiny_run):
+    clf = SceneClassifier.from_file(tiny_run.model_path, window_seconds=1.0, hop_seconds=0.5, calibration_db=100)
+    rng = np.random.default_rng(5)
+    x = (rng.standard_normal(16000 * 5) * np.repeat(rng.uniform(0.01, 0.3, 10), 8000)).astype(np.float32)
+    stereo = np.stack([x, 0.5 * x])
+    windows = clf.classify_waveform(stereo, sample_rate=16000).windows
+    stream = clf.stream(input_rate=16000, channels=2)
+    decisions = []
+    for part in np.array_split(stereo, 37, axis=1):
+        decisions += stream.push(part)
+    assert len(decisions) >= len(windows) - 1
+    for w, d in zip(windows, decisions):
+        assert d.levels.calibrated and w.levels.LAeq == pytest.approx(d.levels.LAeq, abs=1e-6)
+        assert w.levels.LA90 == pytest.approx(d.levels.LA90, abs=1e-6)
+        assert np.allclose(list(w.levels.bands.values()), list(d.levels.bands.values()), atol=1e-6)
+    record = d.to_record(clf.classes)
+    assert record["levels"]["calibrated"] is True and record["levels"]["reference"] == "dB SPL"
+
+
+def test_predict_reports_levels_in_json_and_csv(tiny_run, tmp_path):
+    path = tmp_path / "noise.wav"
+    sf.write(str(path), 0.1 * np.random.default_rng(2).standard_normal(8000 * 3), 8000)
+    run = [sys.executable, "-m", "soundscene.cli", "predict", str(tiny_run.model_path), str(path)]
+    plain = json.loads(subprocess.run(run + ["--format", "json"], capture_output=True, text=True).stdout)[0]
+    assert plain["levels"]["calibrated"] is False and plain["levels"]["reference"] == "dBFS"
+    assert plain["levels"]["LAeq"] < 0 and all("levels" in w for w in plain["windows"])
+    assert list(plain["levels"]["bands"])[-1] == "3150"
+    calibrated = json.loads(subprocess.run(run + ["--format", "json", "--calibration-db", "110"],
+                                           capture_output=True, text=True).stdout)[0]
+    assert calibrated["levels"]["LAeq"] == pytest.approx(plain["levels"]["LAeq"] + 110, abs=0.11)
+    csv_text = subprocess.run(run + ["--format", "csv", "--calibration-db", "110"], capture_output=True,
+                              text=True).stdout
+    header, row = csv_text.splitlines()[:2]
+    assert "LAeq" in header.split(",") and row.endswith(",dB SPL,")
+    bad = subprocess.run(run + ["--calibration-db", "nan"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--calibration-db" in bad.stderr and "Traceback" not in bad.stderr
