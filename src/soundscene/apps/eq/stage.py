@@ -1,0 +1,120 @@
+"""The gain stage after the cascade: one gain per frame, with one frame of look-ahead.
+
+The equalized signal is cut into frames of :data:`FRAME_SECONDS` on a fixed grid of samples. For each frame
+the caller gives a target gain (volume + level following + loudness make-up); the stage then picks the
+largest gain at or below it such that, with the gain ramped linearly from the previous frame's value over
+the frame (no steps, no zipper noise):
+
+* no sample exceeds full scale (**peak control**: a full-scale input with a 12-dB boost is turned down in
+  that frame instead of being clipped), and
+* the A-weighted mean square of the frame's output stays within ``ceiling`` (the **exposure limiter**:
+  every frame, hence every longer stretch, stays at or below the level the remaining allowance permits).
+
+Both bounds grow with the end gain (the first linearly per sample, the second quadratically), so the
+largest admissible end gain is a closed form. Only when even an end gain of 0 would break a bound (the
+previous gain was high and the frame starts loud) is the frame given one constant gain that meets both:
+the only case of a step. Seeing the frame before choosing its gain costs one frame of latency.
+
+The A-weighting is IEC 61672-1's, as PyOctaveBand designs it (the filter the core's level meter uses).
+Frames and their gains depend only on sample positions, so block-wise processing equals whole processing.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.signal import sosfilt
+
+FRAME_SECONDS = 0.02        # 20 ms frames: 882 samples at 44.1 kHz, the stage's latency
+
+
+class GainStage:
+    """Frames in (float64 equalized audio), gained frames out, one frame later."""
+
+    def __init__(self, sample_rate: int, channels: int):
+        from pyoctaveband import WeightingFilter
+
+        self.frame = max(16, int(round(FRAME_SECONDS * sample_rate)))
+        self.seconds = self.frame / sample_rate
+        self._buf = np.zeros((channels, self.frame))
+        self._fill = 0
+        self._ready = [np.zeros((channels, self.frame))]  # the latency: one frame of silence first
+        self._ready_used = 0
+        self._a_sos = WeightingFilter(int(sample_rate), "A", stateful=True).sos
+        self._a_zi = np.zeros((len(self._a_sos), channels, 2))
+        self._t = np.arange(1, self.frame + 1) / self.frame
+        self._power: np.ndarray | None = None
+        self.gain = 1.0             # the gain at the end of the last frame (linear)
+
+    @property
+    def room(self) -> int:
+        """Samples still needed to complete the open frame."""
+        return self.frame - self._fill
+
+    def put(self, y: np.ndarray) -> None:
+        self._buf[:, self._fill:self._fill + y.shape[1]] = y
+        self._fill += y.shape[1]
+
+    def measure(self) -> float:
+        """The complete frame's A-weighted mean square (full scale = 1), before the gain."""
+        weighted, self._a_zi = sosfilt(self._a_sos, self._buf, axis=-1, zi=self._a_zi)
+        self._power = np.mean(weighted * weighted, axis=0)
+        return float(self._power.mean())
+
+    def apply(self, target: float, ceiling: float | None) -> tuple[float, float, bool]:
+        """Gain the measured frame towards ``target`` (linear) within full scale and the mean-square
+        ``ceiling`` (None: no limiter). Returns (end gain, output A-weighted mean square, whether the ceiling
+        held the gain below both the target and the peak bound)."""
+        peak = np.abs(self._buf).max(axis=0)
+        p, t, g0 = self._power, self._t, self.gain
+        bounds = [target, self._peak_bound(peak, g0)]
+        if ceiling is not None:
+            bounds.append(self._energy_bound(p, g0, ceiling))
+        g = min(bounds)
+        if g >= 0:
+            ramp = g0 + (g - g0) * t
+        else:  # no ramp from the previous gain fits: one constant gain for the frame
+            top = float(peak.max())
+            g = min(target, 1.0 / top if top > 1.0 else math.inf,
+                    math.sqrt(ceiling / max(float(p.mean()), 1e-300)) if ceiling is not None else math.inf)
+            ramp = np.full(self.frame, g)
+        out = self._buf * ramp
+        np.clip(out, -1.0, 1.0, out=out)  # float rounding only: the bounds keep every sample within
+        self._ready.append(out)
+        self._fill, self.gain = 0, float(g)
+        limited = ceiling is not None and len(bounds) == 3 and bounds[2] < min(bounds[:2]) - 1e-12
+        return float(g), float(np.mean(ramp * ramp * p)), limited
+
+    def take(self, n: int) -> np.ndarray:
+        """The next ``n`` output samples (always available: the output runs one frame behind the input)."""
+        parts, need = [self._buf[:, :0]], n
+        while need:
+            head = self._ready[0]
+            k = min(need, head.shape[1] - self._ready_used)
+            parts.append(head[:, self._ready_used:self._ready_used + k])
+            self._ready_used += k
+            need -= k
+            if self._ready_used == head.shape[1]:
+                self._ready.pop(0)
+                self._ready_used = 0
+        return np.concatenate(parts, axis=1) if len(parts) > 2 else parts[-1]
+
+    def _peak_bound(self, peak: np.ndarray, g0: float) -> float:
+        """The largest end gain g with peak * (g0 (1 - t) + g t) <= 1 at every sample."""
+        loud = peak > 0
+        if not loud.any():
+            return math.inf
+        t = self._t[loud]
+        return float(np.min((1.0 / peak[loud] - g0 * (1 - t)) / t))
+
+    def _energy_bound(self, p: np.ndarray, g0: float, ceiling: float) -> float:
+        """The largest end gain g with mean(p (g0 (1 - t) + g t)^2) <= ceiling (-1 when none >= 0 fits)."""
+        t = self._t
+        a, b, c = np.mean(p * (1 - t) ** 2), np.mean(p * (1 - t) * t), np.mean(p * t * t)
+        if c <= 0:
+            return math.inf
+        disc = b * b * g0 * g0 - c * (a * g0 * g0 - ceiling)
+        if disc < 0:
+            return -1.0
+        return float((-b * g0 + math.sqrt(disc)) / c)
