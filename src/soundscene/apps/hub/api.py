@@ -107,6 +107,10 @@ def _reads(app: FastAPI, hub) -> None:
                              default_days=7.0)
         return store.alert_list(hub.engine, frm, to)
 
+    @app.get("/v1/config", summary="What the page needs to know: the site plan, the version")
+    def config() -> dict[str, Any]:
+        return {"site_plan": hub.site_plan is not None, "version": __version__}
+
     @app.get("/healthz", summary="Whether the hub is connected to its broker and database")
     def healthz() -> JSONResponse:
         state = hub.health()
