@@ -38,6 +38,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 MODEL = {"name": "tiny-cnn", "version": "7", "classes": ["park", "street_traffic", "metro"]}
 FAST = dict(model=MODEL, window_seconds=1.5, hop_seconds=0.5, reconnect_min=0.1, reconnect_max=0.5)
 SENSOR_MESSAGE = jsonschema.Draft202012Validator(records.schema_of("sensor_message"))
+LEVELS_MESSAGE = jsonschema.Draft202012Validator(records.schema_of("levels_message"))
 
 def _decision(t: float, label: str = "park", changed: bool = False, **extra) -> dict:
     probs = {"park": 0.1, "street_traffic": 0.1, "metro": 0.1}
@@ -141,7 +142,7 @@ def test_parse_broker():
 def test_invalid_sensor_ids():
     assert check_sensor_id("kitchen-1") == "kitchen-1"
     assert topics("café_2") == {"scene": "soundscene/café_2/scene", "event": "soundscene/café_2/event",
-                                "status": "soundscene/café_2/status"}
+                                "status": "soundscene/café_2/status", "levels": "soundscene/café_2/levels"}
     for bad in ["", "a/b", "a+b", "room#1", "a b", "tab\there", "line\n", "nul\x00", None, 3, "x" * 201]:
         with pytest.raises(SoundsceneError) as info:
             check_sensor_id(bad)
@@ -204,9 +205,9 @@ def test_payload_is_the_sensor_message_record():
     decision = _decision(3.14159, "metro", changed=True, previous="park", confidence=0.876543,
                          level_dbfs=-20.06, smoothed=[0.1, 0.1, 0.8])  # keys beyond the decision's are ignored
     decision["probabilities"] = {"extra": 0.001, "metro": 0.876543, "park": 0.11111}
-    payload = _payload(decision, window_seconds=1.23456, hop_seconds=0.5)
-    assert list(payload) == [f.name for f in records.FIELDS["sensor_message"]]
-    assert payload == {"sensor_id": "s1", "seq": 3, "timestamp": STAMP, "window_seconds": 1.235, "hop_seconds": 0.5,
+    payload = _payload(decision, window_seconds=1.23456, hop_seconds=0.5, boot="0" * 32)
+    assert list(payload) == [f.name for f in records.FIELDS["sensor_message"] if f.name != "levels"]
+    assert payload == {"sensor_id": "s1", "boot": "0" * 32, "seq": 3, "timestamp": STAMP, "window_seconds": 1.235, "hop_seconds": 0.5,
                        "model": {"name": "tiny-cnn", "version": "7"}, "soundscene_version": payload["soundscene_version"],
                        "time": 3.142, "label": "metro", "confidence": 0.8765,
                        "probabilities": {"park": 0.1111, "metro": 0.8765, "extra": 0.001}, "changed": True,
@@ -522,10 +523,17 @@ def test_listen_command_publishes_decisions_to_the_broker(broker, subscribers, t
     wave = synthesize_scene("rain", sample_rate=16000, seconds=3.1, seed=2)
     result = subprocess.run([sys.executable, "-m", "soundscene.cli", "listen", str(tiny_run.model_path), "--stdin",
                              "--rate", "16000", "--sample-format", "f32le", "--mqtt", f"127.0.0.1:{broker.port}",
-                             "--sensor-id", "cli-1", "--quiet"],
+                             "--sensor-id", "cli-1", "--quiet", "--level-interval", "2", "--calibration-db", "100"],
                             input=wave.astype("<f4").tobytes(), capture_output=True, timeout=120)
     assert result.returncode == 0, result.stderr.decode()
     scenes = [json.loads(p) for p, _ in sub.wait("scene", 3)]
+    levels = [json.loads(p) for p, _ in sub.wait("levels", 2)]  # 2 s, then the last 1.1 s at the end
+    for message in levels:
+        LEVELS_MESSAGE.validate(message)
+    assert [m["levels"]["calibrated"] for m in levels] == [True, True] and levels[0]["levels"]["LAeq"] > 40
+    assert {m["boot"] for m in scenes + levels} == {scenes[0]["boot"]} and len(scenes[0]["boot"]) == 32
+    assert sorted(m["seq"] for m in scenes + levels) == list(range(1, 6))  # one count over every topic
+    assert scenes[0]["levels"]["reference"] == "dB SPL" and levels[0]["start"] < levels[0]["end"]
     assert [s["time"] for s in scenes] == [1.5, 2.25, 3.0]
     assert scenes[0]["sensor_id"] == "cli-1" and scenes[0]["window_seconds"] == 1.5 and scenes[0]["hop_seconds"] == 0.75
     assert scenes[0]["label"] in scenes[0]["probabilities"] and scenes[0]["model"]["name"] == "paper_cnn"
