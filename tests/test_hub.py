@@ -533,3 +533,26 @@ def test_a_scene_rule_fires_once_at_start_and_once_at_end_with_webhook_retries(t
     wait_for(lambda: len(watcher.on("metro-alarm")) == 2, 10, "the MQTT alert messages")
     pub.close()
     receiver.server.shutdown()
+
+
+# --- hub simulate ----------------------------------------------------------------------------------------------
+
+def test_simulated_sensors_replay_a_classifiers_probabilities_and_are_stored_once(tmp_path, broker, hub_factory,
+                                                                                  tiny_run):
+    from helpers import write_tone
+    from soundscene.apps.hub.simulate import Fleet, tracks_from_model
+
+    for k in range(2):
+        write_tone(tmp_path / f"clip{k}.wav", sample_rate=8000, seconds=4.0, frequency=300 + 500 * k)
+    tracks, classes, info = tracks_from_model(tiny_run.model_path, [tmp_path])
+    assert len(tracks) == 2 and set(tracks[0][0]["probabilities"]) == set(classes)
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    hub_factory(engine, broker.port)
+    fleet = Fleet(("127.0.0.1", broker.port), 3, tracks, classes, info, hop=0.1, level_interval=0.5, prefix="sim")
+    sent = fleet.run(seconds=1.5)
+    decisions = sum(s.decisions for s in fleet.sensors)
+    wait_for(lambda: count(engine, "SELECT SUM(received) FROM sensors") == sent - 6, 20, "every message stored")
+    assert count(engine, "SELECT COUNT(*) FROM decisions") == decisions
+    assert count(engine, "SELECT COUNT(*) FROM levels") == sent - 6 - decisions > 0
+    assert rows(engine, "SELECT DISTINCT status, lost FROM sensors") == [("offline", 0)]
+    assert set(r[0] for r in rows(engine, "SELECT DISTINCT label FROM decisions")) <= set(classes)

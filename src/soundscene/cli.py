@@ -340,8 +340,10 @@ def _add_hub_command(sub) -> None:
     si.add_argument("--sensors", type=int, default=3, help="how many sensors (default 3)")
     si.add_argument("--hop", type=float, default=1.0, metavar="SECONDS", help="one decision per sensor this often")
     si.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: until Ctrl-C)")
-    si.add_argument("--model", type=Path, help="a model file or run folder whose probabilities drive the "
-                                               "sensors (default: recorded probabilities shipped with soundscene)")
+    si.add_argument("--model", type=Path, help="a model file or run folder: the sensors replay its probabilities "
+                                               "on --audio (default: a synthetic scene walk)")
+    si.add_argument("--audio", nargs="+", default=[], metavar="FILE_OR_FOLDER",
+                    help="with --model, the recordings classified once and replayed by the sensors")
     si.add_argument("--prefix", default="sim", help="sensor ids PREFIX-1 ... PREFIX-N (default sim)")
     si.add_argument("--level-interval", type=float, default=10.0, metavar="SECONDS",
                     help="publish levels messages this often (0: none; default 10)")
@@ -354,7 +356,7 @@ def _cmd_hub(args) -> int:
         from .apps.hub.simulate import simulate
 
         simulate(mqtt=args.sim_mqtt, sensors=args.sensors, hop=args.hop, seconds=args.seconds, model=args.model,
-                 prefix=args.prefix, level_interval=args.level_interval, seed=args.seed)
+                 audio=args.audio, prefix=args.prefix, level_interval=args.level_interval, seed=args.seed)
         return 0
     if not args.mqtt:
         raise SoundsceneError("hub needs --mqtt HOST:PORT: the broker the sensors publish to")
