@@ -8,6 +8,8 @@ import contextlib
 import http.client
 import json
 import math
+import os
+import shutil
 import re
 import socket
 import threading
@@ -573,9 +575,13 @@ def test_the_page_classifies_an_upload_in_a_real_browser(live_server, tmp_path):
             assert page.locator("#bars .bar").count() == len(CLASSES)
             assert page.inner_text("#result-file") == clip.name
             assert "dBFS" in page.inner_text("#fact-level")
+            assert "uncalibrated" in page.inner_text("#fact-laeq")  # levels are never shown as dB SPL unless so
+            assert "/" in page.inner_text("#fact-spread")
             shot = tmp_path / "page.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+            if os.environ.get("SOUNDSCENE_SCREENSHOTS"):  # to look at the page: a folder to copy it into
+                shutil.copy(shot, os.environ["SOUNDSCENE_SCREENSHOTS"])
 
             page.set_input_files("#file-input", str(long_clip))
             page.click("#classify-btn")

@@ -219,10 +219,15 @@
   // levels: dB SPL when the service was started with --calibration-db, else dB re full scale, said so
   function renderLevels(levels) {
     const db = (v) => (Number.isFinite(v) ? v.toFixed(1).replace("-", "\u2212") : "\u2013");
-    const unit = levels && levels.calibrated ? "dB(A)" : "dBFS(A), uncalibrated";
-    $("fact-laeq").textContent = levels && Number.isFinite(levels.LAeq) ? `${db(levels.LAeq)} ${unit}` : "\u2013";
-    $("fact-spread").textContent = levels && Number.isFinite(levels.LA10)
-      ? `${db(levels.LA10)} / ${db(levels.LA90)} ${levels.calibrated ? "dB(A)" : "dBFS(A)"}` : "\u2013";
+    const calibrated = Boolean(levels && levels.calibrated);
+    const unit = calibrated ? "dB(A)" : "dBFS(A)";
+    const note = calibrated ? "sound pressure level" : "uncalibrated: re full scale";
+    const fill = (id, text) => {
+      $(id).textContent = text;
+      if (levels) $(id).append(el("span", { class: "fact-note" }, note));
+    };
+    fill("fact-laeq", levels && Number.isFinite(levels.LAeq) ? `${db(levels.LAeq)} ${unit}` : "\u2013");
+    fill("fact-spread", levels && Number.isFinite(levels.LA10) ? `${db(levels.LA10)} / ${db(levels.LA90)}` : "\u2013");
   }
 
   function renderBars(probabilities, top) {
