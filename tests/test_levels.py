@@ -240,3 +240,51 @@ def test_predict_reports_levels_in_json_and_csv(tiny_run, tmp_path, capsys):
     assert main(run + ["--calibration-db", "nan"]) == 2
     err = capsys.readouterr().err
     assert "--calibration-db" in err and err.count("\n") == 1
+
+
+# ---- day-evening-night levels (soundscene.core.daylevels) ---------------------------------------------------
+
+def _hourly(day, levels_by_hour, zone):
+    from datetime import datetime, timedelta
+
+    start = datetime(day.year, day.month, day.day, tzinfo=zone)
+    return [(start + timedelta(hours=h), start + timedelta(hours=h + 1), level) for h, level in levels_by_hour]
+
+
+def test_lden_of_a_steady_level_is_6_4_db_above_it():
+    """EU Directive 2002/49/EC: day 12 h, evening 4 h (+5 dB), night 8 h (+10 dB)."""
+    from datetime import date, timezone
+
+    from soundscene.core.daylevels import day_levels
+
+    day = date(2026, 6, 1)
+    intervals = _hourly(day, [(h, 60.0) for h in range(7, 31)], timezone.utc)  # 07:00 .. 07:00 next day
+    (result,) = day_levels(intervals)
+    assert (result.Lday, result.Levening, result.Lnight) == pytest.approx((60.0, 60.0, 60.0))
+    assert result.Lden == pytest.approx(10 * math.log10((12 * 1e6 + 4 * 10 ** 6.5 + 8 * 1e7) / 24))  # 66.4
+    assert result.coverage == {"day": 1.0, "evening": 1.0, "night": 1.0} and result.to_dict()["Lden"] == 66.4
+
+
+def test_the_night_belongs_to_the_day_it_starts_and_gaps_are_coverage_not_quiet():
+    from datetime import date, datetime, timedelta, timezone
+
+    from soundscene.core.daylevels import Periods, day_levels
+
+    zone = timezone(timedelta(hours=2))
+    day = date(2026, 6, 1)
+    # day 50 dB; evening: 19-21 at 70 dB, 21-23 no level (a dead microphone); night only 23-03 at 40 dB
+    intervals = _hourly(day, [(h, 50.0) for h in range(7, 19)] + [(19, 70.0), (20, 70.0), (21, None), (22, None)]
+                        + [(h, 40.0) for h in range(23, 27)], zone)
+    (result,) = day_levels(intervals)
+    assert result.Levening == pytest.approx(70.0) and result.coverage["evening"] == 0.5
+    assert result.Lnight == pytest.approx(40.0) and result.coverage["night"] == 0.5
+    # one interval across a boundary is shared: 18:30-19:30 at 80 dB adds 30 min to day and evening
+    (shared,) = day_levels([(datetime(2026, 6, 1, 18, 30, tzinfo=zone), datetime(2026, 6, 1, 19, 30, tzinfo=zone),
+                             80.0)])
+    assert shared.coverage["day"] == pytest.approx(0.5 / 12) and shared.coverage["evening"] == pytest.approx(0.5 / 4)
+    assert shared.Lnight is None and shared.Lden is None
+    # periods a member state shifted: day 06-18, evening 18-22, night 22-06
+    (shifted,) = day_levels(intervals, periods=Periods(day=6, evening=18, night=22))
+    assert shifted.Levening == pytest.approx(10 * math.log10((10 ** 5 + 2 * 10 ** 7) / 3))  # 18 at 50, 19-20 at 70
+    with pytest.raises(ValueError):
+        Periods(day=7, evening=6, night=23)
