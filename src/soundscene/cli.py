@@ -250,8 +250,13 @@ def _add_application_commands(sub) -> None:
     eq.add_argument("--blend", action="store_true", help="blend presets by the windows' probabilities")
     eq.add_argument("--crossfade", type=float, default=1.0, metavar="SECONDS",
                     help="crossfade between presets where the scene changes (default 1 s)")
-    eq.add_argument("--plot", type=Path, metavar="PNG", help="draw the applied curve(s)")
+    eq.add_argument("--plot", type=Path, metavar="PNG",
+                    help="draw the run over time: scene, ambient level, gain applied, exposure")
+    eq.add_argument("--plot-curves", type=Path, metavar="PNG", help="draw the applied preset curve(s)")
     eq.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    _add_eq_options(eq)
+    eq.add_argument("--record-dose", action="store_true",
+                    help="count this file's dose as listened to (rendering a file is not listening)")
     eq.set_defaults(handler=_cmd_eq)
 
     el = sub.add_parser("eq-live", help="equalize music live from the scene heard by a microphone or on stdin")
@@ -265,6 +270,9 @@ def _add_application_commands(sub) -> None:
     el.add_argument("--presets", type=Path, help="a TOML or JSON file of scene presets")
     el.add_argument("--crossfade", type=float, default=1.0, metavar="SECONDS")
     el.add_argument("--dwell", type=float, metavar="SECONDS", help="scene-change hysteresis (default one window)")
+    el.add_argument("--plot", type=Path, metavar="PNG",
+                    help="at the end, draw the run over time: scene, ambient level, gain applied, exposure")
+    _add_eq_options(el)
     el.set_defaults(handler=_cmd_eq_live)
     _add_hub_command(sub)
     _add_batch_command(sub)
@@ -378,6 +386,51 @@ def _add_level_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--calibration-db", type=float, metavar="DB",
                    help="the dB SPL that a full-scale RMS produces at the microphone (from soundscene calibrate): "
                         "levels in dB SPL; without it levels are dB re full scale, marked uncalibrated")
+
+
+def _add_eq_options(p: argparse.ArgumentParser) -> None:
+    """eq and eq-live: level following, loudness compensation, exposure, per-scene preferences."""
+    _add_level_options(p)
+    g = p.add_argument_group("level following (the music stays above the surroundings)")
+    g.add_argument("--follow-level", action="store_true", help="raise the music with the ambient LAeq")
+    g.add_argument("--margin-db", type=float, default=10.0, help="music above the ambient (calibrated; default 10)")
+    g.add_argument("--max-boost-db", type=float, default=12.0, help="largest boost (default 12 dB)")
+    g.add_argument("--max-level-db", type=float, help="highest music level (dB SPL with calibration, else dBFS)")
+    g.add_argument("--attack", type=float, default=8.0, metavar="SECONDS",
+                   help="time to follow a louder surrounding (default 8 s; bursts under 3 s are ignored)")
+    g.add_argument("--release", type=float, default=16.0, metavar="SECONDS",
+                   help="time to follow a quieter surrounding (default 16 s)")
+    g.add_argument("--dead-band-db", type=float, default=3.0, help="ambient changes ignored below this (default 3)")
+    g = p.add_argument_group("loudness, exposure and preferences")
+    g.add_argument("--loudness", action="store_true",
+                   help="loudness compensation (ISO 226:2023) below the reference level")
+    g.add_argument("--loudness-reference", type=float, default=80.0, metavar="PHON",
+                   help="level the music is meant for (default 80 phon; 0 dB volume is taken as it uncalibrated)")
+    g.add_argument("--headphone-db-spl-at-fs", type=float, metavar="DB",
+                   help="dB SPL (A) at the ear of a full-scale 1-kHz sine: enables the exposure dose")
+    g.add_argument("--exposure-mode", choices=("adult", "sensitive"), default="adult",
+                   help="ITU-T H.870 allowance: 80 dB(A) (adult) or 75 dB(A) (sensitive) for 40 h a week")
+    g.add_argument("--limiter", action="store_true", help="keep the level within what the weekly allowance permits")
+    g.add_argument("--limiter-hours", type=float, default=2.0,
+                   help="listening the remaining allowance is spread over (default 2 h)")
+    g.add_argument("--volume-db", type=float, default=0.0, help="volume; with --scene, remembered for that scene")
+    g.add_argument("--adjust", action="append", metavar="BAND=DB",
+                   help="band adjustment, e.g. 62.5=+2 (repeatable); with --scene, remembered for that scene")
+    g.add_argument("--reset-preferences", action="store_true", help="forget the per-scene preferences")
+    g.add_argument("--state", type=Path, metavar="JSON",
+                   help="the dose and preferences file (default ~/.local/state/soundscene/eq.json)")
+
+
+def _eq_session(args, *, record_dose: bool):
+    from .apps.eq.session import Session, default_state_path
+
+    return Session(state_path=args.state or default_state_path(), follow_level=args.follow_level,
+                   margin_db=args.margin_db, max_boost_db=args.max_boost_db, max_level_db=args.max_level_db,
+                   attack=args.attack, release=args.release, dead_band_db=args.dead_band_db, loudness=args.loudness,
+                   loudness_reference=args.loudness_reference, headphone_db_spl_at_fs=args.headphone_db_spl_at_fs,
+                   exposure_mode=args.exposure_mode, limiter=args.limiter, limiter_hours=args.limiter_hours,
+                   volume_db=args.volume_db, adjust=args.adjust, reset_preferences=args.reset_preferences,
+                   record_dose=record_dose)
 
 
 def _add_calibrate_command(sub) -> None:
@@ -773,12 +826,14 @@ def _presets(path):
 
 
 def _cmd_eq(args) -> int:
-    from .apps.eq import curve_for_scene, equalize_file, format_presets, plot_curves, schedule_from_prediction
+    from .apps.eq import ambient_from_prediction, equalize_file, format_presets, schedule_from_prediction
+    from .apps.eq.playback import describe_ambient
 
     presets = _presets(args.presets)
     if args.list_presets:
         print(format_presets(presets))
         return 0
+    session, ambient = _eq_session(args, record_dose=args.record_dose), []
     if args.scene:
         if len(args.inputs) not in (1, 2):
             raise SoundsceneError("give the music (and optionally the model first): soundscene eq [MODEL] MUSIC "
@@ -786,7 +841,8 @@ def _cmd_eq(args) -> int:
         music = Path(args.inputs[-1])
         if args.scene not in presets:
             raise SoundsceneError(f"--scene {args.scene!r} has no preset; known: {', '.join(sorted(presets))}")
-        schedule, what = [(0.0, curve_for_scene(presets, args.scene))], f"scene {args.scene} (forced)"
+        schedule, what = [(0.0, args.scene)], f"scene {args.scene} (forced)"
+        session.remember(args.scene)
     else:
         if len(args.inputs) != 2 or not args.ambient:
             raise SoundsceneError("usage: soundscene eq MODEL MUSIC --ambient RECORDING -o OUT.wav "
@@ -794,45 +850,72 @@ def _cmd_eq(args) -> int:
         from .core.inference import SceneClassifier
 
         model, music = Path(args.inputs[0]), Path(args.inputs[1])
-        prediction = SceneClassifier.from_file(model).classify_file(args.ambient)
-        schedule = schedule_from_prediction(prediction, presets, blend=args.blend)
-        what = " -> ".join(f"{seg.label or 'silence'} from {seg.start:.1f} s" for seg in prediction.segments())
+        prediction = SceneClassifier.from_file(model, calibration_db=args.calibration_db).classify_file(args.ambient)
+        schedule = schedule_from_prediction(prediction, presets, blend=args.blend, labels=not args.blend)
+        ambient, what = ambient_from_prediction(prediction), describe_ambient(prediction)
     if not args.out:
         raise SoundsceneError("give the output file with -o OUT.wav")
-    out = equalize_file(music, args.out, schedule=schedule, presets=presets, crossfade_seconds=args.crossfade)
+    if args.follow_level and not ambient:
+        print("warning: no ambient levels (no ambient recording, or its records carry none): level following is off",
+              file=sys.stderr)
+    done = []
+    out = equalize_file(music, args.out, schedule=schedule, presets=presets, crossfade_seconds=args.crossfade,
+                        ambient=ambient, on_done=done.append, **session.options(trace=args.plot is not None))
     print(f"equalized {_shown(music)} for {what}")
     print(f"  wrote {_shown(out)}")
-    if args.plot:
+    _eq_finish(args, session, done[0], title=f"{_shown(music.name)}: {what}")
+    if args.plot_curves:
+        from .apps.eq import curve_for_scene, plot_curves
+
         curves = {}
         for start, curve in schedule:
-            name = next((k for k, v in presets.items() if v == curve), f"blend at {start:.1f} s")
-            curves.setdefault(name, curve)
-        plot_curves(dict(list(curves.items())[:8]), args.plot)
-        print(f"  curves: {_shown(args.plot)}")
+            name = curve if isinstance(curve, str) else f"blend at {start:.1f} s"
+            curves.setdefault(name, curve_for_scene(presets, curve) if isinstance(curve, str) else curve)
+        plot_curves(dict(list(curves.items())[:8]), args.plot_curves)
+        print(f"  curves: {_shown(args.plot_curves)}")
     return 0
+
+
+def _eq_finish(args, session, equalizer, *, title: str) -> None:
+    for message in equalizer.pop_messages():
+        print(message, file=sys.stderr)
+    for line in session.finish(equalizer):
+        print(f"  {line}")
+    if args.plot:
+        calibrated = args.calibration_db is not None and args.headphone_db_spl_at_fs is not None
+        session.plot(equalizer, args.plot, title=title, calibrated=calibrated)
+        print(f"  plot: {_shown(args.plot)}")
 
 
 def _cmd_eq_live(args) -> int:
     from .apps.eq import equalize_live
+    from .apps.eq.playback import ambient_text
     from .apps.listen import live_source, speaker
     from .core.inference import SceneClassifier
 
     presets = _presets(args.presets)
+    session = _eq_session(args, record_dose=True)
     play = None if args.out else speaker()
-    classifier = SceneClassifier.from_file(args.model)
+    classifier = SceneClassifier.from_file(args.model, calibration_db=args.calibration_db)
     blocks = live_source(stdin=args.ambient_stdin, rate=args.rate, channels=args.channels,
                          sample_format=args.sample_format)
     stream = classifier.stream(input_rate=args.rate, channels=args.channels, min_dwell_seconds=args.dwell)
 
     def report(decision):
         if decision.changed:
+            ambient = ambient_text(decision)
             print(f"{decision.time:8.2f} s  scene {decision.label} ({decision.confidence:.0%}): EQ preset "
-                  f"{decision.label if decision.label in presets else 'default'}", flush=True)
+                  f"{decision.label if decision.label in presets else 'default'}{', ' if ambient else ''}{ambient}",
+                  flush=True)
 
+    done = []
     out = equalize_live(args.music, args.out, ambient_blocks=blocks, stream=stream, presets=presets,
-                        ambient_rate=args.rate, crossfade_seconds=args.crossfade, on_decision=report, play=play)
+                        ambient_rate=args.rate, crossfade_seconds=args.crossfade, on_decision=report, play=play,
+                        on_message=lambda m: print(m, file=sys.stderr, flush=True), on_done=done.append,
+                        **session.options(trace=args.plot is not None))
     if out is not None:
         print(f"wrote {_shown(out)}")
+    _eq_finish(args, session, done[0], title=f"{_shown(Path(args.music).name)}: live")
     return 0
 
 

@@ -68,6 +68,18 @@ class FadingCascade:
     def auto_gain_db(self) -> float:
         return self._chain.auto_gain_db
 
+    def snapshot(self) -> tuple:
+        """Everything :meth:`process` changes, copied, for :meth:`restore`."""
+        chains = [(c, c.zi.copy()) for c in (self._chain, self._incoming) if c is not None]
+        return chains, self._incoming is not None, self._fade_pos, self._pending, self._history.copy()
+
+    def restore(self, state: tuple) -> None:
+        chains, fading, self._fade_pos, self._pending, history = state
+        for chain, zi in chains:
+            chain.zi = zi.copy()
+        self._chain, self._incoming = chains[0][0], (chains[1][0] if fading else None)
+        self._history = history.copy()
+
     def request(self, curve: Curve, headroom: Curve | None = None) -> None:
         """Fade to ``curve``; asking again for what is already requested does nothing."""
         if (curve, headroom) != self.requested:

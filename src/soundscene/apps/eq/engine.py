@@ -57,7 +57,7 @@ class Trace:
     followed_db: list[float | None] = field(default_factory=list)    # the follower's smoothed level
     gain_db: list[float] = field(default_factory=list)               # the gain applied (all of it)
     boost_db: list[float] = field(default_factory=list)              # the follower's share
-    level_db: list[float | None] = field(default_factory=list)       # output level (dB SPL(A) or dBFS(A))
+    level_db: list[float | None] = field(default_factory=list)       # music out, 3-s average (dB SPL(A) or dBFS)
     dose: list[float | None] = field(default_factory=list)           # % of the weekly allowance
     limited: list[bool] = field(default_factory=list)
     phon: list[float | None] = field(default_factory=list)
@@ -112,6 +112,7 @@ class Equalizer:
         self._music_ms: float | None = None
         self._ambient_warned = False
         self._was_limited = False
+        self._flushing = False
         self.ambient_db: float | None = None  # the latest record's LAeq
         curve, headroom = self._wanted()
         self._cascade = FadingCascade(curve, self.sample_rate, self.channels, self.crossfade_samples, headroom)
@@ -199,18 +200,41 @@ class Equalizer:
             out = self._cascade.process(x)
             self._samples += x.shape[1]
             return np.clip(out, -1.0, 1.0, out=out).astype(np.float32)
-        pos, n = 0, x.shape[1]
-        while pos < n:
-            take = min(n - pos, self._stage.room)
-            self._stage.put(self._cascade.process(x[:, pos:pos + take]))
-            pos += take
+        pos = 0
+        while pos < x.shape[1]:
+            pos += self._segment(x[:, pos:])
+        return self._stage.take(x.shape[1]).astype(np.float32)
+
+    def _segment(self, x: np.ndarray) -> int:
+        """Run ``x`` through the cascade in one go and feed its frames to the gain stage, until a frame asks
+        for a new curve (loudness): then the cascade is taken back to that frame's end (state kept before,
+        the samples up to there run again) so that the change starts there, whatever the block sizes.
+        Returns the samples consumed."""
+        stage, cascade = self._stage, self._cascade
+        kept, weighting = cascade.snapshot(), stage.weighting_state
+        y = cascade.process(x)
+        power = stage.weight(y)
+        k = 0
+        while k < x.shape[1]:
+            take = min(x.shape[1] - k, stage.room)
+            stage.put(y[:, k:k + take], power[k:k + take])
+            k += take
             self._samples += take
-            if self._stage.room == 0:
+            if stage.room == 0:
+                asked = cascade.requested
                 self._frame()
-        return self._stage.take(n).astype(np.float32)
+                if cascade.requested != asked and k < x.shape[1]:
+                    wanted = cascade.requested
+                    cascade.restore(kept)
+                    stage.weighting_state = weighting
+                    stage.weight(cascade.process(x[:, :k]))
+                    cascade.request(*wanted)
+                    return k
+        return k
 
     def flush(self) -> np.ndarray:
         """The last :attr:`latency` samples still inside (silence is pushed through to get them out)."""
+        self._flushing = True
         return self.process(np.zeros((self.channels, self.latency)))
 
     def _frame(self) -> None:
@@ -235,8 +259,9 @@ class Equalizer:
         self._was_limited = limited
         if self.loudness:
             self._update_loudness(music_db, gain_db, base_db + boost)
-        if self._trace is not None and self._frames % max(1, round(TRACE_SECONDS / stage.seconds)) == 0:
-            self._add_trace(gain_db, boost, self._level_db(out_ms), limited)
+        if self._trace is not None and not self._flushing and \
+                self._frames % max(1, round(TRACE_SECONDS / stage.seconds)) == 0:
+            self._add_trace(gain_db, boost, None if music_db is None else music_db + gain_db, limited)
         self._frames += 1
 
     # -- helpers ----------------------------------------------------------------------------------------------

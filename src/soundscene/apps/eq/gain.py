@@ -72,16 +72,22 @@ class FollowSettings:
 
 
 def ambient_levels(source: Any) -> tuple[float | None, bool] | None:
-    """(LAeq dB or None for digital silence, calibrated) from a decision record (dict), an object with a
-    ``levels`` attribute (a :class:`~soundscene.core.records.Decision`) or a ``levels`` dict itself; None when
-    it carries no levels (records made before levels existed, or not measured)."""
+    """(LAeq dB or None for digital silence, calibrated) from a decision or window record (dict), an object
+    with a ``levels`` attribute (:class:`~soundscene.core.records.Decision`, ``Window``), or the levels
+    themselves (a ``levels`` dict or :class:`~soundscene.core.levels.Levels`); None when there are none
+    (records made without levels)."""
     levels = source.get("levels", source if "LAeq" in source else None) if isinstance(source, dict) \
-        else getattr(source, "levels", None)
-    if not isinstance(levels, dict) or "LAeq" not in levels:
+        else getattr(source, "levels", source)
+    if isinstance(levels, dict):
+        if "LAeq" not in levels:
+            return None
+        laeq, calibrated = levels.get("LAeq"), levels.get("calibrated", False)
+    elif hasattr(levels, "LAeq") and hasattr(levels, "calibrated"):
+        laeq, calibrated = levels.LAeq, levels.calibrated
+    else:
         return None
-    laeq = levels.get("LAeq")
     ok = isinstance(laeq, (int, float)) and not isinstance(laeq, bool) and math.isfinite(laeq)
-    return (float(laeq) if ok else None), bool(levels.get("calibrated", False))
+    return (float(laeq) if ok else None), bool(calibrated)
 
 
 class LevelFollower:

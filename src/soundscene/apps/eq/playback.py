@@ -13,6 +13,7 @@ from ...core.audio import AudioReader, write_audio_like
 from ...errors import AudioError
 from .curve import EQ_RATES
 from .engine import Equalizer
+from .gain import ambient_levels
 from .presets import DEFAULT_PRESETS, CurveLike, Presets, curve_for_probabilities, curve_for_scene
 
 
@@ -118,16 +119,11 @@ def schedule_from_prediction(prediction, presets: Presets = DEFAULT_PRESETS, *, 
     return out
 
 
-def ambient_from_prediction(prediction) -> list[tuple[float, dict]]:
+def ambient_from_prediction(prediction) -> list[tuple[float, Any]]:
     """``(seconds, levels)`` for each analysis window of a classified ambient recording that carries levels,
     at the window's centre (offline, the whole recording is known: no need to wait for the window's end)."""
-    out = []
-    for w in prediction.windows:
-        levels = w.get("levels") if isinstance(w, dict) else getattr(w, "levels", None)
-        if isinstance(levels, dict) and levels.get("LAeq") is not None:
-            start, end = (w["start"], w["end"]) if isinstance(w, dict) else (w.start, w.end)
-            out.append(((start + end) / 2, levels))
-    return out
+    return [((w.start + w.end) / 2, w.levels) for w in prediction.windows
+            if (found := ambient_levels(w)) is not None and found[0] is not None]
 
 
 def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambient_blocks, stream,
@@ -183,3 +179,27 @@ def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambien
         on_done(eq)
     return path
 
+
+
+def ambient_text(source: Any) -> str:
+    """``"ambient LAeq 62.3 dB SPL"`` (or ``dBFS``) for a decision, window or levels; ``""`` without levels."""
+    found = ambient_levels(source)
+    if found is None or found[0] is None:
+        return ""
+    return f"ambient LAeq {found[0]:.1f} {'dB SPL' if found[1] else 'dBFS'}"
+
+
+def describe_ambient(prediction) -> str:
+    """The scenes of a classified ambient recording with each segment's ambient LAeq (the energy mean of its
+    windows' LAeq), e.g. ``quiet_room from 0.0 s (ambient LAeq 38.2 dB SPL) -> street_traffic from 9.5 s
+    (ambient LAeq 71.0 dB SPL)``."""
+    parts = []
+    for seg in prediction.segments():
+        found = [ambient_levels(w) for w in prediction.windows if seg.start <= (w.start + w.end) / 2 < seg.end]
+        found = [f for f in found if f is not None and f[0] is not None]
+        text = f"{seg.label or 'silence'} from {seg.start:.1f} s"
+        if found:
+            laeq = 10 * math.log10(sum(10 ** (f[0] / 10) for f in found) / len(found))
+            text += f" ({ambient_text({'LAeq': laeq, 'calibrated': found[0][1]})})"
+        parts.append(text)
+    return " -> ".join(parts)

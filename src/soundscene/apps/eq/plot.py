@@ -62,7 +62,8 @@ def plot_timeline(trace: Trace, path: str | Path, *, title: str = "", calibrated
     unit = "dB SPL (A)" if calibrated else "dB (A) re full scale"
     _line(axes[1], t, trace.ambient_db, "ambient LAeq (records)", color="0.55", lw=1.0, drawstyle="steps-post")
     _line(axes[1], t, trace.followed_db, "ambient, as followed", color="tab:orange", lw=2.0)
-    _line(axes[1], t, trace.level_db, "music at the ear" if calibrated else "music out", color="tab:blue", lw=1.2)
+    _line(axes[1], t, trace.level_db, "music at the ear (3-s average)" if calibrated else "music out (3-s average)",
+          color="tab:blue", lw=1.2)
     axes[1].set_ylabel(unit)
     _line(axes[2], t, trace.gain_db, "gain applied", color="tab:green", lw=1.5)
     _line(axes[2], t, trace.boost_db, "level-following boost", color="tab:orange", lw=1.2, ls="--")
@@ -85,7 +86,8 @@ def plot_timeline(trace: Trace, path: str | Path, *, title: str = "", calibrated
             ax.legend(loc="upper left", fontsize=8)
     if len(t):
         axes[3].set_xlim(0, max(t[-1], 1e-3))
-    axes[0].set_title(title or "Equalizer over time")
+    title = title or "Equalizer over time"
+    axes[0].set_title(title if len(title) <= 110 else title[:107] + "...", fontsize=10)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
 
 

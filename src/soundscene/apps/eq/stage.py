@@ -13,7 +13,9 @@ the frame (no steps, no zipper noise):
 Both bounds grow with the end gain (the first linearly per sample, the second quadratically), so the
 largest admissible end gain is a closed form. Only when even an end gain of 0 would break a bound (the
 previous gain was high and the frame starts loud) is the frame given one constant gain that meets both:
-the only case of a step. Seeing the frame before choosing its gain costs one frame of latency.
+the only case of a step. Seeing the frame before choosing its gain costs one frame of latency. The gain
+falls as fast as a frame needs, and rises at most :data:`RISE_DB_PER_SECOND` (a limiter's release), so a
+run of loud peaks lowers the music for a moment instead of making it flutter frame by frame.
 
 The A-weighting is IEC 61672-1's, as PyOctaveBand designs it (the filter the core's level meter uses).
 Frames and their gains depend only on sample positions, so block-wise processing equals whole processing.
@@ -27,6 +29,7 @@ import numpy as np
 from scipy.signal import sosfilt
 
 FRAME_SECONDS = 0.02        # 20 ms frames: 882 samples at 44.1 kHz, the stage's latency
+RISE_DB_PER_SECOND = 20.0   # the gain rises at most this fast (0.4 dB a frame): a release after a peak
 
 
 class GainStage:
@@ -44,47 +47,69 @@ class GainStage:
         self._a_sos = WeightingFilter(int(sample_rate), "A", stateful=True).sos
         self._a_zi = np.zeros((len(self._a_sos), channels, 2))
         self._t = np.arange(1, self.frame + 1) / self.frame
-        self._power: np.ndarray | None = None
-        self.gain = 1.0             # the gain at the end of the last frame (linear)
+        self._pow = np.zeros(self.frame)
+        self.gain: float | None = None  # the gain at the end of the last frame (linear; None before the first)
+        self._rise = 10 ** (RISE_DB_PER_SECOND * self.seconds / 20)
 
     @property
     def room(self) -> int:
         """Samples still needed to complete the open frame."""
         return self.frame - self._fill
 
-    def put(self, y: np.ndarray) -> None:
-        self._buf[:, self._fill:self._fill + y.shape[1]] = y
-        self._fill += y.shape[1]
+    def weight(self, y: np.ndarray) -> np.ndarray:
+        """The A-weighted power (samples,) of equalized audio (channels, samples), averaged over the
+        channels; the A-weighting's state moves on (:attr:`weighting_state` to keep and restore it)."""
+        weighted, self._a_zi = sosfilt(self._a_sos, y, axis=-1, zi=self._a_zi)
+        return np.mean(weighted * weighted, axis=0)
+
+    @property
+    def weighting_state(self) -> np.ndarray:
+        return self._a_zi.copy()
+
+    @weighting_state.setter
+    def weighting_state(self, zi: np.ndarray) -> None:
+        self._a_zi = zi.copy()
+
+    def put(self, y: np.ndarray, power: np.ndarray) -> None:
+        """Add equalized samples (channels, k <= :attr:`room`) and their A-weighted power (k,)."""
+        k = y.shape[1]
+        self._buf[:, self._fill:self._fill + k] = y
+        self._pow[self._fill:self._fill + k] = power
+        self._fill += k
 
     def measure(self) -> float:
         """The complete frame's A-weighted mean square (full scale = 1), before the gain."""
-        weighted, self._a_zi = sosfilt(self._a_sos, self._buf, axis=-1, zi=self._a_zi)
-        self._power = np.mean(weighted * weighted, axis=0)
-        return float(self._power.mean())
+        return float(self._pow.mean())
 
     def apply(self, target: float, ceiling: float | None) -> tuple[float, float, bool]:
         """Gain the measured frame towards ``target`` (linear) within full scale and the mean-square
         ``ceiling`` (None: no limiter). Returns (end gain, output A-weighted mean square, whether the ceiling
         held the gain below both the target and the peak bound)."""
-        peak = np.abs(self._buf).max(axis=0)
-        p, t, g0 = self._power, self._t, self.gain
-        bounds = [target, self._peak_bound(peak, g0)]
-        if ceiling is not None:
-            bounds.append(self._energy_bound(p, g0, ceiling))
-        g = min(bounds)
-        if g >= 0:
-            ramp = g0 + (g - g0) * t
+        buf, p = self._buf, self._pow
+        g0 = target if self.gain is None else self.gain  # the first frame starts at its target, not at 1
+        target = min(target, g0 * self._rise)
+        peak = np.abs(buf).max(axis=0)
+        top, mean_p, high = float(peak.max()), float(p.mean()), max(g0, target)
+        # a ramp never exceeds its larger end: bounds that the larger end meets cannot bind (the usual case)
+        peak_bound = math.inf if top * high <= 1.0 else self._peak_bound(peak, g0)
+        energy_bound = math.inf if ceiling is None or high * high * mean_p <= ceiling else \
+            self._energy_bound(p, g0, ceiling)
+        g = min(target, peak_bound, energy_bound)
+        limited = energy_bound < min(target, peak_bound)
+        if g >= 0 and g == g0:
+            out, out_ms = buf * g, g * g * mean_p
+        elif g >= 0:
+            ramp = g0 + (g - g0) * self._t
+            out, out_ms = buf * ramp, float(np.dot(ramp * ramp, p)) / self.frame
         else:  # no ramp from the previous gain fits: one constant gain for the frame
-            top = float(peak.max())
             g = min(target, 1.0 / top if top > 1.0 else math.inf,
-                    math.sqrt(ceiling / max(float(p.mean()), 1e-300)) if ceiling is not None else math.inf)
-            ramp = np.full(self.frame, g)
-        out = self._buf * ramp
-        np.clip(out, -1.0, 1.0, out=out)  # float rounding only: the bounds keep every sample within
+                    math.sqrt(ceiling / max(mean_p, 1e-300)) if ceiling is not None else math.inf)
+            out, out_ms = buf * g, g * g * mean_p
+        if top * max(g0, g) > 0.999999:
+            np.clip(out, -1.0, 1.0, out=out)  # float rounding only: the bounds keep every sample within
         self._ready.append(out)
         self._fill, self.gain = 0, float(g)
-        limited = ceiling is not None and len(bounds) == 3 and bounds[2] < min(bounds[:2]) - 1e-12
-        return float(g), float(np.mean(ramp * ramp * p)), limited
+        return float(g), float(out_ms), limited
 
     def take(self, n: int) -> np.ndarray:
         """The next ``n`` output samples (always available: the output runs one frame behind the input)."""
