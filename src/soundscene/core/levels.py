@@ -4,7 +4,8 @@ A :class:`LevelMeter` takes a recording's audio as recorded -- its own sample ra
 mono as the classifier mixes it, before any resampling -- in blocks of any size, and measures:
 
 * ``LAeq`` and ``LCeq``: A- and C-weighted equivalent levels (IEC 61672-1 weighting filters from
-  :class:`pyoctaveband.WeightingFilter`, carried from block to block; within the class 1 tolerances up to
+  :class:`pyoctaveband.WeightingFilter`: A runs block to block, C weights the ticks' spectra as the bands do;
+  within the class 1 tolerances up to
   20 kHz at 44.1/48 kHz and up to 6.3 kHz at 22.05 kHz, where the bilinear design falls off towards Nyquist);
 * ``LAFmax``, ``LAFmin``: the extremes of the A-weighted, F (125 ms) time-weighted level
   (:class:`pyoctaveband.TimeWeighting`); ``LA10``, ``LA50``, ``LA90``: the levels it exceeds 10, 50 and 90 % of
@@ -17,8 +18,8 @@ mono as the classifier mixes it, before any resampling -- in blocks of any size,
 **How the band levels are computed, and why.**  The audio is cut into ticks of :data:`TICK_SECONDS` on a fixed
 grid of samples.  Each tick's power spectrum is weighted by each band filter's squared magnitude response --
 the Butterworth filters PyOctaveBand designs to IEC 61260-1, each at the rate it designs it for, averaged over
-every FFT bin -- and summed.  This is the band energy of the filters' output (Parseval), without running 31
-band-pass filters over every sample: PyOctaveBand's block-wise (stateful) filter bank cannot decimate, and at
+every FFT bin -- and summed (the C-weighted energy likewise, from the C weighting's response).  This is the
+energy of the filters' output (Parseval), without running 31 band-pass filters over every sample: PyOctaveBand's block-wise (stateful) filter bank cannot decimate, and at
 the full rate it costs more than the classifier itself (``benchmarks/bench_levels.py`` prints both).  The
 skirts of the lowest bands are as selective as the ticks' 4-Hz bins allow.
 
@@ -182,12 +183,11 @@ class LevelMeter:
         self.tick = max(1, int(round(TICK_SECONDS * self.sample_rate)))
         self.step = max(1, int(round(SAMPLE_SECONDS * self.sample_rate)))
         self._a = WeightingFilter(self.sample_rate, "A", stateful=True)
-        self._c = WeightingFilter(self.sample_rate, "C", stateful=True)
         self._f = TimeWeighting(self.sample_rate, "fast")
         self.labels, self._weights = band_weights(self.sample_rate, self.tick)
         self._settle = int(round(SETTLE_SECONDS * self.sample_rate))
         self._keep = max(2, int(math.ceil(keep_seconds / TICK_SECONDS)) + 2)
-        self._pending: list[np.ndarray] = []  # (raw, A-weighted, C-weighted, F envelope) of the open tick
+        self._pending: list[np.ndarray] = []  # samples of the open tick, not yet filtered
         self._open = 0
         self.consumed = 0
         self.ticks: list[_Tick] = []
@@ -196,25 +196,33 @@ class LevelMeter:
         self._finished = False
 
     def push(self, mono: np.ndarray) -> None:
-        """Measure the next ``(n,)`` samples (float, full scale 1.0)."""
+        """Measure the next ``(n,)`` samples (float, full scale 1.0).  Samples wait until a tick is complete and
+        are filtered a tick or more at a time (the filters carry their state, so this changes nothing but the
+        number of calls: live input comes in 0.1-s blocks)."""
         x = np.asarray(mono, dtype=np.float64).reshape(-1)
         if not x.size:
             return
+        self._pending.append(x)
+        self._open += x.size
+        if self._open >= self.tick:
+            self._measure(whole_ticks=True)
+
+    def _measure(self, *, whole_ticks: bool) -> None:
+        """Filter the waiting samples (up to the last complete tick, or all at the end) and close their ticks."""
+        x = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
+        n = x.size // self.tick * self.tick if whole_ticks else x.size
+        rest = x[n:]
+        x = x[:n]
         a = self._a.filter(x)
-        envelope = self._f.process(a)
-        rows = np.stack([x, a, self._c.filter(x), envelope])
-        while rows.shape[1]:
-            take = min(self.tick - self._open, rows.shape[1])
-            self._pending.append(rows[:, :take])
-            self._open += take
-            rows = rows[:, take:]
-            if self._open == self.tick:
-                self._close_tick()
+        rows = (x, a, self._f.process(a))
+        for k in range(0, n, self.tick):
+            self._close_tick(*(row[k:k + self.tick] for row in rows))
+        self._pending, self._open = ([rest.copy()], rest.size) if rest.size else ([], 0)
 
     def finish(self) -> None:
         """End of the audio: the last, shorter tick counts too."""
         if self._open and not self._finished:
-            self._close_tick()
+            self._measure(whole_ticks=False)
         self._finished = True
 
     def levels_between(self, start_seconds: float, end_seconds: float) -> Levels:
@@ -251,17 +259,16 @@ class LevelMeter:
         self._interval = _Sum(len(self.labels), histogram=True)
         return out
 
-    def _close_tick(self) -> None:
-        raw, a, c, envelope = np.concatenate(self._pending, axis=1)
+    def _close_tick(self, raw: np.ndarray, a: np.ndarray, envelope: np.ndarray) -> None:
         start = len(self.ticks) and self.ticks[-1].index + 1
         first_sample = start * self.tick
         positions = np.arange(first_sample, first_sample + raw.size)
         keep = ((positions + 1) % self.step == 0) & (positions >= self._settle)
-        spectrum = np.abs(np.fft.rfft(raw, n=self.tick)) ** 2
-        bands = (self._weights @ spectrum) / self.tick if raw.size == self.tick else \
-            band_weights(self.sample_rate, raw.size)[1] @ (np.abs(np.fft.rfft(raw)) ** 2) / raw.size
+        weights = self._weights if raw.size == self.tick else band_weights(self.sample_rate, raw.size)[1]
+        spectrum = np.fft.rfft(raw)
+        energies = weights @ (spectrum.real ** 2 + spectrum.imag ** 2) / raw.size  # Parseval: sums of squares
         settled = envelope[positions >= self._settle]
-        tick = _Tick(start, raw.size, float(np.square(a).sum()), float(np.square(c).sum()), bands,
+        tick = _Tick(start, raw.size, float(np.square(a).sum()), float(energies[-1]), energies[:-1],
                      float(settled.max()) if settled.size else -math.inf,
                      float(settled.min()) if settled.size else math.inf, envelope[keep].copy())
         self.ticks.append(tick)
@@ -269,16 +276,16 @@ class LevelMeter:
         self._total.add(tick)
         self._interval.add(tick)
         self.consumed += raw.size
-        self._pending, self._open = [], 0
 
 
 _WEIGHTS: dict[tuple[int, int], tuple[list[str], np.ndarray]] = {}
 
 
 def band_weights(sample_rate: int, n_fft: int) -> tuple[list[str], np.ndarray]:
-    """Band labels and the ``(bands, n_fft // 2 + 1)`` weights that turn a frame's |rfft|^2 into band energies
-    times ``n_fft``: each band filter's squared magnitude response (PyOctaveBand's IEC 61260-1 design at the
-    rate it designs it for) averaged over each bin, doubled for the bins that stand for two frequencies."""
+    """Band labels and the ``(bands + 1, n_fft // 2 + 1)`` weights that turn a frame's |rfft|^2 into band
+    energies times ``n_fft`` (the last row: the C-weighted energy): each band filter's squared magnitude
+    response (PyOctaveBand's IEC 61260-1 design at the rate it designs it for; its IEC 61672-1 C weighting)
+    averaged over each bin, doubled for the bins that stand for two frequencies."""
     key = (int(sample_rate), int(n_fft))
     if key not in _WEIGHTS:
         _WEIGHTS[key] = _design_weights(*key)
@@ -286,19 +293,30 @@ def band_weights(sample_rate: int, n_fft: int) -> tuple[list[str], np.ndarray]:
 
 
 def _design_weights(sample_rate: int, n_fft: int) -> tuple[list[str], np.ndarray]:
-    from pyoctaveband import OctaveFilterBank
+    from pyoctaveband import WeightingFilter
     from scipy.signal import sosfreqz
 
     centres = band_centres(sample_rate)
     labels = [band_label(c) for c in centres]
     bins = n_fft // 2 + 1
-    if not centres:
-        return labels, np.zeros((0, bins))
-    bank = OctaveFilterBank(sample_rate, fraction=3, limits=[LOWEST_BAND_HZ, _exact_centre(centres[-1])])
-    index = [int(np.argmin(np.abs(np.log(np.asarray(bank.freq) / _exact_centre(c))))) for c in centres]
     oversample = 8  # response points per bin, averaged: the bin's share of the band
     grid = (np.arange(bins * oversample) - (oversample - 1) / 2) * sample_rate / n_fft / oversample
     grid = np.clip(grid, 0, sample_rate / 2)
+    _, h = sosfreqz(WeightingFilter(sample_rate, "C", stateful=True).sos, worN=grid, fs=sample_rate)
+    c_row = (np.abs(h) ** 2).reshape(1, bins, oversample).mean(axis=2)
+    weights = np.vstack([_band_rows(sample_rate, centres, grid, bins, oversample), c_row])
+    weights[:, 1:bins - 1 + (n_fft % 2)] *= 2  # one-sided spectrum
+    return labels, weights
+
+
+def _band_rows(sample_rate, centres, grid, bins, oversample) -> np.ndarray:
+    from pyoctaveband import OctaveFilterBank
+    from scipy.signal import sosfreqz
+
+    if not centres:
+        return np.zeros((0, bins))
+    bank = OctaveFilterBank(sample_rate, fraction=3, limits=[LOWEST_BAND_HZ, _exact_centre(centres[-1])])
+    index = [int(np.argmin(np.abs(np.log(np.asarray(bank.freq) / _exact_centre(c))))) for c in centres]
     weights = np.zeros((len(centres), bins))
     for b, k in enumerate(index):
         rate = sample_rate / bank.factor[k]
@@ -307,8 +325,7 @@ def _design_weights(sample_rate: int, n_fft: int) -> tuple[list[str], np.ndarray
         _, h = sosfreqz(bank.sos[k], worN=grid[below], fs=rate)
         response[below] = np.abs(h) ** 2
         weights[b] = response.reshape(bins, oversample).mean(axis=1)
-    weights[:, 1:bins - 1 + (n_fft % 2)] *= 2  # one-sided spectrum
-    return labels, weights
+    return weights
 
 
 # ---- calibration --------------------------------------------------------------------------------------------
