@@ -376,3 +376,308 @@ def test_equalize_file_reads_and_writes_names_that_are_not_utf8(tmp_path):
     sf.write(os.fsencode(music), np.full((44100, 2), 0.01, np.float32), 44100, subtype="PCM_16")
     assert str(eq.equalize_file(music, out, schedule=[(0.0, "park")])) == out
     assert sf.info(os.fsencode(out)).frames == 44100
+
+
+# -- issue 17: level following, loudness compensation, exposure, per-scene preferences ---------------------
+#
+# Reference values:
+# * ISO 226:2023 Formula (1) with Table 1: 60 phon at 100 Hz = 78.5 dB SPL (the standard's Annex B), 40 phon
+#   at 100 Hz = 64.2 dB, 80 phon at 100 Hz = 92.5 dB; every contour passes through its phon value at 1 kHz.
+#   Compensation for 40 phon against 80: (64.24 - 40) - (92.46 - 80) = 11.78 dB at 100 Hz; for 60: 6.04 dB.
+# * ITU-T H.870: 100 % = 80 dB(A) for 40 h (adult, 1.6 Pa^2h) or 75 dB(A) for 40 h (sensitive); +3 dB halves
+#   the time.  90 dB(A) for 10 s: 100 x (10/3600 h / 40 h) x 10^((90 - 80)/10) = 0.0694 %.
+
+import datetime as _dt  # noqa: E402
+
+SR = 44100
+DAY = _dt.date(2026, 3, 2)
+
+
+def _tone(freq, seconds, amplitude, channels=1):
+    t = np.arange(int(seconds * SR)) / SR
+    return np.tile(amplitude * np.sin(2 * np.pi * freq * t), (channels, 1))
+
+
+def _amplitude_db(y, freq):
+    """The level (dB re 1) of the ``freq`` sine in y (n,), by least squares."""
+    t = np.arange(y.size) / SR
+    basis = np.stack([np.sin(2 * np.pi * freq * t), np.cos(2 * np.pi * freq * t)], axis=1)
+    return 20 * np.log10(np.hypot(*np.linalg.lstsq(basis, y, rcond=None)[0]))
+
+
+def _feed(equalizer, x, ambient_at=None, *, every=0.5, block=2205):
+    """Process x (channels, n) in blocks of ``block``, handing the ambient level ``ambient_at(t)`` (a levels dict or
+    None) to the equalizer every ``every`` s; the output aligned with the input (latency removed)."""
+    out, step = [], int(every * SR)
+    for pos in range(0, x.shape[1], block):
+        if ambient_at is not None and pos % step < block:
+            equalizer.set_ambient({"levels": ambient_at(pos / SR)})
+        out.append(equalizer.process(x[:, pos:pos + block]))
+    y = np.concatenate([*out, equalizer.flush()], axis=1)
+    return y[:, equalizer.latency:]
+
+
+def _calibrated(laeq):
+    return {"LAeq": laeq, "calibrated": True, "reference": "dB SPL"}
+
+
+def test_iso226_2023_contours_match_the_standard():
+    freqs, spl = eq.contour_spl(60.0)
+    at = dict(zip(freqs, spl))
+    assert at[100.0] == pytest.approx(78.5, abs=0.05)  # Annex B
+    assert dict(zip(*eq.contour_spl(40.0)))[100.0] == pytest.approx(64.2, abs=0.05)
+    for phon in (20, 40, 60, 80, 90):
+        assert dict(zip(*eq.contour_spl(phon)))[1000.0] == pytest.approx(phon, abs=1e-9)
+        assert eq.loudness_level(dict(zip(*eq.contour_spl(phon)))[63.0], 63.0) == pytest.approx(phon, abs=1e-9)
+    assert eq.compensation_db(40, [100.0, 1000.0]) == pytest.approx([11.78, 0.0], abs=0.01)
+    assert eq.compensation_db(60, [100.0, 1000.0]) == pytest.approx([6.04, 0.0], abs=0.01)
+    assert np.all(eq.compensation_db(85, [31.5, 100.0]) == 0)  # nothing above the reference
+
+
+@pytest.mark.parametrize("phon, expected_100hz", [(40, 11.78), (60, 6.04)])
+def test_loudness_compensation_equals_the_contour_differences(phon, expected_100hz):
+    """Uncalibrated, volume -40 dB means listening at 80 - 40 = 40 phon. Sines at 100 Hz and 1 kHz through the
+    equalizer with and without compensation: the difference is the ISO 226:2023 contour difference (0.5 dB),
+    and 1 kHz keeps its level (the compensation's bass boost is made up, not taken off the mids)."""
+    x = np.concatenate([_tone(100.0, 3.0, 0.01), _tone(1000.0, 3.0, 0.01)])
+    on, off = (eq.Equalizer(SR, 2, crossfade_seconds=0.1, volume_db=phon - 80.0, loudness=lo) for lo in (True, False))
+    y_on, y_off = _feed(on, x), _feed(off, x)
+    tail = slice(2 * SR, None)
+    gain = [_amplitude_db(y_on[k, tail], f) - _amplitude_db(y_off[k, tail], f) for k, f in enumerate((100.0, 1000.0))]
+    assert gain[0] - gain[1] == pytest.approx(expected_100hz, abs=0.5)
+    assert gain[1] == pytest.approx(0.0, abs=0.5)
+
+
+def test_preset_adjustments_and_loudness_are_one_curve_and_one_cascade():
+    prefs = eq.Preferences({"metro": (0.0, eq.Curve({"1k": 3.0}))})
+    equalizer = eq.Equalizer(SR, 2, initial="metro", loudness=True, volume_db=-30.0, preferences=prefs,
+                             crossfade_seconds=0.0)
+    _feed(equalizer, _tone(1000.0, 0.5, 0.01, channels=2))
+    assert equalizer.sos.shape == (10, 6)  # ten biquads, as for a preset alone
+    expected = eq.combine(eq.DEFAULT_PRESETS["metro"], eq.Curve({"1k": 3.0}), eq.band_targets(50.0, sample_rate=SR))
+    assert equalizer.curve == expected
+    measured = _db(sosfreqz(equalizer.sos, worN=np.array(eq.BAND_CENTRES), fs=SR)[1])
+    assert np.allclose(measured - measured[5], np.array(expected.gains_db) - expected.gains_db[5], atol=0.01)
+
+
+def _follow_case(ambient_at, seconds, **settings):
+    """A 1-kHz sine at 65 dB(A) at the ear (headphones: a full-scale sine gives 100 dB), calibrated ambient."""
+    follow = eq.FollowSettings(**{"max_boost_db": 20.0, **settings})
+    equalizer = eq.Equalizer(SR, 1, follow=follow, headphone_db_spl_at_fs=100.0, trace=True)
+    x = _tone(1000.0, seconds, 10 ** (-35 / 20))
+    return equalizer, x, _feed(equalizer, x, ambient_at)
+
+
+def test_gain_follows_an_ambient_step_within_the_limits():
+    """Ambient 50 -> 70 dB(A) at 20 s: music at 65 + margin 10 means a boost of 15 dB; within 1 dB of it one attack
+    time (8 s) after the step, and never beyond max boost or max level."""
+    equalizer, x, y = _follow_case(lambda t: _calibrated(50.0 if t < 20 else 70.0), 30.0)
+    trace = equalizer.trace()
+    t, gain = np.array(trace.time), np.array(trace.gain_db)
+    assert np.abs(gain[t < 20]).max() < 0.01  # quiet: the music is loud enough already
+    assert np.all(np.abs(gain[t >= 28.0] - 15.0) < 1.0)
+    assert gain.max() <= 15.0 + 1e-6
+    assert _amplitude_db(y[0, 28 * SR:], 1000.0) - _amplitude_db(x[0, 28 * SR:], 1000.0) == pytest.approx(15, abs=1)
+    for limits, cap in [({"max_boost_db": 6.0}, 6.0), ({"max_level_db": 75.0}, 10.0)]:
+        equalizer, _, y = _follow_case(lambda t: _calibrated(50.0 if t < 5 else 90.0), 15.0, **limits)
+        assert max(equalizer.trace().gain_db) <= cap + 1e-6
+        assert max(equalizer.trace().gain_db) >= cap - 1.0
+
+
+def test_a_short_loud_burst_does_not_pump_the_music():
+    """Ambient 70 dB(A) (boost 15 dB), a bus passing for 2 s at 90 dB(A): the gain moves by less than 1 dB."""
+    equalizer, _, _ = _follow_case(lambda t: _calibrated(90.0 if 20 <= t < 22 else 70.0), 35.0)
+    t, gain = np.array(equalizer.trace().time), np.array(equalizer.trace().gain_db)
+    settled = gain[(t > 15) & (t < 20)].mean()
+    assert np.abs(gain[t >= 15] - settled).max() < 1.0
+
+
+def test_uncalibrated_levels_follow_relative_changes_and_say_so():
+    equalizer = eq.Equalizer(SR, 1, follow=eq.FollowSettings(), trace=True)
+    x = _tone(1000.0, 20.0, 0.01)
+    _feed(equalizer, x, lambda t: {"LAeq": -45.0 if t < 5 else -37.0, "calibrated": False})
+    assert any("relative changes" in m for m in equalizer.pop_messages())
+    assert equalizer.trace().gain_db[-1] == pytest.approx(8.0, abs=1.0)  # as much as the surroundings rose
+
+
+def test_records_without_levels_turn_following_off_with_one_message():
+    equalizer = eq.Equalizer(SR, 1, follow=eq.FollowSettings())
+    y = _feed(equalizer, _tone(1000.0, 3.0, 0.1), lambda t: None)
+    assert [m for m in equalizer.pop_messages() if "no levels" in m] == [
+        "warning: the ambient records carry no levels: level following is off"]
+    assert _amplitude_db(y[0, SR:], 1000.0) == pytest.approx(-20.0, abs=0.01)
+
+
+def test_full_scale_input_never_clips():
+    """Full-scale sines, a square and noise, with a 20-dB follower boost and loudness compensation (40 phon, bass
+    up to +19 dB): no sample beyond full scale, and the 100-Hz sine comes out clean (no clipping distortion)."""
+    t = np.arange(3 * SR) / SR
+    x = np.stack([np.sin(2 * np.pi * 100 * t), square(2 * np.pi * 1000 * t), RNG.uniform(-1, 1, t.size)])
+    equalizer = eq.Equalizer(SR, 3, follow=eq.FollowSettings(max_boost_db=20.0, attack_seconds=1.0),
+                             loudness=True, volume_db=-40.0, initial="metro")
+    y = _feed(equalizer, x, lambda t: {"LAeq": -60.0 if t < 0.5 else -30.0, "calibrated": False})
+    assert np.abs(y).max() <= 1.0
+    tail = y[0, 2 * SR:]
+    residual = tail - 10 ** (_amplitude_db(tail, 100.0) / 20) * np.sin(2 * np.pi * 100 * t[2 * SR:] + np.angle(
+        np.sum(tail * np.exp(-2j * np.pi * 100 * t[2 * SR:]))) + np.pi / 2)
+    assert np.sqrt(np.mean(residual ** 2)) / np.sqrt(np.mean(tail ** 2)) < 0.01
+
+
+def _run_events(equalizer, x, events, sizes):
+    """Process x in blocks of the given sizes, each (sample, action) applied at its sample."""
+    n = x.shape[1]
+    edges = np.cumsum(sizes)
+    cuts = sorted({0, n, *edges[edges < n].tolist(), *(at for at, _ in events)})
+    out = []
+    for start, stop in zip(cuts[:-1], cuts[1:]):
+        for at, action in events:
+            if at == start:
+                action(equalizer)
+        out.append(equalizer.process(x[:, start:stop]))
+    return np.concatenate(out, axis=1)
+
+
+def test_block_processing_equals_whole_processing_with_everything_on():
+    n = 6 * SR
+    x = (0.5 * RNG.standard_normal((2, n))).clip(-1, 1).astype(np.float32)
+    levels = [(int(k * 0.3 * SR), -50.0 + 25.0 * (k * 0.3 > 2) + 3 * np.sin(k)) for k in range(20)]
+    events = [(at, lambda e, v=v: e.set_ambient({"levels": {"LAeq": v, "calibrated": True}})) for at, v in levels]
+    events += [(n // 4, lambda e: e.set_scene("street_traffic")), (n // 2, lambda e: e.adjust(volume_db=-3.0)),
+               (2 * n // 3, lambda e: e.set_scene("cafe"))]
+
+    def make():
+        exposure = eq.Exposure(headphone_db_spl_at_fs=110.0, days={str(DAY): 1.55}, today=DAY)
+        return eq.Equalizer(SR, 2, crossfade_seconds=0.3, initial="park", loudness=True, exposure=exposure,
+                            limiter=True, follow=eq.FollowSettings(attack_seconds=1.0, release_seconds=2.0),
+                            preferences=eq.Preferences(), volume_db=-20.0)
+
+    whole_eq = make()
+    whole = _run_events(whole_eq, x, events, [n])
+    assert any("limiter" in m for m in whole_eq.pop_messages())  # the limiter did engage
+    for _ in range(2):
+        sizes = np.where(RNG.random(n) < 0.2, RNG.integers(1, 4, n), RNG.integers(1, SR // 20, n))
+        assert np.abs(_run_events(make(), x, events, sizes) - whole).max() <= 1e-6
+
+
+def test_dose_follows_the_h870_arithmetic():
+    assert eq.allowance_pa2h("adult") == pytest.approx(1.6)
+    assert eq.allowance_pa2h("sensitive") == pytest.approx(0.506, abs=0.001)
+    assert eq.dose_percent(80.0, 40.0) == pytest.approx(100.0)
+    assert eq.dose_percent(83.0, 20.0) == pytest.approx(100 * 10 ** 0.3 / 2)  # +3 dB: half the time
+    assert eq.dose_percent(75.0, 40.0, "sensitive") == pytest.approx(100.0)
+    exposure = eq.Exposure(headphone_db_spl_at_fs=100.0, today=DAY)  # a full-scale 1-kHz sine: 100 dB(A)
+    _feed(eq.Equalizer(SR, 2, exposure=exposure), _tone(1000.0, 10.0, 10 ** (-10 / 20), channels=2))
+    # 10 s of 90 dB(A) (the flush adds 20 ms of silence, no energy)
+    assert exposure.session_dose == pytest.approx(eq.dose_percent(90.0, 10 / 3600), rel=0.01)
+    assert exposure.session_dose == pytest.approx(0.0694, abs=0.0005)
+
+
+def test_limiter_keeps_every_frame_within_the_allowance_level():
+    """95 dB(A) music with 1/30 of the week's allowance left, spread over 2 h: the permitted level is 86.0 dB(A);
+    no 20-ms frame of the output gets above it (measured on the output with IEC 61672 A-weighting)."""
+    from pyoctaveband import WeightingFilter
+
+    allowance = eq.allowance_pa2h("adult")
+    exposure = eq.Exposure(headphone_db_spl_at_fs=100.0, limit_hours=2.0, days={str(DAY): allowance * 29 / 30},
+                           today=DAY)
+    permitted = exposure.allowed_level_db()
+    assert permitted == pytest.approx(10 * np.log10(allowance / 30 / (2 * 20e-6 ** 2)), abs=1e-9)
+    equalizer = eq.Equalizer(SR, 1, exposure=exposure, limiter=True)
+    y = _feed(equalizer, _tone(1000.0, 5.0, 10 ** (-5 / 20)))
+    assert any("exposure limiter" in m for m in equalizer.pop_messages())
+    a = WeightingFilter(SR, "A", stateful=True).filter(y[0].astype(np.float64))
+    frame = equalizer.latency
+    ms = (a[:a.size // frame * frame].reshape(-1, frame) ** 2).mean(axis=1)
+    levels = 10 * np.log10(2 * ms[1:]) + 100.0  # the first frame: the A-filter settling
+    assert levels.max() <= permitted + 0.1
+    assert levels[10:].min() >= permitted - 0.5  # held at it, not far below
+    assert exposure.allowed_level_db() < permitted  # the dose went on counting
+
+
+def test_preferences_and_dose_survive_a_restart(tmp_path):
+    state = tmp_path / "state" / "eq.json"
+    prefs = eq.Preferences.from_state(eq.load_state(state))
+    exposure = eq.Exposure(headphone_db_spl_at_fs=100.0, days=eq.exposure.exposure_days(eq.load_state(state), state),
+                           today=DAY)
+    first = eq.Equalizer(SR, 1, initial="metro", preferences=prefs, exposure=exposure)
+    first.adjust(volume_db=-6.0, bands=eq.Curve({"62.5": 3.0}))
+    _feed(first, _tone(1000.0, 2.0, 0.1))
+    eq.save_state(state, preferences=prefs.to_state(), exposure=exposure.to_state())
+    assert sorted(p.name for p in state.parent.iterdir()) == ["eq.json"]  # written atomically, nothing left over
+    # a new process
+    saved = eq.load_state(state)
+    again = eq.Exposure(headphone_db_spl_at_fs=100.0, days=eq.exposure.exposure_days(saved, state), today=DAY)
+    assert again.dose == pytest.approx(exposure.dose)
+    second = eq.Equalizer(SR, 1, initial="cafe", preferences=eq.Preferences.from_state(saved, state))
+    assert second.curve == eq.DEFAULT_PRESETS["cafe"]  # another scene: no preference
+    second.set_scene("metro")
+    assert second.curve == eq.combine(eq.DEFAULT_PRESETS["metro"], eq.Curve({"62.5": 3.0}))
+    x = _tone(1000.0, 2.0, 0.1)
+    remembered = _feed(eq.Equalizer(SR, 1, initial="metro", preferences=eq.Preferences.from_state(saved, state)), x)
+    reference = _feed(eq.Equalizer(SR, 1, initial=eq.combine(eq.DEFAULT_PRESETS["metro"], eq.Curve({"62.5": 3.0})),
+                                   volume_db=-6.0), x)
+    assert np.abs(remembered - reference).max() <= 1e-7
+
+
+@pytest.mark.parametrize("text, what", [("{not json", "cannot read"), ('{"version": 7}', "not a soundscene"),
+                                        ('{"version": 1, "preferences": {"metro": {"volume_db": 99}}}', "metro"),
+                                        ('{"version": 1, "exposure": {"days": {"2026-01-01": -1}}}', "exposure")])
+def test_a_bad_state_file_is_one_line_naming_it(tmp_path, text, what):
+    path = tmp_path / "bad state.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        state = eq.load_state(path)
+        eq.Preferences.from_state(state, path)
+        eq.exposure.exposure_days(state, path)
+    assert str(path) in str(info.value) and what in str(info.value) and "\n" not in str(info.value)
+
+
+def test_eq_command_follows_the_ambient_level_and_keeps_preferences(tiny_run, tiny_dataset, tmp_path, capsys):
+    from soundscene.cli import main
+
+    quiet, loud = (sorted((tiny_dataset.parent / c).glob("*.wav"))[0] for c in ("rain", "metro"))
+    a, b = sf.read(str(quiet))[0], sf.read(str(loud))[0]
+    ambient = tmp_path / "ambient.wav"
+    sf.write(str(ambient), np.concatenate([0.05 * a / np.abs(a).max()] * 4 + [0.9 * b / np.abs(b).max()] * 6), 8000)
+    music, out, state = _music_file(tmp_path / "music.wav", seconds=15.0), tmp_path / "out.wav", tmp_path / "s.json"
+    common = ["--state", str(state), "--headphone-db-spl-at-fs", "95"]
+    assert main(["eq", str(tiny_run.model_path), str(music), "--ambient", str(ambient), "-o", str(out),
+                 "--calibration-db", "110", "--follow-level", "--loudness", "--limiter", "--record-dose",
+                 "--plot", str(tmp_path / "run.png"), *common]) == 0
+    printed = capsys.readouterr().out
+    assert "ambient LAeq" in printed and "dB SPL" in printed and "exposure:" in printed
+    assert sf.info(str(out)).frames == sf.info(str(music)).frames
+    assert (tmp_path / "run.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(state.read_text())["exposure"]["days"]  # the dose was recorded
+    # a preference for a scene, used the next time, then forgotten
+    assert main(["eq", str(music), "--scene", "metro", "--volume-db", "-6", "--adjust", "62.5=+3",
+                 "-o", str(tmp_path / "a.wav"), *common]) == 0
+    assert json.loads(state.read_text())["preferences"]["metro"] == {"volume_db": -6.0, "bands": {"62.5": 3.0}}
+    assert main(["eq", str(music), "--scene", "metro", "-o", str(tmp_path / "b.wav"), *common]) == 0
+    assert main(["eq", str(music), "--scene", "metro", "--reset-preferences", "-o", str(tmp_path / "c.wav"),
+                 *common]) == 0
+    assert json.loads(state.read_text())["preferences"] == {}
+    rms = {k: np.sqrt(np.mean(sf.read(str(tmp_path / f"{k}.wav"))[0][44100:] ** 2)) for k in "abc"}
+    assert 20 * np.log10(rms["b"] / rms["c"]) == pytest.approx(-6.0, abs=0.5)
+    assert 20 * np.log10(rms["a"] / rms["b"]) == pytest.approx(0.0, abs=0.01)
+    assert main(["eq", str(music), "--scene", "metro", "--adjust", "1k", "-o", str(tmp_path / "d.wav"), *common]) == 2
+    assert "--adjust" in capsys.readouterr().err
+
+
+def test_eq_live_feeds_the_decisions_levels_to_the_follower(tiny_run, tmp_path):
+    from soundscene.core.inference import SceneClassifier
+    from soundscene.training.synth import synthesize_scene
+
+    stream = SceneClassifier.from_file(tiny_run.model_path).stream(input_rate=8000)
+    ambient = np.concatenate([0.02 * synthesize_scene("park", sample_rate=8000, seconds=4.0, seed=1),
+                              0.5 * synthesize_scene("metro", sample_rate=8000, seconds=8.0, seed=2)])
+    done = []
+    out = eq.equalize_live(_music_file(tmp_path / "m.wav", seconds=12.0), tmp_path / "live.wav",
+                           ambient_blocks=(ambient[None, k:k + 800] for k in range(0, ambient.size, 800)),
+                           stream=stream, ambient_rate=8000, on_done=done.append,
+                           follow=eq.FollowSettings(attack_seconds=2.0, release_seconds=4.0), trace=True)
+    assert sf.info(str(out)).frames == pytest.approx(12 * 44100, abs=441)
+    trace = done[0].trace()
+    heard = [v for v in trace.ambient_db if v is not None]
+    assert heard and max(heard) - min(heard) > 15  # the decisions carried the ambient LAeq
+    assert max(trace.gain_db) > 5  # and the music rose with it

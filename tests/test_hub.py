@@ -556,3 +556,15 @@ def test_simulated_sensors_replay_a_classifiers_probabilities_and_are_stored_onc
     assert count(engine, "SELECT COUNT(*) FROM levels") == sent - 6 - decisions > 0
     assert rows(engine, "SELECT DISTINCT status, lost FROM sensors") == [("offline", 0)]
     assert set(r[0] for r in rows(engine, "SELECT DISTINCT label FROM decisions")) <= set(classes)
+
+
+def test_the_hub_loads_neither_training_nor_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, soundscene.apps.hub.service, soundscene.apps.hub.api, soundscene.apps.hub.alerts, "
+            "soundscene.apps.hub.simulate\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'lightning', 'sklearn') "
+            "or m.startswith('soundscene.training')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

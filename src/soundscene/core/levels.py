@@ -262,15 +262,17 @@ class LevelMeter:
     def _close_tick(self, raw: np.ndarray, a: np.ndarray, envelope: np.ndarray) -> None:
         start = len(self.ticks) and self.ticks[-1].index + 1
         first_sample = start * self.tick
-        positions = np.arange(first_sample, first_sample + raw.size)
-        keep = ((positions + 1) % self.step == 0) & (positions >= self._settle)
+        settle = min(max(0, self._settle - first_sample), raw.size)  # the detector settles from rest first
+        sampled = (self.step - 1 - first_sample) % self.step  # every step-th sample of the stream, from step - 1
+        if sampled < settle:
+            sampled += -(-(settle - sampled) // self.step) * self.step
         weights = self._weights if raw.size == self.tick else band_weights(self.sample_rate, raw.size)[1]
         spectrum = np.fft.rfft(raw)
         energies = weights @ (spectrum.real ** 2 + spectrum.imag ** 2) / raw.size  # Parseval: sums of squares
-        settled = envelope[positions >= self._settle]
+        settled = envelope[settle:]
         tick = _Tick(start, raw.size, float(np.square(a).sum()), float(energies[-1]), energies[:-1],
                      float(settled.max()) if settled.size else -math.inf,
-                     float(settled.min()) if settled.size else math.inf, envelope[keep].copy())
+                     float(settled.min()) if settled.size else math.inf, envelope[sampled::self.step].copy())
         self.ticks.append(tick)
         del self.ticks[:-self._keep]
         self._total.add(tick)

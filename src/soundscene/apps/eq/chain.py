@@ -68,6 +68,10 @@ class FadingCascade:
     def auto_gain_db(self) -> float:
         return self._chain.auto_gain_db
 
+    @property
+    def sos(self) -> np.ndarray:
+        return self._chain.sos.copy()
+
     def snapshot(self) -> tuple:
         """Everything :meth:`process` changes, copied, for :meth:`restore`."""
         chains = [(c, c.zi.copy()) for c in (self._chain, self._incoming) if c is not None]

@@ -130,6 +130,11 @@ class Equalizer:
         return self._cascade.auto_gain_db
 
     @property
+    def sos(self) -> np.ndarray:
+        """The second-order sections (n_bands, 6) of the cascade in force: one cascade for the whole curve."""
+        return self._cascade.sos
+
+    @property
     def latency(self) -> int:
         """Samples by which the output lags the input (one gain-stage frame when the stage is on, else 0)."""
         return 0 if self._stage is None else self._stage.frame
