@@ -184,6 +184,24 @@ def test_levels_do_not_depend_on_the_block_size():
         assert np.allclose(list(a.bands.values()), list(b.bands.values()), atol=1e-6)
 
 
+def test_a_meter_started_inside_a_recording_keeps_the_recordings_grid():
+    """A part of a long file (a batch shard) measured from its own origin gives the whole file's window levels
+    once its filters have settled (2 s)."""
+    rate = 16000
+    x = pink_noise(rate, 12, seed=7) * np.repeat(np.random.default_rng(3).uniform(0.1, 1, 12), rate)
+    whole = measure(x, rate)
+    origin = 3 * rate + 1234  # not on the tick grid
+    part = LevelMeter(rate, origin=origin)
+    part.push(x[origin:])
+    part.finish()
+    assert part.ticks[0].start == origin and part.ticks[1].start % part.tick == 0
+    for start in (6.0, 8.5):
+        a, b = whole.levels_between(start, start + 2), part.levels_between(start, start + 2)
+        for name in ("LAeq", "LAFmax", "LAFmin", "LA10", "LA90", "LCeq"):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), abs=1e-6), name
+        assert np.allclose(list(a.bands.values()), list(b.bands.values()), atol=1e-6)
+
+
 def test_digital_silence_has_no_level_and_a_clipped_square_wave_has_one():
     silent = measure(np.zeros(48000 * 2), 48000).total()
     record = silent.to_record()

@@ -158,7 +158,7 @@ def _db(mean_square: float, gain: float) -> float | None:
 
 @dataclass
 class _Tick:
-    index: int
+    start: int  # the stream position (input frames) of its first sample
     samples: int
     a: float
     c: float
@@ -172,10 +172,13 @@ class LevelMeter:
     """A sound level meter fed block by block (see the module docstring).
 
     sample_rate: of the audio as recorded; calibration_db: dB SPL of a full-scale RMS (None: levels in dBFS);
-    keep_seconds: how much of the recent past :meth:`levels_between` can still be asked about.
+    keep_seconds: how much of the recent past :meth:`levels_between` can still be asked about; origin: the
+    stream position (input frames) of the first sample pushed, for a part of a longer recording (its ticks stay
+    on the recording's grid; times given to :meth:`levels_between` are the recording's).
     """
 
-    def __init__(self, sample_rate: int, *, calibration_db: float | None = None, keep_seconds: float = 60.0):
+    def __init__(self, sample_rate: int, *, calibration_db: float | None = None, keep_seconds: float = 60.0,
+                 origin: int = 0):
         from pyoctaveband import TimeWeighting, WeightingFilter
 
         self.sample_rate = int(sample_rate)
@@ -189,7 +192,8 @@ class LevelMeter:
         self._keep = max(2, int(math.ceil(keep_seconds / TICK_SECONDS)) + 2)
         self._pending: list[np.ndarray] = []  # samples of the open tick, not yet filtered
         self._open = 0
-        self.consumed = 0
+        self.origin = int(origin)
+        self.consumed = 0  # samples measured since the origin
         self.ticks: list[_Tick] = []
         self._total = _Sum(len(self.labels), histogram=True)
         self._interval = _Sum(len(self.labels), histogram=True)
@@ -204,19 +208,22 @@ class LevelMeter:
             return
         self._pending.append(x)
         self._open += x.size
-        if self._open >= self.tick:
+        position = self.origin + self.consumed
+        if (position + self._open) // self.tick > position // self.tick:  # a tick of the grid is complete
             self._measure(whole_ticks=True)
 
     def _measure(self, *, whole_ticks: bool) -> None:
         """Filter the waiting samples (up to the last complete tick, or all at the end) and close their ticks."""
         x = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
-        n = x.size // self.tick * self.tick if whole_ticks else x.size
-        rest = x[n:]
-        x = x[:n]
+        position = self.origin + self.consumed
+        upto = (position + x.size) // self.tick * self.tick if whole_ticks else position + x.size
+        rest = x[upto - position:]
+        x = x[:upto - position]
         a = self._a.filter(x)
         rows = (x, a, self._f.process(a))
-        for k in range(0, n, self.tick):
-            self._close_tick(*(row[k:k + self.tick] for row in rows))
+        edges = [position, *range((position // self.tick + 1) * self.tick, upto, self.tick), upto]
+        for first, last in zip(edges, edges[1:]):
+            self._close_tick(first, *(row[first - position:last - position] for row in rows))
         self._pending, self._open = ([rest.copy()], rest.size) if rest.size else ([], 0)
 
     def finish(self) -> None:
@@ -227,13 +234,11 @@ class LevelMeter:
 
     def levels_between(self, start_seconds: float, end_seconds: float) -> Levels:
         """Levels of the ticks within ``[start, end)`` seconds (at least the tick nearest its middle)."""
-        first = start_seconds * self.sample_rate / self.tick
-        last = end_seconds * self.sample_rate / self.tick
-        inside = [t for t in self.ticks if t.index >= first - 1e-6
-                  and t.index * self.tick + t.samples <= end_seconds * self.sample_rate + 1e-6]
+        first, last = start_seconds * self.sample_rate, end_seconds * self.sample_rate
+        inside = [t for t in self.ticks if t.start >= first - 1e-6 and t.start + t.samples <= last + 1e-6]
         if not inside:
             middle = (first + last) / 2
-            inside = [min(self.ticks, key=lambda t: abs(t.index + 0.5 - middle))] if self.ticks else []
+            inside = [min(self.ticks, key=lambda t: abs(t.start + t.samples / 2 - middle))] if self.ticks else []
         total = _Sum(len(self.labels), histogram=False)
         for t in inside:
             total.add(t)
@@ -259,10 +264,8 @@ class LevelMeter:
         self._interval = _Sum(len(self.labels), histogram=True)
         return out
 
-    def _close_tick(self, raw: np.ndarray, a: np.ndarray, envelope: np.ndarray) -> None:
-        start = len(self.ticks) and self.ticks[-1].index + 1
-        first_sample = start * self.tick
-        settle = min(max(0, self._settle - first_sample), raw.size)  # the detector settles from rest first
+    def _close_tick(self, first_sample: int, raw: np.ndarray, a: np.ndarray, envelope: np.ndarray) -> None:
+        settle = min(max(0, self.origin + self._settle - first_sample), raw.size)  # the detector settles first
         sampled = (self.step - 1 - first_sample) % self.step  # every step-th sample of the stream, from step - 1
         if sampled < settle:
             sampled += -(-(settle - sampled) // self.step) * self.step
@@ -270,7 +273,7 @@ class LevelMeter:
         spectrum = np.fft.rfft(raw)
         energies = weights @ (spectrum.real ** 2 + spectrum.imag ** 2) / raw.size  # Parseval: sums of squares
         settled = envelope[settle:]
-        tick = _Tick(start, raw.size, float(np.square(a).sum()), float(energies[-1]), energies[:-1],
+        tick = _Tick(first_sample, raw.size, float(np.square(a).sum()), float(energies[-1]), energies[:-1],
                      float(settled.max()) if settled.size else -math.inf,
                      float(settled.min()) if settled.size else math.inf, envelope[sampled::self.step].copy())
         self.ticks.append(tick)
