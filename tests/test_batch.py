@@ -1,0 +1,252 @@
+"""soundscene batch: sharded, resumable inference over archives, into a Parquet data set.
+
+The specification: shards stitched together are exactly what ``predict`` computes on the whole file; a run
+killed with SIGKILL and run again redoes only the shards that were not done and ends with the output of an
+uninterrupted run; a DIR of another model or settings is refused; broken files become rows of ``errors/``
+among the good ones (exit 1); Ray and the local engine write identical outputs; a manifest's start times give
+absolute times, and a window after midnight lands in the next day's partition.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from soundscene.apps.batch import Progress, read_table, run_batch
+from soundscene.apps.batch.plan import gather, plan_files
+from soundscene.core.inference import SceneClassifier
+from soundscene.training.synth import synthesize_scene
+
+from helpers import wait_for
+
+SCENES = ("park", "metro", "rain", "street_traffic")
+
+
+def write_scenes(path: Path, *, rate: int, seconds: float, seed: int, channels: int = 1,
+                 subtype: str = "PCM_16") -> Path:
+    """A recording whose scene changes every 30 s (so its segments are many)."""
+    parts, total, k = [], 0.0, 0
+    while total < seconds:
+        parts.append(synthesize_scene(SCENES[(seed + k) % 4], sample_rate=rate, seconds=30.0, seed=seed + k))
+        total += 30.0
+        k += 1
+    mono = np.concatenate(parts)[: int(rate * seconds)]
+    data = np.stack([mono * (1 - 0.2 * c) for c in range(channels)], axis=1)
+    sf.write(str(path), data, rate, subtype=subtype)
+    return path
+
+
+def tables(out: Path) -> dict:
+    """Every output table as sorted plain rows (what two runs are compared by)."""
+    result = {}
+    for name in ("windows", "segments", "files", "errors"):
+        rows = read_table(out, name).to_pylist()
+        result[name] = sorted(rows, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+    return result
+
+
+def cli(*args, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "soundscene.cli", *map(str, args)], capture_output=True,
+                          text=True, timeout=timeout, **kw)
+
+
+@pytest.fixture(scope="module")
+def long_file(tmp_path_factory) -> Path:
+    """25 minutes at 11025 Hz, stereo: resampled to the model's 8 kHz, mixed to mono, in 5 shards of 5 min."""
+    return write_scenes(tmp_path_factory.mktemp("long") / "long.wav", rate=11025, seconds=25 * 60 + 0.37, seed=1,
+                        channels=2)
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    """Six 90-s recordings at 8 kHz (18 shards of 30 s)."""
+    root = tmp_path_factory.mktemp("archive")
+    for k in range(6):
+        write_scenes(root / f"rec{k}.wav", rate=8000, seconds=90.0, seed=10 + k)
+    return root
+
+
+def test_shards_stitched_are_predicts_windows(tiny_run, long_file, tmp_path):
+    clf = SceneClassifier.from_file(tiny_run.model_path, levels=False)
+    whole = clf.classify_file(long_file)
+    # the core: each planned shard's span, stitched, gives predict's windows to 1e-6
+    [entry] = plan_files(gather([long_file]), classifier=clf, shard_minutes=5)
+    assert len(entry.shards) == 5 and all(s.first % clf.hop_samples == 0 for s in entry.shards)
+    stitched = [w for s in entry.shards for w in clf.classify_span(long_file, first=s.first, stop=s.stop).windows]
+    assert [(w.start, w.end) for w in stitched] == [(w.start, w.end) for w in whole.windows]
+    assert max(np.abs(a.probabilities - b.probabilities).max() for a, b in zip(stitched, whole.windows)) < 1e-6
+    assert [a.level_dbfs for a in stitched] == pytest.approx([b.level_dbfs for b in whole.windows], abs=1e-4)
+
+    # the command: its tables hold predict's records (rounded alike), its segments and file result are predict's
+    result = run_batch(tiny_run.model_path, [long_file], tmp_path / "out", workers=2, shard_minutes=5)
+    assert result.failed == 0 and result.shards == 5
+    expected = whole.to_record()
+    windows = sorted(read_table(tmp_path / "out", "windows").to_pylist(), key=lambda r: r["start"])
+    assert len(windows) == len(expected["windows"])
+    for got, want in zip(windows, expected["windows"]):
+        assert (got["start"], got["end"], got["label"], got["silent"]) == \
+               (want["start"], want["end"], want["label"], want["silent"])
+        assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1.01e-4)
+    segments = sorted(read_table(tmp_path / "out", "segments").to_pylist(), key=lambda r: r["start"])
+    assert [(s["start"], s["end"], s["label"]) for s in segments] == \
+           [(s["start"], s["end"], s["label"]) for s in expected["segments"]]
+    assert [s["confidence"] for s in segments] == pytest.approx([s["confidence"] for s in expected["segments"]],
+                                                                  abs=1.01e-4)
+    [row] = read_table(tmp_path / "out", "files").to_pylist()
+    assert (row["label"], row["status"], row["duration_seconds"], row["windows"]) == \
+           (expected["label"], "ok", expected["duration_seconds"], len(expected["windows"]))
+    assert row["level_dbfs"] == pytest.approx(expected["level_dbfs"], abs=0.11)
+    plan = json.loads(json.dumps(read_table_plan(tmp_path / "out"), default=str))
+    assert [p["shard"] for p in plan] == [0, 1, 2, 3, 4] and plan[0]["duration_seconds"] == pytest.approx(1500.37)
+
+
+def read_table_plan(out: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return pq.read_table(out / "plan.parquet").to_pylist()
+
+
+def test_a_run_killed_with_sigkill_resumes_where_it_stopped(tiny_run, archive, tmp_path):
+    out, command = tmp_path / "killed", ["batch", tiny_run.model_path, archive, "--workers", "1",
+                                         "--shard-minutes", "0.5", "--no-progress"]
+    run = subprocess.Popen([sys.executable, "-m", "soundscene.cli", *map(str, command), "--out", str(out)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    markers = out / "state" / "shards"
+    try:
+        wait_for(lambda: markers.is_dir() and len(list(markers.glob("*.json"))) >= 4, 120, "four shards done")
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the run and its worker, as a crash would
+        run.wait()
+    done = {p.name: p.stat().st_mtime_ns for p in markers.glob("*.json")}
+    assert 4 <= len(done) < 18, "the kill came after the run had ended"
+
+    again = cli(*command, "--out", out)
+    assert again.returncode == 0, again.stderr
+    assert f"resuming: {len(done)} shard(s) done, {18 - len(done)} to do" in again.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["shards_run"], summary["shards_skipped"]) == (18 - len(done), len(done))
+    assert {p.name: p.stat().st_mtime_ns for p in markers.glob("*.json") if p.name in done} == done
+
+    clean = cli(*command, "--out", tmp_path / "clean")
+    assert clean.returncode == 0, clean.stderr
+    assert tables(out) == tables(tmp_path / "clean")
+    assert not list(out.rglob(".*.tmp"))
+
+
+def test_another_model_or_settings_in_the_same_dir_is_refused(tiny_run, archive, tmp_path):
+    out = tmp_path / "out"
+    first = cli("batch", tiny_run.model_path, archive / "rec0.wav", "--out", out, "--workers", "1")
+    assert first.returncode == 0, first.stderr
+    again = cli("batch", tiny_run.model_path, archive / "rec0.wav", "--out", out, "--workers", "1", "--hop", "0.5",
+                "--shard-minutes", "2")
+    assert again.returncode == 2
+    [line] = again.stderr.strip().splitlines()
+    assert line.startswith("error: ") and "hop_seconds 0.75 -> 0.5" in line and "shard_minutes 10.0 -> 2.0" in line
+    assert "Traceback" not in again.stderr
+
+
+def test_broken_files_become_error_rows_and_the_others_are_classified(tiny_run, archive, tmp_path):
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    write_scenes(inputs / "good.wav", rate=8000, seconds=40.0, seed=3)
+    (inputs / "garbage.wav").write_bytes(b"RIFF" + os.urandom(2000))
+    (inputs / "empty.flac").write_bytes(b"")
+    write_scenes(inputs / "cut.wav", rate=8000, seconds=30.0, seed=4)
+    with open(inputs / "cut.wav", "r+b") as f:  # the header says more than the file holds
+        f.truncate(30000)
+    nan = synthesize_scene("park", sample_rate=8000, seconds=50.0, seed=5).astype(np.float32)
+    nan[40 * 8000] = np.nan  # damaged in its second shard: its first shard's windows are kept
+    sf.write(str(inputs / "nan.wav"), nan, 8000, subtype="FLOAT")
+    run = cli("batch", tiny_run.model_path, inputs, tmp_path / "missing.wav", "--out", tmp_path / "out",
+              "--workers", "2", "--shard-minutes", "0.5")
+    assert run.returncode == 1
+    assert "5 of 6 file(s) failed" in run.stderr and "Traceback" not in run.stderr
+    errors = {Path(r["file"]).name: r["reason"] for r in read_table(tmp_path / "out", "errors").to_pylist()}
+    assert set(errors) == {"garbage.wav", "empty.flac", "cut.wav", "nan.wav", "missing.wav"}
+    assert "truncated" in errors["cut.wav"] and "NaN" in errors["nan.wav"] and "empty" in errors["empty.flac"]
+    for name, reason in errors.items():
+        assert f"error: {reason}" in run.stderr and "\n" not in reason, name
+    files = {Path(r["file"]).name: r for r in read_table(tmp_path / "out", "files").to_pylist()}
+    assert files["good.wav"]["status"] == "ok" and files["good.wav"]["label"] is not None
+    assert {files[n]["status"] for n in errors} == {"error"}
+    windows = read_table(tmp_path / "out", "windows").to_pylist()
+    assert {Path(w["file"]).name for w in windows} == {"good.wav", "nan.wav"}
+    assert max(w["end"] for w in windows if w["file"].endswith("nan.wav")) <= 30.0 + 1.5
+
+
+def test_ray_and_local_engines_write_identical_outputs(tiny_run, archive, tmp_path):
+    ray = pytest.importorskip("ray")  # the test extra installs it (CI); a skip only where it cannot be
+    inputs = [archive / "rec0.wav", archive / "rec1.wav"]
+    local = run_batch(tiny_run.model_path, inputs, tmp_path / "local", workers=2, shard_minutes=0.5)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        remote = run_batch(tiny_run.model_path, inputs, tmp_path / "ray", engine="ray", workers=2, shard_minutes=0.5)
+    finally:
+        ray.shutdown()
+    assert (local.shards_run, remote.shards_run, remote.failed) == (6, 6, 0)
+    assert tables(tmp_path / "local") == tables(tmp_path / "ray")
+
+
+def test_without_ray_the_ray_engine_says_how_to_install_it(tiny_run, archive, tmp_path):
+    code = ("import sys; sys.modules['ray'] = None; from soundscene.cli import main; "
+            f"sys.exit(main(['batch', {str(tiny_run.model_path)!r}, {str(archive / 'rec0.wav')!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}, '--engine', 'ray']))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2
+    assert run.stderr.strip() == "error: the ray engine needs Ray: pip install 'soundscene[ray]'"
+
+
+def test_a_manifest_gives_absolute_times_and_dates_across_midnight(tiny_run, tmp_path):
+    write_scenes(tmp_path / "a.wav", rate=8000, seconds=90.0, seed=6)
+    write_scenes(tmp_path / "b.wav", rate=8000, seconds=30.0, seed=7)
+    write_scenes(tmp_path / "c.wav", rate=8000, seconds=20.0, seed=8)
+    (tmp_path / "m.csv").write_text("path,sensor_id,start_time\n"
+                                    "a.wav,north/../1,2026-03-01T23:59:00+01:00\n"  # 22:59 UTC: no midnight
+                                    "b.wav,south,2026-03-01T23:59:45Z\n"
+                                    "c.wav,south,\n")  # consecutive: starts when b ends, 00:00:15
+    result = run_batch(tiny_run.model_path, [tmp_path / "m.csv"], tmp_path / "out", workers=1)
+    assert result.failed == 0
+    windows = read_table(tmp_path / "out", "windows").to_pylist()
+    south = sorted((w for w in windows if w["sensor_id"] == "south"), key=lambda w: w["start_time"])
+    for w in south:  # each window is in the partition of the UTC day it starts in
+        assert w["date"] == w["start_time"].date().isoformat()
+        assert (w["end_time"] - w["start_time"]).total_seconds() == 1.5
+    assert {w["date"] for w in south} == {"2026-03-01", "2026-03-02"}
+    first_after = next(w for w in south if w["date"] == "2026-03-02")
+    assert first_after["start_time"].isoformat() == "2026-03-02T00:00:00+00:00"  # 15 s in: midnight exactly
+    c = [w for w in south if w["file"].endswith("c.wav")]
+    assert c[0]["start_time"].isoformat() == "2026-03-02T00:00:15+00:00"
+    north = {w["date"] for w in windows if w["sensor_id"] == "north/../1"}
+    assert north == {"2026-03-01"}
+    assert (tmp_path / "out" / "windows" / "sensor_id=north%2F..%2F1").is_dir()  # a name, never a path
+    files = {r["file"]: r for r in read_table(tmp_path / "out", "files").to_pylist()}
+    assert files["c.wav"]["start_time"].isoformat() == "2026-03-02T00:00:15+00:00"
+
+
+def test_progress_says_hours_rate_and_time_left():
+    stream = io.StringIO()
+    progress = Progress(stream=stream, every_seconds=0.0, bar=False)
+    progress.begin(7200.0)
+    time.sleep(0.01)
+    progress.advance(1800.0)
+    line = stream.getvalue().strip()
+    assert line.startswith("batch: 0.50 of 2.00 h of audio (25%), ") and "x real time, " in line \
+        and line.endswith(" left")
+
+
+def test_the_batch_path_loads_no_ray_until_asked():
+    code = ("import sys, contextlib, io\nfrom soundscene.cli import main\nimport soundscene.apps.batch\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n    try:\n        main(['batch', '--help'])\n"
+            "    except SystemExit:\n        pass\nprint('ray' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
