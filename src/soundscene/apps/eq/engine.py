@@ -175,7 +175,7 @@ class Equalizer:
         if found is None:
             if self.follower is not None and not self._ambient_warned:
                 self._ambient_warned = True
-                self.messages.append("the ambient records carry no levels: level following is off")
+                self.messages.append("warning: the ambient records carry no levels: level following is off")
             return False
         laeq, calibrated = found
         self.ambient_db = laeq if laeq is not None else self.ambient_db
