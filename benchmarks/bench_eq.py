@@ -1,13 +1,19 @@
 """Benchmark of the scene equalizer's block processor: real-time factor on 44.1-kHz stereo music.
 
-    python benchmarks/bench_eq.py [--seconds 30] [--repeats 7] [--blocks 256,1024,4096] [--plot PATH]
+    python benchmarks/bench_eq.py [--seconds 30] [--repeats 7] [--blocks 256,1024,4096] [--plot PATH] [--quick]
 
 Input: generated music (bass line, chords with harmonics, kick, snare, hats), 44.1 kHz, stereo,
 float32, peaking at 0 dBFS. Each repeat runs a fresh :class:`soundscene.apps.eq.Equalizer` over the whole
 signal in blocks of the given size, in two cases: a steady scene (street_traffic), and a scene change
-every 5 s with a 1-s crossfade (20 % of the time runs two filter chains). The processor is single-threaded
-(scipy's ``sosfilt`` and numpy element-wise work); the benchmark sets no thread counts. Every figure is
-the median of --repeats runs; real-time factor = audio seconds / processing seconds (real time = 1x).
+every 5 s with a 1-s crossfade (20 % of the time runs two filter chains). A third case turns everything
+on (issue 17): scene changes as above, level following (an ambient record every 0.5 s, a quiet room that
+turns into street traffic halfway, with a 2-s bus), loudness compensation (ISO 226:2023; the listening level
+moves with the boost, so the compensation is re-designed and crossfaded as it goes), exposure metering
+with the H.870 limiter, volume -15 dB: the gain stage's 20-ms frames with look-ahead peak control. The
+target for that case is 100x real time. The processor is single-threaded (scipy's ``sosfilt`` and numpy
+element-wise work); the benchmark sets no thread counts. Every figure is the median of --repeats runs;
+real-time factor = audio seconds / processing seconds (real time = 1x). ``--quick`` (5 s, 2 repeats, one
+block size) only checks that the script runs.
 
 ``--plot PATH`` also writes the magnitude responses of three presets (street_traffic, cafe, quiet_room)
 to a PNG.
@@ -16,6 +22,7 @@ to a PNG.
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import statistics
@@ -26,6 +33,7 @@ import numpy as np
 from soundscene.apps import eq
 
 SAMPLE_RATE = 44100
+TARGET_ALL_ON = 100.0  # x real time, with everything on (issue 17)
 
 
 def music(seconds: float, seed: int = 0) -> np.ndarray:
@@ -45,15 +53,35 @@ def music(seconds: float, seed: int = 0) -> np.ndarray:
     return (stereo / np.abs(stereo).max()).astype(np.float32)
 
 
-def run_once(x: np.ndarray, block: int, changes: bool) -> float:
+def everything_on(channels: int) -> eq.Equalizer:
+    """An equalizer with every feature of issue 17 on (the limiter engages: a tenth of the week is left)."""
+    exposure = eq.Exposure(headphone_db_spl_at_fs=100.0, days={"2026-01-01": 0.9 * eq.allowance_pa2h()},
+                           today=datetime.date(2026, 1, 1))
+    return eq.Equalizer(SAMPLE_RATE, channels, crossfade_seconds=1.0, initial="street_traffic",
+                        follow=eq.FollowSettings(), loudness=True, exposure=exposure, limiter=True, volume_db=-15.0)
+
+
+def ambient_db(seconds: float, duration: float) -> float:
+    """The ambient LAeq (dB SPL) of the benchmark: a quiet room, then street traffic with a 2-s bus."""
+    if seconds < duration / 2:
+        return 45.0
+    return 85.0 if duration * 0.75 <= seconds < duration * 0.75 + 2 else 70.0
+
+
+def run_once(x: np.ndarray, block: int, changes: bool, all_on: bool = False) -> float:
     """Seconds to equalize x in blocks of ``block`` samples."""
-    equalizer = eq.Equalizer(SAMPLE_RATE, x.shape[0], crossfade_seconds=1.0, initial="street_traffic")
+    equalizer = everything_on(x.shape[0]) if all_on else \
+        eq.Equalizer(SAMPLE_RATE, x.shape[0], crossfade_seconds=1.0, initial="street_traffic")
     scenes = ["cafe", "metro", "park", "street_traffic"]
-    every = 5 * SAMPLE_RATE
+    every, record = 5 * SAMPLE_RATE, SAMPLE_RATE // 2
+    duration = x.shape[1] / SAMPLE_RATE
     start = time.perf_counter()
     for pos in range(0, x.shape[1], block):
         if changes and pos // every != (pos + block) // every:
             equalizer.set_scene(scenes[(pos + block) // every % len(scenes)])
+        if all_on and pos // record != (pos + block) // record:
+            level = ambient_db(pos / SAMPLE_RATE, duration)
+            equalizer.set_ambient({"levels": {"LAeq": level, "calibrated": True}})
         equalizer.process(x[:, pos:pos + block])
     return time.perf_counter() - start
 
@@ -64,22 +92,30 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--blocks", default="256,1024,4096", help="block sizes in samples, comma-separated")
     parser.add_argument("--plot", metavar="PATH", help="also plot three presets' curves to this PNG")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 5 s, 2 repeats, blocks of 1024")
     args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.repeats, args.blocks = 5.0, 2, "1024"
 
     x = music(args.seconds)
     print(f"soundscene equalizer benchmark: {args.seconds:g} s of 44.1-kHz stereo music, 10 biquads per "
           f"chain, median of {args.repeats} runs; {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs (shared machines give indicative figures only)")
-    print(f"\n{'block':>8}  {'steady scene':>22}  {'scene change every 5 s':>26}   (real time = 1x)")
+    print(f"\n{'block':>8}  {'steady scene':>22}  {'scene change every 5 s':>26}  {'everything on':>26}"
+          "   (real time = 1x)")
+    worst = float("inf")
     for block in (int(b) for b in args.blocks.split(",")):
         row = []
-        for changes in (False, True):
-            run_once(x[:, :SAMPLE_RATE], block, changes)  # warm-up
-            seconds = statistics.median(run_once(x, block, changes) for _ in range(args.repeats))
+        for changes, all_on in ((False, False), (True, False), (True, True)):
+            run_once(x[:, :2 * SAMPLE_RATE], block, changes, all_on)  # warm-up
+            seconds = statistics.median(run_once(x, block, changes, all_on) for _ in range(args.repeats))
             per_block_us = seconds / (x.shape[1] / block) * 1e6
             row.append(f"{args.seconds / seconds:7.0f}x ({per_block_us:6.0f} us/block)")
+            worst = min(worst, args.seconds / seconds) if all_on else worst
         budget_us = block / SAMPLE_RATE * 1e6
-        print(f"{block:>8}  {row[0]:>22}  {row[1]:>26}   budget {budget_us:.0f} us/block")
+        print(f"{block:>8}  {row[0]:>22}  {row[1]:>26}  {row[2]:>26}   budget {budget_us:.0f} us/block")
+    print(f"\neverything on (follow, loudness, exposure + limiter, scene changes): slowest {worst:.0f}x real time; "
+          f"target > {TARGET_ALL_ON:.0f}x: {'met' if worst > TARGET_ALL_ON else 'NOT met'}")
 
     if args.plot:
         curves = {s: eq.DEFAULT_PRESETS[s] for s in ("street_traffic", "cafe", "quiet_room")}

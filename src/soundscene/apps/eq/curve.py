@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 import numpy as np
 from scipy.signal import sosfreqz
@@ -74,7 +75,14 @@ def peak_gain_db(sos: np.ndarray, *, sample_rate: int, n_points: int = 4096) -> 
 
 def curve_sos(curve: Curve, *, sample_rate: int, q: float = BAND_Q) -> tuple[np.ndarray, float]:
     """The processor's filter for ``curve``: (sos (n_kept, 6), auto_gain_db <= 0) with the auto-gain
-    folded in, so that the peak magnitude response is at most 0 dB."""
+    folded in, so that the peak magnitude response is at most 0 dB. Designs are cached (a few ms each; a
+    running equalizer asks for the same presets again and again)."""
+    sos, auto_db = _curve_sos(curve, int(sample_rate), float(q))
+    return sos.copy(), auto_db
+
+
+@lru_cache(maxsize=256)
+def _curve_sos(curve: Curve, sample_rate: int, q: float) -> tuple[np.ndarray, float]:
     sos = design_sos(curve.gains_db, sample_rate=sample_rate, preamp_db=curve.preamp_db, q=q, limit_db=curve.limit_db)
     auto_db = min(0.0, -peak_gain_db(sos, sample_rate=sample_rate))
     sos[0, :3] *= 10 ** (auto_db / 20)

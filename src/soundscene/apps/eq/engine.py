@@ -212,17 +212,16 @@ class Equalizer:
 
     def _segment(self, x: np.ndarray) -> int:
         """Run ``x`` through the cascade in one go and feed its frames to the gain stage, until a frame asks
-        for a new curve (loudness): then the cascade is taken back to that frame's end (state kept before,
+        for a new curve (loudness): then the cascade is taken back to that frame's end (its state kept before,
         the samples up to there run again) so that the change starts there, whatever the block sizes.
         Returns the samples consumed."""
         stage, cascade = self._stage, self._cascade
-        kept, weighting = cascade.snapshot(), stage.weighting_state
+        kept = cascade.snapshot() if self.loudness and x.shape[1] >= stage.room else None
         y = cascade.process(x)
-        power = stage.weight(y)
         k = 0
         while k < x.shape[1]:
             take = min(x.shape[1] - k, stage.room)
-            stage.put(y[:, k:k + take], power[k:k + take])
+            stage.put(y[:, k:k + take])
             k += take
             self._samples += take
             if stage.room == 0:
@@ -231,8 +230,7 @@ class Equalizer:
                 if cascade.requested != asked and k < x.shape[1]:
                     wanted = cascade.requested
                     cascade.restore(kept)
-                    stage.weighting_state = weighting
-                    stage.weight(cascade.process(x[:, :k]))
+                    cascade.process(x[:, :k])
                     cascade.request(*wanted)
                     return k
         return k

@@ -107,8 +107,12 @@ def _band_targets(phon: float, sample_rate: int, reference_phon: float) -> np.nd
     want = np.minimum(compensation_db(phon, grid, reference_phon=reference_phon), MAX_BOOST_DB)
     unit = _section_db(_sections(np.ones(len(fc)), sample_rate, BAND_Q), grid, sample_rate).T
     gains = np.zeros(len(fc))
+    pinv = np.linalg.pinv(unit)
     for _ in range(12):  # Gauss-Newton with the unit-gain responses as the Jacobian (dB scale ~ linearly)
         error = want - _section_db(_sections(gains, sample_rate, BAND_Q), grid, sample_rate).sum(0)
-        gains = np.clip(gains + np.linalg.lstsq(unit, error, rcond=None)[0], -_MAX_CORRECTED_DB, _MAX_CORRECTED_DB)
+        step = pinv @ error
+        gains = np.clip(gains + step, -_MAX_CORRECTED_DB, _MAX_CORRECTED_DB)
+        if np.abs(step).max() < 0.01:
+            break
     out[:len(fc)] = _section_db(_sections(gains, sample_rate, BAND_Q), fc, sample_rate).sum(0)
     return out

@@ -56,29 +56,16 @@ class GainStage:
         """Samples still needed to complete the open frame."""
         return self.frame - self._fill
 
-    def weight(self, y: np.ndarray) -> np.ndarray:
-        """The A-weighted power (samples,) of equalized audio (channels, samples), averaged over the
-        channels; the A-weighting's state moves on (:attr:`weighting_state` to keep and restore it)."""
-        weighted, self._a_zi = sosfilt(self._a_sos, y, axis=-1, zi=self._a_zi)
-        return np.mean(weighted * weighted, axis=0)
-
-    @property
-    def weighting_state(self) -> np.ndarray:
-        return self._a_zi.copy()
-
-    @weighting_state.setter
-    def weighting_state(self, zi: np.ndarray) -> None:
-        self._a_zi = zi.copy()
-
-    def put(self, y: np.ndarray, power: np.ndarray) -> None:
-        """Add equalized samples (channels, k <= :attr:`room`) and their A-weighted power (k,)."""
-        k = y.shape[1]
-        self._buf[:, self._fill:self._fill + k] = y
-        self._pow[self._fill:self._fill + k] = power
-        self._fill += k
+    def put(self, y: np.ndarray) -> None:
+        """Add equalized samples (channels, k <= :attr:`room`)."""
+        self._buf[:, self._fill:self._fill + y.shape[1]] = y
+        self._fill += y.shape[1]
 
     def measure(self) -> float:
-        """The complete frame's A-weighted mean square (full scale = 1), before the gain."""
+        """The complete frame's A-weighted mean square (full scale = 1), before the gain (the A-weighting runs
+        frame by frame, its state carried: once per frame whatever the block sizes)."""
+        weighted, self._a_zi = sosfilt(self._a_sos, self._buf, axis=-1, zi=self._a_zi)
+        np.mean(weighted * weighted, axis=0, out=self._pow)
         return float(self._pow.mean())
 
     def apply(self, target: float, ceiling: float | None) -> tuple[float, float, bool]:
