@@ -37,7 +37,7 @@ from .curve import band_centres, combine
 from .exposure import Exposure
 from .gain import FollowSettings, LevelFollower, ambient_levels
 from .loudness import REFERENCE_PHON, band_targets
-from .prefs import Preferences
+from .prefs import Preferences, checked_volume
 from .presets import DEFAULT_PRESETS, Curve, CurveLike, Presets, curve_for_scene
 from .stage import GainStage
 
@@ -95,7 +95,7 @@ class Equalizer:
         self.sample_rate, self.channels, self.presets = int(sample_rate), int(channels), presets
         self.crossfade_samples = int(round(crossfade_seconds * sample_rate))
         self.loudness, self.reference_phon, self.limiter = loudness, float(loudness_reference_phon), limiter
-        self.exposure, self.preferences, self.volume_db = exposure, preferences, float(volume_db)
+        self.exposure, self.preferences, self.volume_db = exposure, preferences, checked_volume(volume_db)
         self.calibration_db = headphone_db_spl_at_fs if exposure is None else exposure.calibration_db
         self.follower = None if follow is None else LevelFollower(follow)
         self.scene: str | None = initial if isinstance(initial, str) else None
@@ -161,7 +161,7 @@ class Equalizer:
         """The listener's adjustment while the current scene is active: the scene's volume (dB, added to
         ``volume_db``) and/or band gains (added to the preset); remembered for the scene."""
         if volume_db is not None:
-            self._adjust_db = float(volume_db)
+            self._adjust_db = checked_volume(volume_db, "volume_db")
         if bands is not None:
             self._bands = bands
         if self.preferences is not None and self.scene is not None:

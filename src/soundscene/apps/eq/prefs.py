@@ -3,7 +3,7 @@
 They are remembered for that scene (in the state file's ``preferences`` section, see :mod:`.exposure`)
 and applied the next time the scene is detected: ``{"street_traffic": {"volume_db": 4.0,
 "bands": {"62.5": 2.0, ...}}}``. The volume is a gain after the equalizer; the bands are added to the
-scene's preset (one curve, :func:`~.curve.combine`). Each value is within ±15 dB.
+scene's preset (one curve, :func:`~.curve.combine`). Volumes are within -60..+15 dB, band gains within ±15 dB.
 """
 
 from __future__ import annotations
@@ -12,8 +12,19 @@ from pathlib import Path
 from typing import Any
 
 
+from ...config import Range
 from ...errors import ConfigError
-from .presets import BAND_LABELS, Curve, _checked
+from .presets import BAND_LABELS, Curve
+
+VOLUME = Range(-60.0, 15.0, "dB")  # a volume (--volume-db, a scene's remembered volume)
+
+
+def checked_volume(value, name: str = "--volume-db") -> float:
+    """``value`` as a volume in dB; ConfigError in one line when it is not a number within :data:`VOLUME`."""
+    why = VOLUME.refusal(value)
+    if why:
+        raise ConfigError(f"{name}: {why}")
+    return float(value)
 
 
 class Preferences:
@@ -35,7 +46,7 @@ class Preferences:
     def remember(self, scene: str, *, volume_db: float | None = None, bands: Curve | None = None) -> None:
         """Remember a volume and/or band adjustments for ``scene`` (what is not given is kept)."""
         volume, curve = self.get(scene)
-        volume = volume if volume_db is None else _checked("volume_db", volume_db)
+        volume = volume if volume_db is None else checked_volume(volume_db, f"{scene}: volume_db")
         self._scenes[scene] = (volume, curve if bands is None else bands)
 
     def reset(self) -> None:
@@ -53,8 +64,9 @@ class Preferences:
             try:
                 if not isinstance(entry, dict) or not isinstance(entry.get("bands", {}), dict):
                     raise ValueError("expected {volume_db, bands}")
-                scenes[scene] = (_checked("volume_db", entry.get("volume_db", 0.0)), Curve(entry.get("bands", {})))
-            except ValueError as exc:
+                scenes[scene] = (checked_volume(entry.get("volume_db", 0.0), "volume_db"),
+                                 Curve(entry.get("bands", {})))
+            except (ValueError, ConfigError) as exc:
                 raise ConfigError(f"{path}: preferences[{scene!r}]: {exc}") from None
         return cls(scenes)
 

@@ -17,8 +17,7 @@ from .engine import Equalizer
 from .exposure import MODES, Exposure, exposure_days, load_state, save_state
 from .gain import FollowSettings
 from .plot import plot_timeline
-from .prefs import Preferences, parse_adjustments
-from .presets import _checked
+from .prefs import Preferences, checked_volume, parse_adjustments
 
 
 def default_state_path() -> Path:
@@ -42,10 +41,7 @@ class Session:
         self.preferences = Preferences() if reset_preferences else Preferences.from_state(state, self.state_path)
         self._prefs_changed = reset_preferences
         self.bands = parse_adjustments(adjust)
-        try:
-            self.volume_db = _checked("--volume-db", volume_db)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        self.volume_db = checked_volume(volume_db)
         self.follow = FollowSettings(margin_db=margin_db, max_boost_db=max_boost_db, max_level_db=max_level_db,
                                      attack_seconds=attack, release_seconds=release,
                                      dead_band_db=dead_band_db) if follow_level else None
@@ -76,9 +72,9 @@ class Session:
         lines, sections = [], {}
         if self.exposure is not None:
             ex = self.exposure
-            lines.append(f"exposure: this run {ex.session_dose:.2f} % of the weekly allowance ({ex.mode}: "
+            lines.append(f"exposure: this run {ex.session_dose:.3g} % of the weekly allowance ({ex.mode}: "
                          f"{MODES[ex.mode]:g} dB(A) x 40 h, ITU-T H.870); the week so far "
-                         f"{ex.dose if self.record_dose else ex.dose - ex.session_dose:.2f} %"
+                         f"{ex.dose if self.record_dose else ex.dose - ex.session_dose:.3g} %"
                          + ("" if self.record_dose else " (this run not counted: rendering a file is not listening; "
                             "--record-dose counts it)"))
             if self.record_dose:
