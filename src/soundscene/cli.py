@@ -424,6 +424,8 @@ def _add_eq_options(p: argparse.ArgumentParser) -> None:
 def _eq_session(args, *, record_dose: bool):
     from .apps.eq.session import Session, default_state_path
 
+    if args.adjust and not getattr(args, "scene", None):
+        raise SoundsceneError("--adjust needs --scene NAME: band adjustments are remembered for a scene")
     return Session(state_path=args.state or default_state_path(), follow_level=args.follow_level,
                    margin_db=args.margin_db, max_boost_db=args.max_boost_db, max_level_db=args.max_level_db,
                    attack=args.attack, release=args.release, dead_band_db=args.dead_band_db, loudness=args.loudness,

@@ -12,13 +12,14 @@ scene (:mod:`.prefs`). :class:`Equalizer` (:mod:`.engine`) does all of it block 
 from .chain import WARMUP_SECONDS
 from .curve import (BAND_Q, COMBINED_LIMIT_DB, EQ_RATES, NYQUIST_FRACTION, band_centres, combine, curve_sos,
                     design_sos, peak_gain_db)
-from .engine import MAX_CROSSFADE_SECONDS, Equalizer, Trace
+from .engine import MAX_CROSSFADE_SECONDS, Equalizer
 from .exposure import MODES, Exposure, allowance_pa2h, dose_percent, load_state, save_state
 from .gain import FollowSettings, LevelFollower, ambient_levels
 from .loudness import REFERENCE_PHON, band_targets, compensation_db, contour_spl, loudness_level
 from .playback import ambient_from_prediction, equalize_file, equalize_live, schedule_from_prediction
 from .plot import plot_curves, plot_timeline
 from .prefs import Preferences, parse_adjustments
+from .trace import Trace
 from .presets import (BAND_CENTRES, BAND_LABELS, DEFAULT_PRESETS, MAX_GAIN_DB, Curve, CurveLike, Presets,
                       curve_for_probabilities, curve_for_scene, format_presets, load_presets, presets_text,
                       save_presets)

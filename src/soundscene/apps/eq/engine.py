@@ -26,7 +26,6 @@ bit-transparent, a final clip at full scale.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -36,31 +35,14 @@ from .chain import FadingCascade
 from .curve import band_centres, combine
 from .exposure import Exposure
 from .gain import FollowSettings, LevelFollower, ambient_levels
-from .loudness import REFERENCE_PHON, band_targets
+from .loudness import REFERENCE_PHON, ListeningLevel, band_targets
 from .prefs import Preferences, checked_volume
 from .presets import DEFAULT_PRESETS, Curve, CurveLike, Presets, curve_for_scene
 from .stage import GainStage
+from .trace import TRACE_SECONDS, Trace
 
 MAX_CROSSFADE_SECONDS = 60.0  # a crossfade between presets is at most a minute
 MUSIC_SECONDS = 3.0           # the time constant of the music level (before the gain) estimate
-PHON_STEP = 1.0               # the listening level moves this much before the compensation is re-designed
-TRACE_SECONDS = 0.1           # one trace row per this many seconds
-
-
-@dataclass
-class Trace:
-    """Rows over time for plots and reports (:meth:`Equalizer.trace`), one per ~0.1 s."""
-
-    time: list[float] = field(default_factory=list)
-    scene: list[str | None] = field(default_factory=list)
-    ambient_db: list[float | None] = field(default_factory=list)     # the latest record's LAeq
-    followed_db: list[float | None] = field(default_factory=list)    # the follower's smoothed level
-    gain_db: list[float] = field(default_factory=list)               # the gain applied (all of it)
-    boost_db: list[float] = field(default_factory=list)              # the follower's share
-    level_db: list[float | None] = field(default_factory=list)       # music out, 3-s average (dB SPL(A) or dBFS)
-    dose: list[float | None] = field(default_factory=list)           # % of the weekly allowance
-    limited: list[bool] = field(default_factory=list)
-    phon: list[float | None] = field(default_factory=list)
 
 
 class Equalizer:
@@ -83,15 +65,7 @@ class Equalizer:
                  loudness_reference_phon: float = REFERENCE_PHON, headphone_db_spl_at_fs: float | None = None,
                  exposure: Exposure | None = None, limiter: bool = False, preferences: Preferences | None = None,
                  volume_db: float = 0.0, trace: bool = False):
-        band_centres(sample_rate)  # checks the rate
-        if not (isinstance(channels, (int, np.integer)) and channels >= 1):
-            raise ValueError(f"channels must be a positive integer, not {channels!r}")
-        if not 0 <= crossfade_seconds <= MAX_CROSSFADE_SECONDS:  # also refuses nan
-            raise ConfigError(f"--crossfade {crossfade_seconds} s is outside 0..{MAX_CROSSFADE_SECONDS:g} s")
-        if limiter and exposure is None:
-            raise ConfigError("the exposure limiter needs the playback calibration (--headphone-db-spl-at-fs)")
-        if not 40.0 <= loudness_reference_phon <= 90.0:
-            raise ConfigError(f"--loudness-reference {loudness_reference_phon} phon is outside 40..90 phon")
+        _check(sample_rate, channels, crossfade_seconds, limiter and exposure is None, loudness_reference_phon)
         self.sample_rate, self.channels, self.presets = int(sample_rate), int(channels), presets
         self.crossfade_samples = int(round(crossfade_seconds * sample_rate))
         self.loudness, self.reference_phon, self.limiter = loudness, float(loudness_reference_phon), limiter
@@ -101,18 +75,15 @@ class Equalizer:
         self.scene: str | None = initial if isinstance(initial, str) else None
         self._preset = curve_for_scene(presets, initial) if isinstance(initial, str) else initial
         self._adjust_db, self._bands = self.preferences.get(self.scene) if self.preferences else (0.0, Curve())
-        self._phon: float | None = None
+        self._listening = ListeningLevel(self.reference_phon, measured=self.calibration_db is not None)
         self.messages: list[str] = []
         self._trace = Trace() if trace else None
         self._stage: GainStage | None = None
         if follow or loudness or exposure or preferences is not None or volume_db or trace:
             self._stage = GainStage(self.sample_rate, self.channels)
-        self._samples = 0
-        self._frames = 0
+        self._samples = self._frames = 0
         self._music_ms: float | None = None
-        self._ambient_warned = False
-        self._was_limited = False
-        self._flushing = False
+        self._ambient_warned = self._was_limited = self._flushing = False
         self.ambient_db: float | None = None  # the latest record's LAeq
         curve, headroom = self._wanted()
         self._cascade = FadingCascade(curve, self.sample_rate, self.channels, self.crossfade_samples, headroom)
@@ -181,7 +152,8 @@ class Equalizer:
         self.ambient_db = laeq if laeq is not None else self.ambient_db
         if self.follower is not None:
             if self.follower.reference is None and laeq is not None:
-                self._start_following(calibrated)
+                why = self.follower.start(calibrated=calibrated, playback_known=self.calibration_db is not None)
+                self.messages.extend([why] if why else [])
             self.follower.add(self.time, laeq)
         return True
 
@@ -246,7 +218,7 @@ class Equalizer:
         a = 1.0 - math.exp(-stage.seconds / MUSIC_SECONDS)
         self._music_ms = ms if self._music_ms is None else self._music_ms + a * (ms - self._music_ms)
         base_db = self.volume_db + self._adjust_db
-        music_db = self._level_db(self._music_ms)
+        music_db = _level_db(self._music_ms, self.calibration_db)
         boost = 0.0
         if self.follower is not None:
             boost = self.follower.boost_db(self.time, None if music_db is None else music_db + base_db)
@@ -260,64 +232,46 @@ class Equalizer:
                                  f"{self.exposure.allowed_level_db():.1f} dB(A) (dose {self.exposure.dose:.1f} % "
                                  f"of the weekly allowance, {self.exposure.mode} mode)")
         self._was_limited = limited
-        if self.loudness:
-            self._update_loudness(music_db, gain_db, base_db + boost)
+        if self.loudness and self._listening.update(music_db=music_db, gain_db=gain_db, volume_db=base_db + boost):
+            self._request()
         if self._trace is not None and not self._flushing and \
                 self._frames % max(1, round(TRACE_SECONDS / stage.seconds)) == 0:
-            self._add_trace(gain_db, boost, None if music_db is None else music_db + gain_db, limited)
+            f = self.follower
+            self._trace.add(time=self.time, scene=self.scene, ambient_db=self.ambient_db, gain_db=gain_db,
+                            followed_db=None if f is None else f.estimate(self.time), boost_db=boost,
+                            level_db=None if music_db is None else music_db + gain_db, limited=limited,
+                            dose=None if self.exposure is None else self.exposure.dose, phon=self._listening.phon)
         self._frames += 1
 
     # -- helpers ----------------------------------------------------------------------------------------------
 
-    def _start_following(self, calibrated: bool) -> None:
-        absolute = calibrated and self.calibration_db is not None
-        self.follower.absolute = absolute
-        if not absolute:
-            why = "the ambient levels are relative to full scale" if not calibrated else \
-                "the playback level is unknown (no --headphone-db-spl-at-fs)"
-            self.messages.append(f"level following works on relative changes: {why}; the music is raised by "
-                                 "as much as the surroundings get louder than when it started (--margin-db "
-                                 "needs calibrated levels)")
-
-    def _level_db(self, mean_square: float | None) -> float | None:
-        """A-weighted level of a mean square: dB SPL at the ear when calibrated, else dB re a full-scale sine."""
-        if mean_square is None or mean_square <= 1e-20:
-            return None
-        return 10 * math.log10(2 * mean_square) + (self.calibration_db or 0.0)
-
-    def _update_loudness(self, music_db: float | None, gain_db: float, nominal_db: float) -> None:
-        if self.calibration_db is not None:
-            if music_db is None:
-                return
-            phon = music_db + gain_db
-        else:
-            phon = self.reference_phon + nominal_db
-        if self._phon is None and phon >= self.reference_phon:
-            return
-        if self._phon is None or abs(phon - self._phon) >= PHON_STEP:
-            self._phon = min(round(phon * 2) / 2, self.reference_phon)
-            self._request()
-
     def _wanted(self) -> tuple[Curve, Curve | None]:
         """The curve to realise (preset + adjustments + loudness) and, with loudness, its headroom curve."""
         base = self._preset if self._bands == Curve() else combine(self._preset, self._bands)
-        if self._phon is None or self._phon >= self.reference_phon:
+        phon = self._listening.phon
+        if phon is None or phon >= self.reference_phon:
             return base, None
-        targets = band_targets(self._phon, sample_rate=self.sample_rate, reference_phon=self.reference_phon)
+        targets = band_targets(phon, sample_rate=self.sample_rate, reference_phon=self.reference_phon)
         return combine(base, targets), base
 
     def _request(self) -> None:
         self._cascade.request(*self._wanted())
 
-    def _add_trace(self, gain_db: float, boost: float, level_db: float | None, limited: bool) -> None:
-        tr, f = self._trace, self.follower
-        tr.time.append(self.time)
-        tr.scene.append(self.scene)
-        tr.ambient_db.append(self.ambient_db)
-        tr.followed_db.append(None if f is None else f.estimate(self.time))
-        tr.gain_db.append(gain_db)
-        tr.boost_db.append(boost)
-        tr.level_db.append(level_db)
-        tr.dose.append(None if self.exposure is None else self.exposure.dose)
-        tr.limited.append(limited)
-        tr.phon.append(self._phon)
+
+def _check(sample_rate, channels, crossfade_seconds, limiter_without_exposure: bool, reference_phon) -> None:
+    band_centres(sample_rate)  # checks the rate
+    if not (isinstance(channels, (int, np.integer)) and channels >= 1):
+        raise ValueError(f"channels must be a positive integer, not {channels!r}")
+    if not 0 <= crossfade_seconds <= MAX_CROSSFADE_SECONDS:  # also refuses nan
+        raise ConfigError(f"--crossfade {crossfade_seconds} s is outside 0..{MAX_CROSSFADE_SECONDS:g} s")
+    if limiter_without_exposure:
+        raise ConfigError("the exposure limiter needs the playback calibration (--headphone-db-spl-at-fs)")
+    if not 40.0 <= reference_phon <= 90.0:
+        raise ConfigError(f"--loudness-reference {reference_phon} phon is outside 40..90 phon")
+
+
+def _level_db(mean_square: float | None, calibration_db: float | None) -> float | None:
+    """A-weighted level of a mean square: dB SPL at the ear when calibrated, else dB re a full-scale sine."""
+    if mean_square is None or mean_square <= 1e-20:
+        return None
+    return 10 * math.log10(2 * mean_square) + (calibration_db or 0.0)

@@ -103,6 +103,17 @@ class LevelFollower:
         self._time = 0.0
         self.last: float | None = None       # the latest record's level
 
+    def start(self, *, calibrated: bool, playback_known: bool) -> str | None:
+        """Choose the mode from the first record: absolute when the ambient is calibrated and the playback
+        level known, else relative; returns the message that says why it is relative (None when absolute)."""
+        self.absolute = calibrated and playback_known
+        if self.absolute:
+            return None
+        why = "the ambient levels are relative to full scale" if not calibrated else \
+            "the playback level is unknown (no --headphone-db-spl-at-fs)"
+        return (f"level following works on relative changes: {why}; the music is raised by as much as the "
+                "surroundings get louder than when it started (--margin-db needs calibrated levels)")
+
     def add(self, time: float, laeq: float | None) -> None:
         """A record's ambient LAeq at ``time`` s (None: silence, ignored)."""
         if laeq is None:

@@ -53,6 +53,7 @@ ISO226_2023_TABLE1: dict[float, tuple[float, float, float]] = {
 }
 PHON_RANGE = (20.0, 90.0)   # where Formula (1) holds (80 phon above 4 kHz)
 REFERENCE_PHON = 80.0       # the default reference listening level
+PHON_STEP = 1.0             # the listening level moves this much before the compensation is re-designed
 MAX_BOOST_DB = 20.0         # the compensation curve is capped here (20 phon at 25 Hz would ask for 29 dB)
 
 _F = np.array(sorted(ISO226_2023_TABLE1))
@@ -116,3 +117,32 @@ def _band_targets(phon: float, sample_rate: int, reference_phon: float) -> np.nd
             break
     out[:len(fc)] = _section_db(_sections(gains, sample_rate, BAND_Q), fc, sample_rate).sum(0)
     return out
+
+
+class ListeningLevel:
+    """The listening level (phon) the compensation is designed for, moved in steps.
+
+    measured: the music's A-weighted level at the ear is known (playback calibration): the level is that plus
+    the gain; else it is the reference plus the volume (0 dB volume = the reference level). It changes (at
+    0.5-phon resolution, never above the reference) when it has moved by :data:`PHON_STEP` or more, so the
+    cascade is re-designed and crossfaded now and then, not every frame.
+    """
+
+    def __init__(self, reference_phon: float, *, measured: bool):
+        self.reference_phon, self.measured = reference_phon, measured
+        self.phon: float | None = None  # None: no compensation designed yet
+
+    def update(self, *, music_db: float | None, gain_db: float, volume_db: float) -> bool:
+        """The level for this frame; True when the compensation must be re-designed."""
+        if self.measured:
+            if music_db is None:
+                return False
+            phon = music_db + gain_db
+        else:
+            phon = self.reference_phon + volume_db
+        if self.phon is None and phon >= self.reference_phon:
+            return False
+        if self.phon is not None and abs(phon - self.phon) < PHON_STEP:
+            return False
+        self.phon = min(round(phon * 2) / 2, self.reference_phon)
+        return True

@@ -13,7 +13,7 @@ from scipy.signal import sosfreqz
 
 from ..._io import atomic_write
 from .curve import band_centres, curve_sos
-from .engine import Trace
+from .trace import Trace
 from .presets import BAND_CENTRES, BAND_LABELS, Curve
 
 
