@@ -576,9 +576,10 @@ def test_dose_follows_the_h870_arithmetic():
     assert exposure.session_dose == pytest.approx(0.0694, abs=0.0005)
 
 
-def test_limiter_keeps_every_frame_within_the_allowance_level():
-    """95 dB(A) music with 1/30 of the week's allowance left, spread over 2 h: the permitted level is 86.0 dB(A);
-    no 20-ms frame of the output gets above it (measured on the output with IEC 61672 A-weighting)."""
+def test_limiter_keeps_every_second_within_the_allowance_level():
+    """95 dB(A) music with 1/30 of the week's allowance left, spread over 2 h: the permitted level is 78.2 dB(A).
+    No second of the output (on the 20-ms frame grid, measured on the output with IEC 61672 A-weighting) gets
+    above it, and the music is held just under it (1 dB), not far below."""
     from pyoctaveband import WeightingFilter
 
     allowance = eq.allowance_pa2h("adult")
@@ -587,14 +588,17 @@ def test_limiter_keeps_every_frame_within_the_allowance_level():
     permitted = exposure.allowed_level_db()
     assert permitted == pytest.approx(10 * np.log10(allowance / 30 / (2 * 20e-6 ** 2)), abs=1e-9)
     equalizer = eq.Equalizer(SR, 1, exposure=exposure, limiter=True)
-    y = _feed(equalizer, _tone(1000.0, 5.0, 10 ** (-5 / 20)))
-    assert any("exposure limiter" in m for m in equalizer.pop_messages())
+    t = np.arange(10 * SR) / SR
+    beat = 10 ** (-5 / 20) * np.sin(2 * np.pi * 1000 * t) * (0.3 + 0.7 * (t % 0.5 < 0.1))  # loud, with beats
+    y = _feed(equalizer, beat[None])
+    assert [m for m in equalizer.pop_messages() if "exposure limiter" in m][:1]  # it said so (once)
     a = WeightingFilter(SR, "A", stateful=True).filter(y[0].astype(np.float64))
     frame = equalizer.latency
-    ms = (a[:a.size // frame * frame].reshape(-1, frame) ** 2).mean(axis=1)
-    levels = 10 * np.log10(2 * ms[1:]) + 100.0  # the first frame: the A-filter settling
+    ms = (a[:a.size // frame * frame].reshape(-1, frame) ** 2).mean(axis=1)[1:]  # the first: the filter settling
+    second = np.convolve(ms, np.ones(50) / 50, mode="valid")
+    levels = 10 * np.log10(2 * second) + 100.0
     assert levels.max() <= permitted + 0.1
-    assert levels[10:].min() >= permitted - 0.5  # held at it, not far below
+    assert levels[350:].min() >= permitted - 2.0  # held near it once the 3-s music level has settled (7 s)
     assert exposure.allowed_level_db() < permitted  # the dose went on counting
 
 

@@ -42,6 +42,8 @@ from .stage import GainStage
 from .trace import TRACE_SECONDS, Trace
 
 MAX_CROSSFADE_SECONDS = 60.0  # a crossfade between presets is at most a minute
+LIMITER_MARGIN_DB = 1.0       # the limiter holds the 3-s music level this far under the permitted level
+LIMITER_QUIET_SECONDS = 10.0  # the limiter's message again only after it has been idle this long
 MUSIC_SECONDS = 3.0           # the time constant of the music level (before the gain) estimate
 
 
@@ -83,7 +85,8 @@ class Equalizer:
             self._stage = GainStage(self.sample_rate, self.channels)
         self._samples = self._frames = 0
         self._music_ms: float | None = None
-        self._ambient_warned = self._was_limited = self._flushing = False
+        self._ambient_warned = self._flushing = False
+        self._last_limited = -math.inf
         self.ambient_db: float | None = None  # the latest record's LAeq
         curve, headroom = self._wanted()
         self._cascade = FadingCascade(curve, self.sample_rate, self.channels, self.crossfade_samples, headroom)
@@ -222,16 +225,21 @@ class Equalizer:
         boost = 0.0
         if self.follower is not None:
             boost = self.follower.boost_db(self.time, None if music_db is None else music_db + base_db)
-        ceiling = self.exposure.allowed_mean_square() if self.limiter else None
-        gain, out_ms, limited = stage.apply(10 ** ((base_db + boost) / 20), ceiling)
+        target_db, ceiling, held = base_db + boost, None, False
+        if self.limiter:  # soft: the 3-s level 1 dB under the permitted one; hard: every second within it
+            ceiling = self.exposure.allowed_mean_square()
+            if music_db is not None and music_db + target_db > self.exposure.allowed_level_db() - LIMITER_MARGIN_DB:
+                target_db, held = self.exposure.allowed_level_db() - LIMITER_MARGIN_DB - music_db, True
+        gain, out_ms, limited = stage.apply(10 ** (target_db / 20), ceiling)
+        limited = limited or held
         gain_db = 20 * math.log10(max(gain, 1e-10))
         if self.exposure is not None:
             self.exposure.add(out_ms, stage.seconds)
-        if limited and not self._was_limited:
+        if limited and self.time - self._last_limited > LIMITER_QUIET_SECONDS:  # a new episode: say so once
             self.messages.append(f"{self.time:8.2f} s  exposure limiter: level held at "
                                  f"{self.exposure.allowed_level_db():.1f} dB(A) (dose {self.exposure.dose:.1f} % "
                                  f"of the weekly allowance, {self.exposure.mode} mode)")
-        self._was_limited = limited
+        self._last_limited = self.time if limited else self._last_limited
         if self.loudness and self._listening.update(music_db=music_db, gain_db=gain_db, volume_db=base_db + boost):
             self._request()
         if self._trace is not None and not self._flushing and \
@@ -240,7 +248,8 @@ class Equalizer:
             self._trace.add(time=self.time, scene=self.scene, ambient_db=self.ambient_db, gain_db=gain_db,
                             followed_db=None if f is None else f.estimate(self.time), boost_db=boost,
                             level_db=None if music_db is None else music_db + gain_db, limited=limited,
-                            dose=None if self.exposure is None else self.exposure.dose, phon=self._listening.phon)
+                            dose=None if self.exposure is None else self.exposure.dose, phon=self._listening.phon,
+                            permitted_db=self.exposure.allowed_level_db() if self.limiter else None)
         self._frames += 1
 
     # -- helpers ----------------------------------------------------------------------------------------------

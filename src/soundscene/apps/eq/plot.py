@@ -64,6 +64,7 @@ def plot_timeline(trace: Trace, path: str | Path, *, title: str = "", calibrated
     _line(axes[1], t, trace.followed_db, "ambient, as followed", color="tab:orange", lw=2.0)
     _line(axes[1], t, trace.level_db, "music at the ear (3-s average)" if calibrated else "music out (3-s average)",
           color="tab:blue", lw=1.2)
+    _line(axes[1], t, trace.permitted_db, "permitted by the weekly allowance", color="tab:red", lw=1.0, ls=":")
     axes[1].set_ylabel(unit)
     _line(axes[2], t, trace.gain_db, "gain applied", color="tab:green", lw=1.5)
     _line(axes[2], t, trace.boost_db, "level-following boost", color="tab:orange", lw=1.2, ls="--")
@@ -75,6 +76,7 @@ def plot_timeline(trace: Trace, path: str | Path, *, title: str = "", calibrated
     if any(d is not None for d in trace.dose):
         _line(axes[3], t, trace.dose, "weekly dose (ITU-T H.870)", color="tab:red", lw=1.5)
         axes[3].set_ylabel("dose (% of week)")
+        axes[3].ticklabel_format(axis="y", useOffset=False)
     else:
         axes[3].text(0.5, 0.5, "no exposure: the playback chain is not calibrated (--headphone-db-spl-at-fs)",
                      ha="center", va="center", transform=axes[3].transAxes, color="0.4")

@@ -7,8 +7,10 @@ the frame (no steps, no zipper noise):
 
 * no sample exceeds full scale (**peak control**: a full-scale input with a 12-dB boost is turned down in
   that frame instead of being clipped), and
-* the A-weighted mean square of the frame's output stays within ``ceiling`` (the **exposure limiter**:
-  every frame, hence every longer stretch, stays at or below the level the remaining allowance permits).
+* the A-weighted mean square of the output over the last second (this frame and the 49 before it) stays
+  within ``ceiling`` (the **exposure limiter**'s hard bound: every 1-s stretch on the frame grid, hence every
+  longer one, is at or below the level the remaining allowance permits; a loud beat may use what the quieter
+  frames before it left, so the bound does not flatten every kick drum).
 
 Both bounds grow with the end gain (the first linearly per sample, the second quadratically), so the
 largest admissible end gain is a closed form. Only when even an end gain of 0 would break a bound (the
@@ -24,11 +26,13 @@ Frames and their gains depend only on sample positions, so block-wise processing
 from __future__ import annotations
 
 import math
+from collections import deque
 
 import numpy as np
 from scipy.signal import sosfilt
 
 FRAME_SECONDS = 0.02        # 20 ms frames: 882 samples at 44.1 kHz, the stage's latency
+WINDOW_FRAMES = 50          # the exposure bound holds over every 50 frames (1 s)
 RISE_DB_PER_SECOND = 20.0   # the gain rises at most this fast (0.4 dB a frame): a release after a peak
 
 
@@ -48,6 +52,7 @@ class GainStage:
         self._a_zi = np.zeros((len(self._a_sos), channels, 2))
         self._t = np.arange(1, self.frame + 1) / self.frame
         self._pow = np.zeros(self.frame)
+        self._recent: deque[float] = deque(maxlen=WINDOW_FRAMES - 1)  # the last frames' output mean squares
         self.gain: float | None = None  # the gain at the end of the last frame (linear; None before the first)
         self._rise = 10 ** (RISE_DB_PER_SECOND * self.seconds / 20)
 
@@ -69,9 +74,11 @@ class GainStage:
         return float(self._pow.mean())
 
     def apply(self, target: float, ceiling: float | None) -> tuple[float, float, bool]:
-        """Gain the measured frame towards ``target`` (linear) within full scale and the mean-square
-        ``ceiling`` (None: no limiter). Returns (end gain, output A-weighted mean square, whether the ceiling
-        held the gain below both the target and the peak bound)."""
+        """Gain the measured frame towards ``target`` (linear) within full scale and, over the last second,
+        the mean-square ``ceiling`` (None: no limiter). Returns (end gain, output A-weighted mean square,
+        whether the ceiling held the gain below both the target and the peak bound)."""
+        if ceiling is not None:  # what this frame may use of the last second's allowance
+            ceiling = max(WINDOW_FRAMES * ceiling - sum(self._recent), 0.0)
         buf, p = self._buf, self._pow
         g0 = target if self.gain is None else self.gain  # the first frame starts at its target, not at 1
         target = min(target, g0 * self._rise)
@@ -95,6 +102,7 @@ class GainStage:
         if top * max(g0, g) > 0.999999:
             np.clip(out, -1.0, 1.0, out=out)  # float rounding only: the bounds keep every sample within
         self._ready.append(out)
+        self._recent.append(float(out_ms))
         self._fill, self.gain = 0, float(g)
         return float(g), float(out_ms), limited
 

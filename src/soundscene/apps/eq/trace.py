@@ -20,6 +20,7 @@ class Trace:
     level_db: list[float | None] = field(default_factory=list)       # music out, 3-s average (dB SPL(A) or dBFS)
     dose: list[float | None] = field(default_factory=list)           # % of the weekly allowance
     limited: list[bool] = field(default_factory=list)                # the exposure limiter held the gain
+    permitted_db: list[float | None] = field(default_factory=list)   # the limiter's level (dB(A) at the ear)
     phon: list[float | None] = field(default_factory=list)           # the loudness compensation's level
 
     def add(self, **row) -> None:
