@@ -210,9 +210,13 @@ def test_refused_messages_are_stored_as_ingest_errors_with_their_first_bytes(eng
 
 def persistent_broker(broker_factory):
     """Mosquitto keeping sessions on disk and queueing enough for an offline hub (as the README recommends)."""
+    import os
+
     b = broker_factory()
-    b.config.write_text(b.config.read_text().replace(
-        "persistence false\n", f"persistence true\npersistence_location {b.folder}/\nmax_queued_messages 100000\n"))
+    keep = f"persistence true\npersistence_location {b.folder}/\nmax_queued_messages 100000\n"
+    if os.geteuid() == 0 and "user root" not in b.config.read_text():  # else it cannot write its database here
+        keep += "user root\n"
+    b.config.write_text(b.config.read_text().replace("persistence false\n", keep))
     return b.start()
 
 
@@ -308,7 +312,8 @@ def test_the_broker_going_down_and_up_loses_nothing(tmp_path, broker_factory, hu
     wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == 5, 10, "5 stored")
     b.proc.terminate()  # a broker restart (it saves its sessions)
     b.proc.wait(timeout=10)
-    wait_for(lambda: not hub.ingest.connected.is_set(), 10, "the hub to notice")
+    wait_for(lambda: not hub.ingest.connected.is_set() and not pub.client.is_connected(), 10,
+             "the hub and the sensor to notice")
     for seq in range(6, 11):  # the sensor keeps publishing; its client queues
         pub.client.publish(topic("s1"), encoded(now_scene("s1", seq, "metro")), qos=1)
     b.start()
