@@ -57,6 +57,7 @@ class FadingCascade:
         self._incoming: _Chain | None = None
         self._fade_pos = 0
         self._pending: tuple[Curve, Curve | None] | None = None
+        self.requests = 0  # counts the requests that changed what is asked for
         self._history = np.zeros((channels, int(round(WARMUP_SECONDS * sample_rate))))
 
     @property
@@ -88,6 +89,7 @@ class FadingCascade:
         """Fade to ``curve``; asking again for what is already requested does nothing."""
         if (curve, headroom) != self.requested:
             self._pending = (curve, headroom)
+            self.requests += 1
 
     def process(self, x: np.ndarray) -> np.ndarray:
         out = np.empty_like(x)

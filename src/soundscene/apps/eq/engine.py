@@ -200,9 +200,9 @@ class Equalizer:
             k += take
             self._samples += take
             if stage.room == 0:
-                asked = cascade.requested
+                asked = cascade.requests
                 self._frame()
-                if cascade.requested != asked and k < x.shape[1]:
+                if cascade.requests != asked and k < x.shape[1]:
                     wanted = cascade.requested
                     cascade.restore(kept)
                     cascade.process(x[:, :k])
