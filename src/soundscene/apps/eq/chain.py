@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 from scipy.signal import sosfilt
 
@@ -22,6 +24,12 @@ from .curve import curve_sos, design_sos
 from .presets import Curve
 
 WARMUP_SECONDS = 0.2
+
+
+@lru_cache(maxsize=256)
+def _designed(curve: Curve, sample_rate: int) -> np.ndarray:
+    """The cascade of ``curve`` without auto-gain (cached: loudness levels come back as the volume moves)."""
+    return design_sos(curve.gains_db, sample_rate=sample_rate, preamp_db=curve.preamp_db, limit_db=curve.limit_db)
 
 
 class _Chain:
@@ -32,8 +40,7 @@ class _Chain:
         if headroom is None:
             self.sos, self.auto_gain_db = curve_sos(curve, sample_rate=sample_rate)
         else:
-            self.sos = design_sos(curve.gains_db, sample_rate=sample_rate, preamp_db=curve.preamp_db,
-                                  limit_db=curve.limit_db)
+            self.sos = _designed(curve, sample_rate).copy()
             self.auto_gain_db = curve_sos(headroom, sample_rate=sample_rate)[1]
             self.sos[0, :3] *= 10 ** (self.auto_gain_db / 20)
         self.zi = np.zeros((len(self.sos), channels, 2))
