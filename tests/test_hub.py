@@ -380,13 +380,13 @@ TOKEN = "s3cret-token-0123456789"
 
 
 @pytest.fixture
-def api(tmp_path):
+def api(db_url):
     from fastapi.testclient import TestClient
 
     from soundscene.apps.hub.api import create_app
     from soundscene.apps.hub.service import Hub
 
-    engine = db.open_database(str(tmp_path / "hub.db"))
+    engine = db.open_database(db_url)
     labels = ["park"] * 30 + ["metro"] * 20 + [None] * 10
     store(engine, *[scene("s1", seq, label, hop=5.0) for seq, label in enumerate(labels, start=1)],
           now=T0 + 400)
@@ -573,3 +573,41 @@ def test_the_hub_loads_neither_training_nor_torch():
             "or m.startswith('soundscene.training')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_old_decisions_are_pruned_and_their_segments_stay(engine):
+    from soundscene.apps.hub.writer import prune
+
+    store(engine, *[scene("s1", seq, "park") for seq in range(1, 11)])
+    assert prune(engine, keep_days=1, now=T0 + 2 * 86400) == 10
+    assert count(engine, "SELECT COUNT(*) FROM decisions") == 0
+    assert count(engine, "SELECT SUM(count) FROM segments") == 10
+    # a message older than the retention is not stored again (it would build a segment twice)
+    late = store_batch(engine, [parse(topic("s1"), encoded(scene("s1", 3, "park")))], keep_days=1, now=T0 + 2 * 86400)
+    assert late.expired == 1 and late.stored == 0
+
+
+def test_a_time_of_day_window_may_wrap_midnight():
+    from soundscene.apps.hub.alerts import parse_rules
+
+    rule = parse_rules({"rule": [{"name": "night", "kind": "scene", "labels": ["park"], "window": "22:00-06:00"}]}
+                       ).rules[0]
+    day = 1_780_012_800.0  # 2026-05-29T00:00Z
+    assert [rule.in_window(day + h * 3600) for h in (0, 5, 6, 12, 21, 22, 23)] == [
+        True, True, False, False, False, True, True]
+
+
+def test_an_offline_rule_opens_after_its_seconds_and_closes_when_the_sensor_returns(tmp_path, broker, hub_factory):
+    from soundscene.apps.hub.alerts import AlertEngine, parse_rules
+
+    rules = parse_rules({"rule": [{"name": "down", "kind": "offline", "seconds": 0.5}]})
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    hub_factory(engine, broker.port, alerts=AlertEngine(rules))
+    pub = Publisher(broker.port)
+    pub.send(topic("s1", "status"), "online")
+    pub.send(topic("s1", "status"), "offline")
+    wait_for(lambda: rows(engine, "SELECT rule, ended IS NULL FROM alerts") == [("down", True)], 10, "the alert")
+    pub.send(topic("s1", "status"), "online")
+    wait_for(lambda: rows(engine, "SELECT rule, ended IS NULL, end_notified IS NOT NULL FROM alerts")
+             == [("down", False, True)], 10, "the alert's end")
+    pub.close()
