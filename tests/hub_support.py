@@ -56,6 +56,10 @@ class Postgres:
     def start(self) -> "Postgres":
         self._run(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8",
                   "--no-sync")
+        return self.start_again()
+
+    def start_again(self) -> "Postgres":
+        """Start the (initialised) cluster, e.g. after a test stopped it."""
         options = f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=60"
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.log), "-w", "start")
         return self

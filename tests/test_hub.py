@@ -611,3 +611,51 @@ def test_an_offline_rule_opens_after_its_seconds_and_closes_when_the_sensor_retu
     wait_for(lambda: rows(engine, "SELECT rule, ended IS NULL, end_notified IS NOT NULL FROM alerts")
              == [("down", False, True)], 10, "the alert's end")
     pub.close()
+
+
+@pytest.mark.filterwarnings("ignore:database unavailable")
+def test_the_database_going_away_holds_messages_unacknowledged_until_it_returns(broker, hub_factory):
+    server = Postgres().start()  # a server of its own: this test stops it
+    try:
+        engine = db.open_database(server.database())
+        hub = hub_factory(engine, broker.port)
+        pub = Publisher(broker.port)
+        pub.send(topic("s1"), now_scene("s1", 1, "park"))
+        wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == 1, 10, "the first message")
+        server._run(str(server.bin / "pg_ctl"), "-D", str(server.data), "-m", "fast", "stop")
+        for seq in range(2, 6):
+            pub.send(topic("s1"), now_scene("s1", seq, "metro"))
+        wait_for(lambda: hub.ingest.waiting == 0 and hub.ingest.totals["stored"] == 1, 10, "the batch held")
+        server.start_again()
+        wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == 5, 30, "everything stored")
+        assert rows(engine, "SELECT lost, received, label FROM sensors") == [(0, 5, "metro")]
+        pub.close()
+        engine.dispose()
+    finally:
+        server.stop()
+
+
+def test_the_site_plan_is_served_and_refused_when_not_an_image(tmp_path):
+    from fastapi.testclient import TestClient
+
+    from soundscene.apps.hub.api import create_app
+    from soundscene.apps.hub.service import Hub, read_site_plan
+
+    png = tmp_path / "plan.png"
+    import matplotlib.image
+
+    matplotlib.image.imsave(png, [[0.0, 1.0], [1.0, 0.0]])
+    plan = read_site_plan(png)
+    assert plan[1] == "image/png"
+    (tmp_path / "plan.txt").write_text("not an image")
+    with pytest.raises(SoundsceneError, match="not a PNG"):
+        read_site_plan(tmp_path / "plan.txt")
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    with TestClient(create_app(Hub(engine, broker=("127.0.0.1", 1), site_plan=plan))) as client:
+        assert client.get("/v1/config").json()["site_plan"] is True
+        got = client.get("/site-plan")
+        assert got.content == png.read_bytes() and got.headers["content-type"] == "image/png"
+        page = client.get("/")
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+        assert client.get("/static/../db.py").status_code == 404
+    engine.dispose()
