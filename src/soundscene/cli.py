@@ -911,13 +911,16 @@ def _cmd_eq_live(args) -> int:
                   flush=True)
 
     done = []
-    out = equalize_live(args.music, args.out, ambient_blocks=blocks, stream=stream, presets=presets,
-                        ambient_rate=args.rate, crossfade_seconds=args.crossfade, on_decision=report, play=play,
-                        on_message=lambda m: print(m, file=sys.stderr, flush=True), on_done=done.append,
-                        **session.options(trace=args.plot is not None))
-    if out is not None:
-        print(f"wrote {_shown(out)}")
-    _eq_finish(args, session, done[0], title=f"{_shown(Path(args.music).name)}: live")
+    try:
+        out = equalize_live(args.music, args.out, ambient_blocks=blocks, stream=stream, presets=presets,
+                            ambient_rate=args.rate, crossfade_seconds=args.crossfade, on_decision=report, play=play,
+                            on_message=lambda m: print(m, file=sys.stderr, flush=True), on_done=done.append,
+                            **session.options(trace=args.plot is not None))
+        if out is not None:
+            print(f"wrote {_shown(out)}")
+    finally:  # Ctrl-C ends a live session: the dose so far is still recorded
+        if done:
+            _eq_finish(args, session, done[0], title=f"{_shown(Path(args.music).name)}: live")
     return 0
 
 

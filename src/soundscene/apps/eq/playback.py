@@ -141,7 +141,7 @@ def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambien
     stream: a :class:`soundscene.core.stream.StreamClassifier` (anything whose ``push(block)`` returns
     decisions with ``changed`` and ``label``). on_decision: called with each decision; on_message: with each
     message of the equalizer (limiter engaged, levels missing); options and on_done as for
-    :func:`equalize_file`.
+    :func:`equalize_file` (on_done is called even when the session is interrupted).
     """
     with _open_music(music_path) as src:
         sr, channels = src.info.sample_rate, src.info.channels
@@ -169,15 +169,15 @@ def equalize_live(music_path: str | Path, out_path: str | Path | None, *, ambien
                     return
 
         blocks = (y.T for y in _in_time(eq, equalized(), flush=out_path is not None))
-        if out_path is None:
-            for block in blocks:
-                play(block, sr)
-            path = None
-        else:
-            path = write_audio_like(out_path, blocks, like=src.info)
-    if on_done is not None:
-        on_done(eq)
-    return path
+        try:
+            if out_path is None:
+                for block in blocks:
+                    play(block, sr)
+                return None
+            return write_audio_like(out_path, blocks, like=src.info)
+        finally:  # also when interrupted (Ctrl-C ends a live session): the dose so far must still be kept
+            if on_done is not None:
+                on_done(eq)
 
 
 
