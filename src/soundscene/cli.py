@@ -393,27 +393,31 @@ def _add_eq_options(p: argparse.ArgumentParser) -> None:
     _add_level_options(p)
     g = p.add_argument_group("level following (the music stays above the surroundings)")
     g.add_argument("--follow-level", action="store_true", help="raise the music with the ambient LAeq")
-    g.add_argument("--margin-db", type=float, default=10.0, help="music above the ambient (calibrated; default 10)")
-    g.add_argument("--max-boost-db", type=float, default=12.0, help="largest boost (default 12 dB)")
-    g.add_argument("--max-level-db", type=float, help="highest music level (dB SPL with calibration, else dBFS)")
+    g.add_argument("--margin-db", type=float, default=10.0, metavar="DB",
+                   help="music above the ambient (calibrated; default 10)")
+    g.add_argument("--max-boost-db", type=float, default=12.0, metavar="DB", help="largest boost (default 12 dB)")
+    g.add_argument("--max-level-db", type=float, metavar="DB",
+                   help="highest music level (dB SPL with calibration, else dBFS)")
     g.add_argument("--attack", type=float, default=8.0, metavar="SECONDS",
                    help="time to follow a louder surrounding (default 8 s; bursts under 3 s are ignored)")
     g.add_argument("--release", type=float, default=16.0, metavar="SECONDS",
                    help="time to follow a quieter surrounding (default 16 s)")
-    g.add_argument("--dead-band-db", type=float, default=3.0, help="ambient changes ignored below this (default 3)")
+    g.add_argument("--dead-band-db", type=float, default=3.0, metavar="DB",
+                   help="ambient changes ignored below this (default 3)")
     g = p.add_argument_group("loudness, exposure and preferences")
     g.add_argument("--loudness", action="store_true",
                    help="loudness compensation (ISO 226:2023) below the reference level")
     g.add_argument("--loudness-reference", type=float, default=80.0, metavar="PHON",
-                   help="level the music is meant for (default 80 phon; 0 dB volume is taken as it uncalibrated)")
+                   help="level the music is meant for (default 80 phon; uncalibrated, 0 dB volume is taken as it)")
     g.add_argument("--headphone-db-spl-at-fs", type=float, metavar="DB",
                    help="dB SPL (A) at the ear of a full-scale 1-kHz sine: enables the exposure dose")
     g.add_argument("--exposure-mode", choices=("adult", "sensitive"), default="adult",
                    help="ITU-T H.870 allowance: 80 dB(A) (adult) or 75 dB(A) (sensitive) for 40 h a week")
     g.add_argument("--limiter", action="store_true", help="keep the level within what the weekly allowance permits")
-    g.add_argument("--limiter-hours", type=float, default=2.0,
+    g.add_argument("--limiter-hours", type=float, default=2.0, metavar="HOURS",
                    help="listening the remaining allowance is spread over (default 2 h)")
-    g.add_argument("--volume-db", type=float, default=0.0, help="volume; with --scene, remembered for that scene")
+    g.add_argument("--volume-db", type=float, default=0.0, metavar="DB",
+                   help="volume; with --scene, remembered for that scene")
     g.add_argument("--adjust", action="append", metavar="BAND=DB",
                    help="band adjustment, e.g. 62.5=+2 (repeatable); with --scene, remembered for that scene")
     g.add_argument("--reset-preferences", action="store_true", help="forget the per-scene preferences")
