@@ -26,7 +26,8 @@ from .presets import (BAND_CENTRES, BAND_LABELS, DEFAULT_PRESETS, MAX_GAIN_DB, C
 
 __all__ = [
     "BAND_CENTRES", "BAND_LABELS", "BAND_Q", "COMBINED_LIMIT_DB", "DEFAULT_PRESETS", "EQ_RATES",
-    "MAX_CROSSFADE_SECONDS", "MAX_GAIN_DB", "MODES", "NYQUIST_FRACTION", "REFERENCE_PHON", "WARMUP_SECONDS", "Curve", "CurveLike",
+    "MAX_CROSSFADE_SECONDS", "MAX_GAIN_DB", "MODES", "NYQUIST_FRACTION", "REFERENCE_PHON", "WARMUP_SECONDS",
+    "Curve", "CurveLike",
     "Equalizer", "Exposure", "FollowSettings", "LevelFollower", "Preferences", "Presets", "Trace",
     "allowance_pa2h", "ambient_from_prediction", "ambient_levels", "band_centres", "band_targets", "combine",
     "compensation_db", "contour_spl", "curve_for_probabilities", "curve_for_scene", "curve_sos", "design_sos",
