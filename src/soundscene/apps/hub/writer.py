@@ -135,8 +135,8 @@ class _Batch:
         if self.conn.execute(_insert_ignore(self.conn, decisions).values(row).returning(decisions.c.id)).first() is None:
             self.result.duplicates += 1
             return
-        self._count(m.sensor_id, m.boot, m.seq)
-        seg.add(self.conn, m.sensor_id, m.boot, seg.Point(m.seq, m.t, m.hop, m.label, m.confidence))
+        newest = self._count(m.sensor_id, m.boot, m.seq)
+        seg.add(self.conn, m.sensor_id, m.boot, seg.Point(m.seq, m.t, m.hop, m.label, m.confidence), newest=newest)
         self.result.lags.append(row["stored"] - m.t)
         sensor = self.state[m.sensor_id]
         sensor["last_seen"] = max(sensor["last_seen"] or 0.0, m.t)
@@ -171,7 +171,8 @@ class _Batch:
         self.result.events.append(Event("levels", m.sensor_id, {"seq": m.seq, "start": m.start, "end": m.end,
                                                                 "laeq": m.laeq}))
 
-    def _count(self, sensor_id: str, boot: str, seq: int) -> None:
+    def _count(self, sensor_id: str, boot: str, seq: int) -> bool:
+        """Count a newly stored message of the boot; True when its seq is the highest of the boot so far."""
         key = (sensor_id, boot)
         b = self.boots.get(key)
         if b is None:
@@ -184,6 +185,7 @@ class _Batch:
             else:
                 b = dict(found)
             self.boots[key] = b
+        newest = b["received"] == 0 or seq > b["max_seq"]
         lost_before = b["max_seq"] - b["min_seq"] + 1 - b["received"] if b["received"] else 0
         b.update(min_seq=min(b["min_seq"], seq), max_seq=max(b["max_seq"], seq), received=b["received"] + 1)
         lost_after = b["max_seq"] - b["min_seq"] + 1 - b["received"]
@@ -191,6 +193,7 @@ class _Batch:
         sensor["lost"] += lost_after - lost_before
         sensor["received"] += 1
         self.result.stored += 1
+        return newest
 
     def flush(self) -> None:
         for key, b in self.boots.items():
