@@ -62,8 +62,8 @@ def cli(*args, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def long_file(tmp_path_factory) -> Path:
-    """25 minutes at 11025 Hz, stereo: resampled to the model's 8 kHz, mixed to mono, in 5 shards of 5 min."""
-    return write_scenes(tmp_path_factory.mktemp("long") / "long.wav", rate=11025, seconds=25 * 60 + 0.37, seed=1,
+    """25 minutes at 12 kHz, stereo: resampled to the model's 8 kHz, mixed to mono, in 5 shards of 5 min."""
+    return write_scenes(tmp_path_factory.mktemp("long") / "long.wav", rate=12000, seconds=25 * 60 + 0.37, seed=1,
                         channels=2)
 
 
@@ -77,7 +77,7 @@ def archive(tmp_path_factory) -> Path:
 
 
 def test_shards_stitched_are_predicts_windows(tiny_run, long_file, tmp_path):
-    clf = SceneClassifier.from_file(tiny_run.model_path, levels=False)
+    clf = SceneClassifier.from_file(tiny_run.model_path)
     whole = clf.classify_file(long_file)
     # the core: each planned shard's span, stitched, gives predict's windows to 1e-6
     [entry] = plan_files(gather([long_file]), classifier=clf, shard_minutes=5)
@@ -86,10 +86,15 @@ def test_shards_stitched_are_predicts_windows(tiny_run, long_file, tmp_path):
     assert [(w.start, w.end) for w in stitched] == [(w.start, w.end) for w in whole.windows]
     assert max(np.abs(a.probabilities - b.probabilities).max() for a, b in zip(stitched, whole.windows)) < 1e-6
     assert [a.level_dbfs for a in stitched] == pytest.approx([b.level_dbfs for b in whole.windows], abs=1e-4)
+    assert [w.to_record(clf.classes)["levels"] for w in stitched] == \
+           [w.to_record(clf.classes)["levels"] for w in whole.windows]  # LAeq, percentiles, bands: the file's
 
     # the command: its tables hold predict's records (rounded alike), its segments and file result are predict's
     result = run_batch(tiny_run.model_path, [long_file], tmp_path / "out", workers=2, shard_minutes=5)
     assert result.failed == 0 and result.shards == 5
+    computed = [w for k in range(5) for w in json.loads((tmp_path / "out" / "state" / "shards" /
+                                                         f"{entry.shards[k].shard_id}.json").read_text())["windows"]]
+    assert max(np.abs(np.array(p) - w.probabilities).max() for (_, _, p), w in zip(computed, whole.windows)) < 1e-6
     expected = whole.to_record()
     windows = sorted(read_table(tmp_path / "out", "windows").to_pylist(), key=lambda r: r["start"])
     assert len(windows) == len(expected["windows"])
@@ -97,6 +102,9 @@ def test_shards_stitched_are_predicts_windows(tiny_run, long_file, tmp_path):
         assert (got["start"], got["end"], got["label"], got["silent"]) == \
                (want["start"], want["end"], want["label"], want["silent"])
         assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1.01e-4)
+        assert [got[k] for k in ("LAeq", "LAFmax", "LA90", "LCeq")] == \
+               pytest.approx([want["levels"][k] for k in ("LAeq", "LAFmax", "LA90", "LCeq")], abs=0.101)
+        assert dict(got["bands"]) == pytest.approx(want["levels"]["bands"], abs=0.101)
     segments = sorted(read_table(tmp_path / "out", "segments").to_pylist(), key=lambda r: r["start"])
     assert [(s["start"], s["end"], s["label"]) for s in segments] == \
            [(s["start"], s["end"], s["label"]) for s in expected["segments"]]
@@ -250,3 +258,19 @@ def test_the_batch_path_loads_no_ray_until_asked():
             "    except SystemExit:\n        pass\nprint('ray' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+@pytest.mark.parametrize("input_rate,rate", [(48000, 22050), (44100, 16000), (12000, 8000), (8000, 8000)])
+def test_span_bounds_sit_on_the_resamplers_grid_and_the_level_meters_ticks(input_rate, rate):
+    from soundscene.core.audio import StreamResampler
+    from soundscene.core.timeline import resampled_length, span_bounds
+
+    for first in (0, 17, rate * 60 + 5):
+        origin, frame = span_bounds(first, input_rate=input_rate, rate=rate, preroll=rate // 4,
+                                    grid=input_rate // 4)
+        assert origin <= max(0, first - rate // 4) and frame * rate == origin * input_rate
+        assert frame % (input_rate // 4) == 0
+    x = np.random.default_rng(0).standard_normal((1, 12345)).astype(np.float32)
+    stream = StreamResampler(input_rate, rate, 1)
+    made = stream.push(x).shape[-1] + stream.finish().shape[-1]
+    assert made == resampled_length(12345, input_rate=input_rate, rate=rate)

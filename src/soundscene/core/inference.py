@@ -31,8 +31,8 @@ import torch
 from .._version import __version__
 from ..config import CALIBRATION_DB, MAX_OVERLAP, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, SILENCE_DBFS, Range
 from ..errors import AudioError, ConfigError, ModelFileError
-from .audio import (LOW_LEVEL_DBFS, Input, as_channels_first, audio_info, check_length, check_sample_rate, check_samples,
-                    read_blocks)
+from .audio import (BLOCK_SECONDS, LOW_LEVEL_DBFS, Input, as_channels_first, audio_info, check_length,
+                    check_sample_rate, check_samples, read_blocks)
 from .levels import LevelMeter
 from .modelfile import load_model_file
 from .records import Decision, Prediction, Segment, Window  # noqa: F401 (the results' types, importable here)
@@ -41,6 +41,7 @@ from .stream import StreamClassifier
 from .timeline import TimelineBuilder, span_bounds
 
 SPAN_PREROLL_SECONDS = 0.25  # decoded before a span's first window, so the resampler has settled there
+SPAN_LEVELS_PREROLL_SECONDS = 2.0  # with levels: the weighting filters and the F detector settled too (16 tau)
 
 __all__ = ["SceneClassifier", "StreamClassifier", "Prediction", "Decision", "Window", "Segment"]
 
@@ -92,7 +93,9 @@ class SceneClassifier:
         calibration (None when levels are off); it remembers a window and a few hops of the past."""
         if not self.measure_levels:
             return None
-        keep = self.window_seconds + 4 * self.hop_seconds + 2.0 if keep_seconds is None else keep_seconds
+        # a window is measured when it is cut, after the whole decoded block that completes it was pushed
+        keep = (self.window_seconds + 4 * self.hop_seconds + BLOCK_SECONDS + 2.0 if keep_seconds is None
+                else keep_seconds)
         return LevelMeter(input_rate, calibration_db=self.calibration_db, keep_seconds=keep)
 
     @classmethod
@@ -234,15 +237,19 @@ class SceneClassifier:
         The span is decoded from a little before ``first`` (:data:`SPAN_PREROLL_SECONDS`, on the resampler's
         grid: :func:`~soundscene.core.timeline.span_bounds`) to its last window's end, through the same
         timeline as :meth:`classify_file`, so the windows of consecutive spans together are the file's (to
-        float rounding, < 1e-6).  The span also measures its own part of the input (frames ``first`` to
-        ``stop`` at the input's rate) for the file's level.  AudioError (one line) if it cannot be read."""
+        float rounding, < 1e-6).  With levels, decoding starts on the level meter's ticks and at least
+        :data:`SPAN_LEVELS_PREROLL_SECONDS` before, so the windows' levels are the file's too.  The span also
+        measures its own part of the input (frames ``first`` to ``stop`` at the input's rate) for the file's
+        level.  AudioError (one line) if it cannot be read."""
         path = Path(path)
         shown = str(path) if name is None else name
         info = audio_info(path)
         check_length(info, min_seconds=self.config.audio.min_seconds)
         rate, input_rate = self.sample_rate, info.sample_rate
-        origin, frame = span_bounds(first, input_rate=input_rate, rate=rate,
-                                    preroll=int(SPAN_PREROLL_SECONDS * rate))
+        meter = self.level_meter(input_rate)
+        preroll = SPAN_PREROLL_SECONDS if meter is None else SPAN_LEVELS_PREROLL_SECONDS
+        origin, frame = span_bounds(first, input_rate=input_rate, rate=rate, preroll=int(preroll * rate),
+                                    grid=1 if meter is None else meter.tick)
         span = Span(own_from=first * input_rate // rate,
                     own_to=info.frames if stop is None else min(info.frames, stop * input_rate // rate))
         channels = self.config.audio.channels
@@ -250,7 +257,8 @@ class SceneClassifier:
             raise AudioError(f"{shown}: has {info.channels} channels but the model expects {channels}")
         builder = TimelineBuilder(self.scorer, self.classes, window=self.window_samples, hop=self.hop_samples,
                                   input_rate=input_rate, name=shown, silence_dbfs=self.silence_dbfs,
-                                  origin=origin, first=first, stop=stop)
+                                  origin=origin, first=first, stop=stop, meter=meter,
+                                  meter_origin=frame / input_rate)
         at = frame
         for block in read_blocks(info, start=frame):
             span.measure(block, at)
