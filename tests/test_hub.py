@@ -9,7 +9,7 @@ import json
 import random
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import text
 
 from soundscene.apps.hub import db
 from soundscene.apps.hub.messages import BadMessage, parse

@@ -37,7 +37,6 @@ it returns.
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import threading

@@ -26,7 +26,7 @@ from ...core import records
 from ...errors import SoundsceneError
 from ..mqtt import check_sensor_id
 from . import page, store
-from .timeutil import iso, time_range
+from .timeutil import time_range
 
 MAX_BODY_BYTES = 16384
 KEEPALIVE_SECONDS = 15.0
@@ -289,5 +289,3 @@ def _openapi(app: FastAPI) -> None:
         return schema
     app.openapi = openapi
 
-
-__all__ = ["create_app", "iso"]

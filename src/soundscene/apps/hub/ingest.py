@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import queue
 import threading
-import time
 from typing import Callable
 
 from sqlalchemy.engine import Engine
