@@ -87,9 +87,10 @@ def store_batch(engine: Engine, items: Iterable, *, keep_days: float = DEFAULT_K
 def _lock_sensors(conn: Connection, ids: list[str], now: float) -> dict[str, dict]:
     if not ids:
         return {}
-    stmt = _insert_ignore(conn, sensors)
-    for sensor_id in ids:  # in id order: two hubs lock the same sensors in the same order
-        conn.execute(stmt.values(id=sensor_id, first_seen=now, status="unknown", lost=0, received=0))
+    known = set(conn.execute(select(sensors.c.id).where(sensors.c.id.in_(ids))).scalars())
+    new = [{"id": i, "first_seen": now, "status": "unknown", "lost": 0, "received": 0} for i in ids if i not in known]
+    if new:  # in id order, ignoring a sensor another hub has just added
+        conn.execute(_insert_ignore(conn, sensors), new)
     query = select(sensors).where(sensors.c.id.in_(ids)).order_by(sensors.c.id)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
