@@ -92,7 +92,11 @@ class Ingest:
         if reason_code.is_failure:
             warn(f"MQTT broker {self.host}:{self.port} refused the hub: {reason_code}")
             return
-        client.subscribe([(topic, 1) for topic in subscriptions(self.share)])
+        from paho.mqtt.subscribeoptions import SubscribeOptions
+
+        # retained scenes only for a subscription the session did not have: not again at every reconnect
+        options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
+        client.subscribe([(topic, options) for topic in subscriptions(self.share)])
         self.connected.set()
 
     def _on_message(self, _client, _userdata, message) -> None:
