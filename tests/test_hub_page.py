@@ -61,7 +61,9 @@ def test_the_page_shows_a_live_fleet_in_a_real_browser(tmp_path, broker):
 
     url = f"sqlite:///{tmp_path / 'hub.db'}"
     _history(url)
-    hub = HubProcess(tmp_path, broker.port, url).start()
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[[rule]]\nname = "sensor-down"\nkind = "offline"\nseconds = 1\n')
+    hub = HubProcess(tmp_path, broker.port, url, "--rules", str(rules)).start()
     for sensor, (lat, lon) in PLACES.items():
         assert httpx.put(f"{hub.url}/v1/sensors/{sensor}", json={"latitude": lat, "longitude": lon}).status_code == 200
     publishers = {s: SensorPublisher("127.0.0.1", broker.port, s, keepalive=5, window_seconds=10, hop_seconds=1,
@@ -96,6 +98,8 @@ def test_the_page_shows_a_live_fleet_in_a_real_browser(tmp_path, broker):
             assert page.get_attribute('#fleet tr[data-sensor="doomed"]', "data-status") == "offline"
             fill = page.get_attribute('#plan .marker[data-sensor="doomed"] circle', "fill")
             assert fill == "#b8bec6"  # grey
+            page.wait_for_selector("#alerts li.ongoing", timeout=10_000)  # the offline rule, live
+            assert "sensor-down on doomed" in page.inner_text("#alerts")
 
             page.click('#plan .marker[data-sensor="north"]')
             page.wait_for_selector("#day-timeline svg rect.band")

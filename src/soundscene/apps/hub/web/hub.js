@@ -186,9 +186,13 @@ async function renderDetail() {
 }
 
 function dayTimeline(data, from, to) {
-  const W = 1000, H = 170, left = 50, right = 25, band = 40, top = 10;
+  const W = 1000, H = 180, left = 50, right = 25, band = 40, top = 10;
   const x = (t) => left + (t - from) / (to - from) * (W - left - right);
   const svg = el("svg:svg", { viewBox: `0 0 ${W} ${H}`, role: "img", "aria-label": "scene timeline" });
+  const lane = { top: top + band + 6, height: 40 };  // confidence 0..1
+  svg.append(el("svg:rect", { x: left, y: lane.top, width: W - left - right, height: lane.height, fill: "#f3f5f7" }));
+  svg.append(el("svg:text", { x: left - 4, y: lane.top + 8, "text-anchor": "end", class: "axis-label" }, "1"));
+  svg.append(el("svg:text", { x: left - 4, y: lane.top + lane.height, "text-anchor": "end", class: "axis-label" }, "0"));
   for (const seg of data.segments) {
     const a = x(Date.parse(seg.start) / 1000), b = x(Date.parse(seg.end) / 1000);
     const rect = el("svg:rect", { x: a, y: top, width: Math.max(b - a, 1), height: band, fill: colour(seg.label),
@@ -196,19 +200,19 @@ function dayTimeline(data, from, to) {
     rect.append(el("svg:title", {}, `${sceneName(seg.label)} ${seg.start} – ${seg.end}`));
     svg.append(rect);
     if (seg.confidence != null) {  // confidence as the band's upper part
-      const y = top + band + 50 - seg.confidence * 50;
+      const y = lane.top + lane.height - seg.confidence * lane.height;
       svg.append(el("svg:line", { x1: a, x2: Math.max(b, a + 1), y1: y, y2: y, stroke: "#1d2430", "stroke-width": 1.5 }));
     }
   }
   svg.append(el("svg:text", { x: 2, y: top + 25, class: "axis-label" }, "scene"));
-  svg.append(el("svg:text", { x: 2, y: top + band + 30, class: "axis-label" }, "conf."));
+  svg.append(el("svg:text", { x: 2, y: lane.top + 24, class: "axis-label" }, "conf."));
   const points = data.level.points;
   if (points.length) {
     const values = points.map((p) => p.mean), lo = Math.min(...values) - 3, hi = Math.max(...values) + 3;
-    const y = (v) => H - 20 - (v - lo) / (hi - lo) * 55;
+    const y = (v) => H - 20 - (v - lo) / (hi - lo) * 45;
     const d = points.map((p, i) => `${i ? "L" : "M"}${x(Date.parse(p.t) / 1000).toFixed(1)},${y(p.mean).toFixed(1)}`);
     svg.append(el("svg:path", { d: d.join(""), fill: "none", stroke: "#c44e52", "stroke-width": 1.5, class: "level" }));
-    svg.append(el("svg:text", { x: 2, y: H - 40, class: "axis-label" }, `${hi.toFixed(0)} dB`));
+    svg.append(el("svg:text", { x: 2, y: H - 60, class: "axis-label" }, `${hi.toFixed(0)} dB`));
     svg.append(el("svg:text", { x: 2, y: H - 20, class: "axis-label" }, `${lo.toFixed(0)} dB`));
   }
   for (let h = 0; h <= 24; h += 3) {
