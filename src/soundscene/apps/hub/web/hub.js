@@ -52,7 +52,8 @@ function renderRow(sensor) {
   const status = el("td");
   status.append(el("span", { class: `dot ${sensor.status}` }), document.createTextNode(sensor.status));
   row.append(status);
-  const chip = el("span", { class: "chip" }, sensor.label === undefined ? "–" : sceneName(sensor.label));
+  const heard = sensor.scene_time !== null && sensor.scene_time !== undefined;  // it has made a decision
+  const chip = el("span", { class: "chip" }, heard ? sceneName(sensor.label) : "–");
   chip.style.background = colour(sensor.label);
   const scene = el("td");
   scene.append(chip);
@@ -274,7 +275,7 @@ function onDecision(event) {
   const s = state.sensors.get(event.sensor_id);
   if (!s) { refreshFleet(); return; }
   if (event.current) Object.assign(s, { label: event.label, confidence: event.confidence, level: event.level,
-                                         last_seen: event.t, status: "online" });
+                                         last_seen: event.t, scene_time: event.t, status: "online" });
   renderRow(s);
   schedulePlan();
 }
