@@ -285,18 +285,19 @@ class AlertEngine:
             if not offline:
                 continue
             try:
-                with self.hub.engine.connect() as conn:
-                    rows = conn.execute(select(sensors.c.id, sensors.c.status, sensors.c.status_since)).all()
-            except Exception as exc:  # noqa: BLE001 - the database is away: next tick
-                warn(f"alert rules: cannot read the sensors: {str(exc).splitlines()[0]}")
-                continue
-            now = time.time()
-            with self._lock:
-                for sensor_id, status, since in rows:
-                    for rule in offline:
-                        if rule.applies(sensor_id):
-                            self._condition(rule, sensor_id, status == "offline", now,
-                                            {"status": status}, since=since)
+                self._tick(offline)
+            except Exception as exc:  # noqa: BLE001 - the database is away: the next tick tries again
+                warn(f"alert rules: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+
+    def _tick(self, offline: list[Rule]) -> None:
+        with self.hub.engine.connect() as conn:
+            rows = conn.execute(select(sensors.c.id, sensors.c.status, sensors.c.status_since)).all()
+        now = time.time()
+        with self._lock:
+            for sensor_id, status, since in rows:
+                for rule in offline:
+                    if rule.applies(sensor_id):
+                        self._condition(rule, sensor_id, status == "offline", now, {"status": status}, since=since)
 
     def _condition(self, rule: Rule, sensor_id: str, held: bool, t: float, data: dict,
                    since: float | None = None) -> None:
@@ -354,19 +355,24 @@ class Notifier:
 
     def _run(self) -> None:
         while (job := self._queue.get()) is not None:
-            rule, body = job
-            delivered = not rule.webhook and not rule.mqtt  # nothing to send: stored is notified
-            payload = records.dumps(body).encode()
-            if rule.mqtt:
-                self.hub.ingest.publish(f"soundscene/alerts/{rule.name}", payload)
-                self.hub.metrics.alerts.labels("mqtt", "sent").inc()
-                delivered = True
-            if rule.webhook:
-                delivered = self.post(rule.webhook, payload) or delivered
-            if delivered:
-                column = alerts.c.start_notified if body["phase"] == "start" else alerts.c.end_notified
-                with self.hub.engine.begin() as conn:
-                    conn.execute(update(alerts).where(alerts.c.id == body["id"]).values({column: time.time()}))
+            try:
+                self._send(*job)
+            except Exception as exc:  # noqa: BLE001 - one failed notification never stops the next ones
+                warn(f"alert {job[0].name}: notification failed: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+
+    def _send(self, rule: Rule, body: dict) -> None:
+        delivered = not rule.webhook and not rule.mqtt  # nothing to send: stored is notified
+        payload = records.dumps(body).encode()
+        if rule.mqtt:
+            self.hub.ingest.publish(f"soundscene/alerts/{rule.name}", payload)
+            self.hub.metrics.alerts.labels("mqtt", "sent").inc()
+            delivered = True
+        if rule.webhook:
+            delivered = self.post(rule.webhook, payload) or delivered
+        if delivered:
+            column = alerts.c.start_notified if body["phase"] == "start" else alerts.c.end_notified
+            with self.hub.engine.begin() as conn:
+                conn.execute(update(alerts).where(alerts.c.id == body["id"]).values({column: time.time()}))
 
     def post(self, url: str, payload: bytes) -> bool:
         """POST ``payload`` (JSON) to ``url``; retried with exponential backoff, bounded.  True when a 2xx came."""

@@ -137,7 +137,10 @@ class Ingest:
                     self.client.ack(mid, qos)
             self._count(result)
             for callback in self._listeners:
-                callback(result)
+                try:
+                    callback(result)
+                except Exception as exc:  # noqa: BLE001 - a listener's failure never stops the ingest
+                    warn(f"after storing a batch: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
 
     def _parsed(self, batch) -> list:
         items = []
