@@ -596,6 +596,11 @@ def test_a_time_of_day_window_may_wrap_midnight():
     day = 1_780_012_800.0  # 2026-05-29T00:00Z
     assert [rule.in_window(day + h * 3600) for h in (0, 5, 6, 12, 21, 22, 23)] == [
         True, True, False, False, False, True, True]
+    helsinki = parse_rules({"rule": [{"name": "night", "kind": "scene", "labels": ["park"], "window": "22:00-06:00",
+                                      "timezone": "Europe/Helsinki"}]}).rules[0]  # UTC+3 in summer
+    assert [helsinki.in_window(day + h * 3600) for h in (0, 2, 3, 19, 20)] == [True, True, False, True, True]
+    with pytest.raises(SoundsceneError, match="IANA"):
+        parse_rules({"rule": [{"name": "x", "kind": "scene", "labels": ["park"], "timezone": "Mars/Olympus"}]})
 
 
 def test_an_offline_rule_opens_after_its_seconds_and_closes_when_the_sensor_returns(tmp_path, broker, hub_factory):

@@ -13,7 +13,8 @@ A rules file::
     labels = ["street_traffic"]
     sensors = ["kerb-1", "kerb-2"]   # optional: every sensor when left out
     min_seconds = 60                 # held at least this long
-    window = "22:00-06:00"           # optional: only at these times of day (UTC)
+    window = "22:00-06:00"           # optional: only at these times of day...
+    timezone = "Europe/Helsinki"     # ...on this clock (IANA name; default UTC)
     webhook = "http://ops.example/hook"
     mqtt = true                      # publish on soundscene/alerts/<name>
 
@@ -44,8 +45,10 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import insert, select, update
 
@@ -77,6 +80,7 @@ class Rule:
     labels: frozenset = frozenset()
     sensors: frozenset | None = None
     window: tuple[int, int] | None = None  # minutes of the day [start, end), may wrap midnight
+    timezone: str = "UTC"
     above: float | None = None
     webhook: str | None = None
     mqtt: bool = False
@@ -87,7 +91,11 @@ class Rule:
     def in_window(self, t: float) -> bool:
         if self.window is None:
             return True
-        minute = int(t // 60) % 1440
+        if self.timezone == "UTC":
+            minute = int(t // 60) % 1440
+        else:
+            local = datetime.fromtimestamp(t, ZoneInfo(self.timezone))
+            minute = local.hour * 60 + local.minute
         start, end = self.window
         return start <= minute < end if start <= end else minute >= start or minute < end
 
@@ -159,7 +167,7 @@ def _policy(raw: Any, where: str, mistakes: list[str]) -> Policy:
     return Policy(**values)
 
 
-_ALLOWED = {"scene": {"labels", "sensors", "min_seconds", "window"}, "level": {"above", "seconds", "sensors"},
+_ALLOWED = {"scene": {"labels", "sensors", "min_seconds", "window", "timezone"}, "level": {"above", "seconds", "sensors"},
             "offline": {"seconds", "sensors"}}
 
 
@@ -200,6 +208,12 @@ def _rule(raw: Any, where: str, mistakes: list[str]) -> Rule | None:
             else:
                 h1, m1, h2, m2 = (int(g) for g in match.groups())
                 values["window"] = (h1 * 60 + m1, h2 * 60 + m2)
+        zone = raw.get("timezone", "UTC")
+        try:
+            ZoneInfo(zone)
+            values["timezone"] = zone
+        except (ZoneInfoNotFoundError, ValueError, TypeError):
+            mistakes.append(f"{where}: timezone must be an IANA time zone such as Europe/Helsinki, got {zone!r}")
     if kind == "level":
         above = raw.get("above")
         if isinstance(above, bool) or not isinstance(above, (int, float)) or not -200 <= above <= 200:
