@@ -336,13 +336,12 @@ def test_sigkill_of_the_hub_during_a_burst_loses_nothing(backend, tmp_path, brok
     try:
         for seq in range(1, total // sensors_ + 1):
             for k in range(sensors_):
-                pub.client.publish(topic(f"s{k}"), encoded(now_scene(f"s{k}", seq, "park" if seq % 50 else "metro")),
-                                   qos=1)
+                last = pub.client.publish(topic(f"s{k}"),
+                                          encoded(now_scene(f"s{k}", seq, "park" if seq % 50 else "metro")), qos=1)
             if seq == 60:  # mid-burst, while it stores
                 wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") > 50, 20, "storing to begin")
                 hub.kill()
-        pub.client.loop_stop()
-        pub.client.loop_start()
+        last.wait_for_publish(30)  # the broker has the whole burst; the hub is down
         hub = HubProcess(tmp_path, b.port, url).start()  # same client id: the broker kept its session
         wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == total, 60, f"{total} stored")
         assert rows(engine, "SELECT SUM(received), SUM(lost) FROM sensors") == [(total, 0)]
