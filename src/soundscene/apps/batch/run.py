@@ -47,6 +47,8 @@ class BatchResult:
     shards: int = 0
     shards_run: int = 0
     shards_skipped: int = 0
+    cpu_seconds: float = 0.0  # the workers' CPU time on the shards run now
+    audio_seconds_run: float = 0.0  # the audio of the shards run now
     summary: dict = field(default_factory=dict)
 
     @property
@@ -57,7 +59,7 @@ class BatchResult:
 def run_batch(model: str | Path, inputs: Sequence[str | Path], out: str | Path, *, engine: str = "local",
               workers: int = 1, ray_address: str | None = None, shard_minutes: float = 10.0,
               window_seconds: float | None = None, hop_seconds: float | None = None,
-              silence_dbfs: float | None = None, calibration_db: float | None = None,
+              silence_dbfs: float | None = None, calibration_db: float | None = None, levels: bool = True,
               progress: Progress | None = None, report: Callable[[str], None] = lambda line: None,
               setup: Callable[[], object] | None = None) -> BatchResult:
     """Run (or resume) a batch; see the module docstring.  ``report`` gets the plan's summary lines;
@@ -72,7 +74,8 @@ def run_batch(model: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     if engine == "ray":
         _require_ray()
     out = Path(out)
-    settings = Settings(str(model), window_seconds, hop_seconds, silence_dbfs, calibration_db, shard_minutes)
+    settings = Settings(str(model), window_seconds, hop_seconds, silence_dbfs, calibration_db, shard_minutes,
+                        levels)
     classifier = load_classifier(settings)
     claim(out, fingerprint(classifier, settings))
     _remove_leftovers(out)
@@ -96,6 +99,8 @@ def run_batch(model: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     for done in run([s.to_dict() for s in pending], settings=settings.to_dict(), out=str(out), workers=workers,
                     setup=setup, **kwargs):
         result.shards_run += 1
+        result.cpu_seconds += done["cpu_seconds"]
+        result.audio_seconds_run += done["seconds"]
         progress.advance(done["seconds"])
         remaining[done["file_id"]] -= 1
         if remaining[done["file_id"]] == 0:
@@ -128,7 +133,7 @@ def fingerprint(classifier, settings: Settings) -> dict:
     return {"model_sha256": digest, "classes": list(classifier.classes),
             "window_seconds": classifier.window_seconds, "hop_seconds": classifier.hop_seconds,
             "silence_dbfs": classifier.silence_dbfs, "calibration_db": settings.calibration_db,
-            "shard_minutes": settings.shard_minutes}
+            "shard_minutes": settings.shard_minutes, "levels": settings.levels}
 
 
 def claim(out: Path, identity: dict) -> None:
@@ -288,6 +293,9 @@ def _summary(out: Path, entries, rows_by_file: dict, result: BatchResult, settin
     summary = {"files": len(entries), "failed": result.failed, "audio_hours": round(hours, 4),
                "shards": result.shards, "shards_run": result.shards_run, "shards_skipped": result.shards_skipped,
                "seconds": round(seconds, 3), "engine": engine, "workers": workers,
+               "worker_cpu_seconds": round(result.cpu_seconds, 3),
+               "audio_hours_per_core_hour": (round(result.audio_seconds_run / result.cpu_seconds, 1)
+                                             if result.cpu_seconds else None),  # the shards' own, start excluded
                "model": {"path": str(classifier.path), "classes": list(classifier.classes)},
                "settings": {**settings.to_dict(), "window_seconds": classifier.window_seconds,
                             "hop_seconds": classifier.hop_seconds, "silence_dbfs": classifier.silence_dbfs},
