@@ -5,7 +5,7 @@
 * ``soundscene/training/``: data sets, the feature cache, augmentation, the loop, evaluation, cross-validation;
   built on the core.
 * ``soundscene/apps/``: live streams, MQTT, the HTTP service, ONNX export, the equalizer; built on the core only.
-* At the top: ``cli`` (over everything); beside everything: ``config``, ``errors``, ``_io``, ``_version``,
+* At the top: ``cli`` (over everything); beside everything: ``config``, ``errors``, ``_io``, ``_net``, ``_version``,
   ``runtime``.
 
 Direct imports are read from the source; what a module loads *transitively* is checked in a fresh interpreter.
@@ -22,7 +22,7 @@ import pytest
 import soundscene
 
 PACKAGE = Path(soundscene.__file__).parent
-BASE = {"config", "errors", "_io", "_version", "runtime"}  # usable from anywhere
+BASE = {"config", "errors", "_io", "_net", "_version", "runtime"}  # usable from anywhere
 FLOORS = {"core": {"core"}, "training": {"core", "training"}, "apps": {"core", "apps"}}
 TRAINING_MODULES = ("soundscene.training", "lightning", "sklearn")
 

@@ -7,7 +7,6 @@ and the metrics; :func:`run_hub` checks the options, binds the address and serve
 
 from __future__ import annotations
 
-import socket
 import threading
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 from sqlalchemy import text
 
 from ..._version import __version__
+from ..._net import listen
 from ...errors import SoundsceneError, warn
 from ..mqtt import parse_broker
 from . import store
@@ -104,22 +104,6 @@ def _timed(data: dict) -> dict:
     return out
 
 
-def bind(host: str, port: int) -> socket.socket:
-    """A listening socket on host:port, or SoundsceneError naming the address and the reason.
-
-    (``serve.server.listen`` does the same, but importing the ``serve`` package loads torch: 150 MB the hub
-    does not need.)"""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-    except OSError as exc:
-        raise SoundsceneError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
-
-
 def read_token(path: str | Path) -> str:
     """The bearer token in ``path`` (one line, at least 16 characters)."""
     try:
@@ -171,7 +155,7 @@ def run_hub(*, mqtt: str, db: str | None = None, host: str = "127.0.0.1", port: 
     engine = open_database(db)
     hub = Hub(engine, broker=broker, client_id=client_id, share=share, keep_days=keep_days, token=token,
               writes_open=token is None and (no_auth or host in LOOPBACK), alerts=engine_rules, site_plan=plan)
-    sock = bind(host, int(port))
+    sock = listen(host, int(port))
     shown = f"[{host}]" if ":" in host else host
     hub.start()
     print(f"soundscene {__version__}: hub on http://{shown}:{sock.getsockname()[1]}/ storing "

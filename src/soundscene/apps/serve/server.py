@@ -7,10 +7,10 @@ authentication.  The listening socket is made here, so that a bad or busy addres
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 from ..._version import __version__
+from ..._net import listen
 from ...errors import SoundsceneError, warn
 from .app import create_app
 
@@ -46,19 +46,3 @@ def run_server(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8
     config = uvicorn.Config(app, log_level=log_level, server_header=False, proxy_headers=False,
                             timeout_keep_alive=5)
     uvicorn.Server(config).run(sockets=[sock])
-
-
-def listen(host: str, port: int) -> socket.socket:
-    """A bound, listening socket, or SoundsceneError naming the address and the reason."""
-    try:
-        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        sock.bind((host, port))
-        sock.listen(128)
-        sock.set_inheritable(True)
-    except OSError as exc:
-        raise SoundsceneError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-    return sock
