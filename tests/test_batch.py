@@ -24,6 +24,7 @@ import soundfile as sf
 
 from soundscene.apps.batch import Progress, read_table, run_batch
 from soundscene.apps.batch.plan import gather, plan_files
+from soundscene.apps.batch.shards import ShardWorker, marker_path
 from soundscene.core.inference import SceneClassifier
 from soundscene.training.synth import synthesize_scene
 
@@ -34,13 +35,11 @@ SCENES = ("park", "metro", "rain", "street_traffic")
 
 def write_scenes(path: Path, *, rate: int, seconds: float, seed: int, channels: int = 1,
                  subtype: str = "PCM_16") -> Path:
-    """A recording whose scene changes every 30 s (so its segments are many)."""
-    parts, total, k = [], 0.0, 0
-    while total < seconds:
-        parts.append(synthesize_scene(SCENES[(seed + k) % 4], sample_rate=rate, seconds=30.0, seed=seed + k))
-        total += 30.0
-        k += 1
-    mono = np.concatenate(parts)[: int(rate * seconds)]
+    """A recording whose scene changes every 30 s (so its segments are many): four scenes, in turn."""
+    count = int(np.ceil(seconds / 30.0))
+    scenes = [synthesize_scene(SCENES[(seed + k) % 4], sample_rate=rate, seconds=30.0, seed=seed + k)
+              for k in range(min(4, count))]
+    mono = np.concatenate([scenes[k % len(scenes)] for k in range(count)])[: int(rate * seconds)]
     data = np.stack([mono * (1 - 0.2 * c) for c in range(channels)], axis=1)
     sf.write(str(path), data, rate, subtype=subtype)
     return path
@@ -79,42 +78,44 @@ def archive(tmp_path_factory) -> Path:
 def test_shards_stitched_are_predicts_windows(tiny_run, long_file, tmp_path):
     clf = SceneClassifier.from_file(tiny_run.model_path)
     whole = clf.classify_file(long_file)
-    # the core: each planned shard's span, stitched, gives predict's windows to 1e-6
+    out = tmp_path / "out"
+    # the shards as a batch worker runs them (here in this process): together, predict's windows to 1e-6
     [entry] = plan_files(gather([long_file]), classifier=clf, shard_minutes=5)
     assert len(entry.shards) == 5 and all(s.first % clf.hop_samples == 0 for s in entry.shards)
-    stitched = [w for s in entry.shards for w in clf.classify_span(long_file, first=s.first, stop=s.stop).windows]
-    assert [(w.start, w.end) for w in stitched] == [(w.start, w.end) for w in whole.windows]
-    assert max(np.abs(a.probabilities - b.probabilities).max() for a, b in zip(stitched, whole.windows)) < 1e-6
-    assert [a.level_dbfs for a in stitched] == pytest.approx([b.level_dbfs for b in whole.windows], abs=1e-4)
-    assert [w.to_record(clf.classes)["levels"] for w in stitched] == \
-           [w.to_record(clf.classes)["levels"] for w in whole.windows]  # LAeq, percentiles, bands: the file's
-
-    # the command: its tables hold predict's records (rounded alike), its segments and file result are predict's
-    result = run_batch(tiny_run.model_path, [long_file], tmp_path / "out", workers=2, shard_minutes=5)
-    assert result.failed == 0 and result.shards == 5
-    computed = [w for k in range(5) for w in json.loads((tmp_path / "out" / "state" / "shards" /
-                                                         f"{entry.shards[k].shard_id}.json").read_text())["windows"]]
+    worker = ShardWorker({"model": str(tiny_run.model_path), "shard_minutes": 5}, str(out))
+    computed = []
+    for shard in entry.shards:
+        assert worker(shard.to_dict())["status"] == "ok"
+        computed += json.loads(marker_path(out, shard.shard_id).read_text())["windows"]
+    assert [(a, b) for a, b, _ in computed] == [(w.start, w.end) for w in whole.windows]
     assert max(np.abs(np.array(p) - w.probabilities).max() for (_, _, p), w in zip(computed, whole.windows)) < 1e-6
+
+    # the command finds every shard done and finishes the file: its tables hold predict's records, rounded alike
+    result = run_batch(tiny_run.model_path, [long_file], out, workers=2, shard_minutes=5)
+    assert (result.failed, result.shards, result.shards_run) == (0, 5, 0)
     expected = whole.to_record()
-    windows = sorted(read_table(tmp_path / "out", "windows").to_pylist(), key=lambda r: r["start"])
+    windows = sorted(read_table(out, "windows").to_pylist(), key=lambda r: r["start"])
     assert len(windows) == len(expected["windows"])
+    same = 0
     for got, want in zip(windows, expected["windows"]):
         assert (got["start"], got["end"], got["label"], got["silent"]) == \
                (want["start"], want["end"], want["label"], want["silent"])
         assert got["probabilities"] == pytest.approx(want["probabilities"], abs=1.01e-4)
-        assert [got[k] for k in ("LAeq", "LAFmax", "LA90", "LCeq")] == \
-               pytest.approx([want["levels"][k] for k in ("LAeq", "LAFmax", "LA90", "LCeq")], abs=0.101)
+        levels = {k: got[k] for k in ("LAeq", "LAFmax", "LAFmin", "LA10", "LA50", "LA90", "LCeq")}
+        assert levels == pytest.approx({k: want["levels"][k] for k in levels}, abs=0.101)  # rounding's last digit
         assert dict(got["bands"]) == pytest.approx(want["levels"]["bands"], abs=0.101)
-    segments = sorted(read_table(tmp_path / "out", "segments").to_pylist(), key=lambda r: r["start"])
+        same += levels == {k: want["levels"][k] for k in levels} and dict(got["bands"]) == want["levels"]["bands"]
+    assert same >= 0.99 * len(windows)  # the shards' levels are the file's (decoded from the meter's ticks on)
+    segments = sorted(read_table(out, "segments").to_pylist(), key=lambda r: r["start"])
     assert [(s["start"], s["end"], s["label"]) for s in segments] == \
            [(s["start"], s["end"], s["label"]) for s in expected["segments"]]
     assert [s["confidence"] for s in segments] == pytest.approx([s["confidence"] for s in expected["segments"]],
                                                                   abs=1.01e-4)
-    [row] = read_table(tmp_path / "out", "files").to_pylist()
+    [row] = read_table(out, "files").to_pylist()
     assert (row["label"], row["status"], row["duration_seconds"], row["windows"]) == \
            (expected["label"], "ok", expected["duration_seconds"], len(expected["windows"]))
     assert row["level_dbfs"] == pytest.approx(expected["level_dbfs"], abs=0.11)
-    plan = json.loads(json.dumps(read_table_plan(tmp_path / "out"), default=str))
+    plan = json.loads(json.dumps(read_table_plan(out), default=str))
     assert [p["shard"] for p in plan] == [0, 1, 2, 3, 4] and plan[0]["duration_seconds"] == pytest.approx(1500.37)
 
 
@@ -135,15 +136,17 @@ def test_a_run_killed_with_sigkill_resumes_where_it_stopped(tiny_run, archive, t
     finally:
         os.killpg(run.pid, signal.SIGKILL)  # the run and its worker, as a crash would
         run.wait()
-    done = {p.name: p.stat().st_mtime_ns for p in markers.glob("*.json")}
+    done = {p.stem for p in markers.glob("*.json")}
     assert 4 <= len(done) < 18, "the kill came after the run had ended"
+    written = {p: p.stat().st_mtime_ns for p in (out / "windows").rglob("*.parquet") if p.stem in done}
+    assert len(written) == len(done)
 
     again = cli(*command, "--out", out)
     assert again.returncode == 0, again.stderr
     assert f"resuming: {len(done)} shard(s) done, {18 - len(done)} to do" in again.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert (summary["shards_run"], summary["shards_skipped"]) == (18 - len(done), len(done))
-    assert {p.name: p.stat().st_mtime_ns for p in markers.glob("*.json") if p.name in done} == done
+    assert {p: p.stat().st_mtime_ns for p in written} == written  # the shards done before were not redone
 
     clean = cli(*command, "--out", tmp_path / "clean")
     assert clean.returncode == 0, clean.stderr

@@ -31,7 +31,7 @@ from . import output
 from .engines import ENGINES, run_local, run_ray
 from .plan import SHARD_MINUTES, FileEntry, gather, plan_files, plan_rows
 from .progress import Progress, duration_text
-from .shards import STATE, Settings, load_classifier, read_marker
+from .shards import STATE, Settings, load_classifier, marker_path, read_marker
 
 RUN_FILE = "batch.json"
 PLANNING_RATE = 150.0  # audio seconds per second of one worker, for the plan's estimate (bench_batch.py measures it)
@@ -84,7 +84,7 @@ def run_batch(model: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     _write_plan(out, entries, classifier.sample_rate)
     finisher = Finisher(out, classifier)
     shards = [s for e in entries for s in e.shards]
-    pending = [s for s in shards if (read_marker(out, s.shard_id) or {}).get("status") != "ok"]
+    pending = _pending(out, entries)
     result = BatchResult(out, len(entries), shards=len(shards), shards_skipped=len(shards) - len(pending))
     hours = sum(e.duration_seconds for e in entries if e.problem is None) / 3600
     for line in _plan_lines(entries, shards, pending, hours, workers):
@@ -107,12 +107,27 @@ def run_batch(model: str | Path, inputs: Sequence[str | Path], out: str | Path, 
             finisher.finish(by_file[done["file_id"]])
     progress.close()
     for entry in entries:
-        if entry.problem is not None or (remaining[entry.file_id] == 0 and not finisher.finished(entry)):
+        if finisher.finished(entry) or (entry.problem is None and finisher.resume(entry)):
+            continue
+        if entry.problem is not None or remaining[entry.file_id] == 0:
             finisher.finish(entry)
     result.errors = [(e.name, finisher.reasons[e.file_id]) for e in entries if e.file_id in finisher.reasons]
     result.summary = _summary(out, entries, finisher.rows, result, settings, classifier,
                               time.monotonic() - started, engine, workers)
     return result
+
+
+def _pending(out: Path, entries: Sequence[FileEntry]) -> list:
+    """The shards to run: those without a marker that says done.  A file to be finished again needs every
+    shard's windows, so the shards of a finished file (their markers keep none) are run again with it."""
+    pending = []
+    for entry in entries:
+        markers = [read_marker(out, s.shard_id) or {} for s in entry.shards]
+        todo = [s for s, m in zip(entry.shards, markers) if m.get("status") != "ok"]
+        if todo and any(m.get("finished") for m in markers):
+            todo = list(entry.shards)
+        pending += todo
+    return pending
 
 
 def _require_ray() -> None:
@@ -200,7 +215,9 @@ def _plan_lines(entries, shards, pending, hours: float, workers: int) -> list[st
 # -- finishing files -----------------------------------------------------------------------------------------------
 
 class Finisher:
-    """Turns a file's shard results into its ``files/`` row and segments, or its ``errors/`` row."""
+    """Turns a file's shard results into its ``files/`` row and segments, or its ``errors/`` row, and records
+    that in ``state/files/<file>.json``.  Once a file is finished, its shards' markers keep no windows (its
+    outputs hold them): the state stays small beside the output."""
 
     def __init__(self, out: Path, classifier):
         self.out, self.classes = out, list(classifier.classes)
@@ -226,11 +243,29 @@ class Finisher:
         written = self._write(entry, row, record, reason)
         old = read_json(state)
         output.remove(self.out, set(old.get("written", [])) - set(written))
-        atomic_write_json(state, {"status": row["status"], "written": written})
+        atomic_write_json(state, {"status": row["status"], "written": written, "label": row["label"],
+                                  "duration_seconds": row["duration_seconds"], "error": reason})
         if reason:
             self.reasons[entry.file_id] = reason
+        else:
+            self._slim(entry)
         self.rows[entry.file_id] = row
         self._done.add(entry.file_id)
+
+    def resume(self, entry: FileEntry) -> bool:
+        """Take a file that an earlier run finished without error as it is; False when it must be finished."""
+        state = read_json(self.out / STATE / "files" / f"{entry.file_id}.json")
+        if state.get("status") != "ok":
+            return False
+        self.rows[entry.file_id] = {"label": state.get("label"), "duration_seconds": state.get("duration_seconds")}
+        self._done.add(entry.file_id)
+        return True
+
+    def _slim(self, entry: FileEntry) -> None:
+        for shard in entry.shards:
+            marker = read_marker(self.out, shard.shard_id)
+            if marker is not None and marker.get("windows"):
+                atomic_write_json(marker_path(self.out, shard.shard_id), {**marker, "windows": [], "finished": True})
 
     def _prediction(self, entry: FileEntry, markers: list[dict]) -> Prediction:
         """The file's result from its shards, computed as ``predict`` computes it from its windows."""
