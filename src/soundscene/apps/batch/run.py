@@ -34,7 +34,7 @@ from .progress import Progress, duration_text
 from .shards import STATE, Settings, load_classifier, marker_path, read_marker
 
 RUN_FILE = "batch.json"
-PLANNING_RATE = 150.0  # audio seconds per second of one worker, for the plan's estimate (bench_batch.py measures it)
+PLANNING_RATE = 110.0  # audio seconds per CPU second of a worker, for a first run's estimate (bench_batch.py)
 
 
 @dataclass
@@ -87,7 +87,8 @@ def run_batch(model: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     pending = _pending(out, entries)
     result = BatchResult(out, len(entries), shards=len(shards), shards_skipped=len(shards) - len(pending))
     hours = sum(e.duration_seconds for e in entries if e.problem is None) / 3600
-    for line in _plan_lines(entries, shards, pending, hours, workers):
+    rate = read_json(out / "summary.json").get("audio_hours_per_core_hour") or PLANNING_RATE  # an earlier run's
+    for line in _plan_lines(entries, shards, pending, hours, workers, rate):
         report(line)
     by_file = {e.file_id: e for e in entries}
     todo = {s.shard_id for s in pending}
@@ -201,14 +202,15 @@ def _write_plan(out: Path, entries: Sequence[FileEntry], rate: int) -> None:
     atomic_write(out / "plan.parquet", lambda tmp: pq.write_table(table, tmp))
 
 
-def _plan_lines(entries, shards, pending, hours: float, workers: int) -> list[str]:
+def _plan_lines(entries, shards, pending, hours: float, workers: int, rate: float) -> list[str]:
     bad = sum(e.problem is not None for e in entries)
     todo = sum(s.seconds for s in pending)
     lines = [f"plan: {len(entries)} file(s){f' ({bad} unusable)' if bad else ''}, {hours:.2f} h of audio, "
              f"{len(shards)} shard(s)"]
     if len(pending) < len(shards):
         lines.append(f"resuming: {len(shards) - len(pending)} shard(s) done, {len(pending)} to do")
-    lines.append(f"estimated time: about {duration_text(todo / (PLANNING_RATE * workers))} on {workers} worker(s)")
+    lines.append(f"estimated time: about {duration_text(todo / (rate * workers))} on {workers} worker(s) "
+                 f"({rate:.0f}x real time each)")
     return lines
 
 
