@@ -4,7 +4,8 @@
   loads training or an application.
 * ``soundscene/training/``: data sets, the feature cache, augmentation, the loop, evaluation, cross-validation;
   built on the core.
-* ``soundscene/apps/``: live streams, MQTT, the HTTP service, ONNX export, the equalizer; built on the core only.
+* ``soundscene/apps/``: live streams, MQTT, the HTTP service, ONNX export, the equalizer, batch inference over
+  archives (local processes, Ray); built on the core only.
 * At the top: ``cli`` (over everything); beside everything: ``config``, ``errors``, ``_io``, ``_net``, ``_version``,
   ``runtime``.
 
