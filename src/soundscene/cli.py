@@ -7,6 +7,7 @@
     soundscene datasets [DATA]               list the known layouts, or check a data set before training
     soundscene evaluate RUN_OR_MODEL DATA    metrics, report and confusion matrix on labelled data
     soundscene predict MODEL FILE_OR_DIR...  labels, probabilities and timelines (table, csv or json)
+    soundscene batch MODEL INPUT... --out DIR  an archive in resumable shards (local processes or Ray), Parquet out
     soundscene listen MODEL [--stdin]        live decisions from the microphone or raw PCM (JSON lines, MQTT)
     soundscene serve MODEL                   HTTP API and web page on 127.0.0.1:8000
     soundscene export MODEL -o model.onnx    ONNX graph from waveform to probabilities, verified
@@ -312,10 +313,15 @@ def _cmd_batch(args) -> int:
     if any(str(item) == "" for item in args.inputs):
         raise SoundsceneError('an input path is empty (""): name the files, folders or manifests to classify')
     progress = Progress(enabled=not args.no_progress)
-    result = run_batch(args.model, args.inputs, args.out, engine=args.engine, workers=args.workers,
-                       ray_address=args.ray_address, shard_minutes=args.shard_minutes, window_seconds=args.window,
-                       hop_seconds=args.hop, silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db,
-                       levels=not args.no_levels, progress=progress, report=lambda line: print(line, file=sys.stderr), setup=tune_malloc)
+    try:
+        result = run_batch(args.model, args.inputs, args.out, engine=args.engine, workers=args.workers,
+                           ray_address=args.ray_address, shard_minutes=args.shard_minutes,
+                           window_seconds=args.window, hop_seconds=args.hop, silence_dbfs=args.silence_dbfs,
+                           calibration_db=args.calibration_db, levels=not args.no_levels, progress=progress,
+                           report=lambda line: print(line, file=sys.stderr), setup=tune_malloc)
+    except KeyboardInterrupt:
+        print("\nthe shards done are kept: rerun the same command to resume", file=sys.stderr)
+        raise
     for name, reason in result.errors:
         _error_line(reason if name in reason else f"{name}: {reason}")
     s = result.summary

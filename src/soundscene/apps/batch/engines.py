@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence
@@ -29,7 +30,9 @@ _worker: ShardWorker | None = None
 
 
 def _start_worker(settings: dict, out: str, threads: int, setup) -> None:
+    """A pool process: Ctrl-C is the driver's to handle (it lets the shards in flight finish, then stops)."""
     global _worker
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker = ShardWorker(settings, out, threads=threads, setup=setup)
 
 
@@ -90,7 +93,12 @@ def run_ray(shards: Sequence[dict], *, settings: dict, out: str, workers: int, a
     if not items:
         return
     if not ray.is_initialized():
-        ray.init(address=address, log_to_driver=False, include_dashboard=False, configure_logging=False)
+        try:
+            ray.init(address=address, log_to_driver=False, include_dashboard=False, configure_logging=False)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise SoundsceneError(f"--ray-address {address or '(local)'}: cannot start or reach Ray ({first})") \
+                from None
     context = ray.data.DataContext.get_current()
     context.enable_progress_bars = False
     gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0

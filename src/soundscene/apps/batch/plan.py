@@ -153,9 +153,12 @@ def plan_files(sources: Iterable[Source], *, classifier, shard_minutes: float) -
     window, hop = classifier.window_samples, classifier.hop_samples
     shard = max(hop, int(shard_minutes * 60 * rate) // hop * hop)
     ends: dict[str, datetime] = {}  # sensor -> where its previous file ended (consecutive recordings)
-    entries = []
+    entries, seen = [], set()
     for source in sources:
         entry = _entry(source, classifier)
+        if entry.file_id in seen:  # the same file named twice (a folder and a file in it): once
+            continue
+        seen.add(entry.file_id)
         if entry.start_time is None and source.consecutive:
             entry.start_time = ends.get(source.sensor_id)
         if entry.start_time is not None and entry.sample_rate:
