@@ -126,7 +126,7 @@ def _stages(model: str, wav: str, minutes: float) -> dict:
             if block.shape[-1] == 0:
                 break
             if meter is not None:
-                timed("levels", meter.push, block.mean(axis=0))
+                timed("levels", meter.push, np.ascontiguousarray(block).mean(axis=0))  # as the timeline does
             mixed = timed("mix", clf.scorer.mix, timed("resample", resampler.push, block))
             for _, w in framer.push(mixed):
                 windows.append(w)
