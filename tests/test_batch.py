@@ -156,14 +156,20 @@ def test_a_run_killed_with_sigkill_resumes_where_it_stopped(tiny_run, archive, t
 
 def test_another_model_or_settings_in_the_same_dir_is_refused(tiny_run, archive, tmp_path):
     out = tmp_path / "out"
-    first = cli("batch", tiny_run.model_path, archive / "rec0.wav", "--out", out, "--workers", "1")
+    first = cli("batch", tiny_run.model_path, archive / "rec0.wav", "--out", out, "--workers", "1",
+                "--calibration-db", "120")
     assert first.returncode == 0, first.stderr
+    window = read_table(out, "windows").to_pylist()[0]  # calibrated levels: dB SPL
+    assert (window["levels_reference"], window["levels_calibrated"]) == ("dB SPL", True) and window["LAeq"] > 60
     again = cli("batch", tiny_run.model_path, archive / "rec0.wav", "--out", out, "--workers", "1", "--hop", "0.5",
                 "--shard-minutes", "2")
     assert again.returncode == 2
     [line] = again.stderr.strip().splitlines()
     assert line.startswith("error: ") and "hop_seconds 0.75 -> 0.5" in line and "shard_minutes 10.0 -> 2.0" in line
-    assert "Traceback" not in again.stderr
+    assert "calibration_db 120.0 -> none" in line and "Traceback" not in again.stderr
+    resumed = cli("batch", tiny_run.model_path, archive / "rec0.wav", "--out", out, "--workers", "1",
+                  "--calibration-db", "120")
+    assert resumed.returncode == 0 and "resuming: 1 shard(s) done, 0 to do" in resumed.stderr
 
 
 def test_broken_files_become_error_rows_and_the_others_are_classified(tiny_run, archive, tmp_path):
