@@ -181,16 +181,21 @@ def test_broken_files_become_error_rows_and_the_others_are_classified(tiny_run, 
     write_scenes(inputs / "cut.wav", rate=8000, seconds=30.0, seed=4)
     with open(inputs / "cut.wav", "r+b") as f:  # the header says more than the file holds
         f.truncate(30000)
+    write_scenes(inputs / "absurd.wav", rate=8000, seconds=30.0, seed=4)
+    with open(inputs / "absurd.wav", "r+b") as f:  # a damaged header: 1 Hz
+        f.seek(24)
+        f.write((1).to_bytes(4, "little") + (2).to_bytes(4, "little"))
     nan = synthesize_scene("park", sample_rate=8000, seconds=50.0, seed=5).astype(np.float32)
     nan[40 * 8000] = np.nan  # damaged in its second shard: its first shard's windows are kept
     sf.write(str(inputs / "nan.wav"), nan, 8000, subtype="FLOAT")
     run = cli("batch", tiny_run.model_path, inputs, tmp_path / "missing.wav", "--out", tmp_path / "out",
               "--workers", "2", "--shard-minutes", "0.5")
     assert run.returncode == 1
-    assert "5 of 6 file(s) failed" in run.stderr and "Traceback" not in run.stderr
+    assert "6 of 7 file(s) failed" in run.stderr and "Traceback" not in run.stderr
     errors = {Path(r["file"]).name: r["reason"] for r in read_table(tmp_path / "out", "errors").to_pylist()}
-    assert set(errors) == {"garbage.wav", "empty.flac", "cut.wav", "nan.wav", "missing.wav"}
+    assert set(errors) == {"garbage.wav", "empty.flac", "cut.wav", "absurd.wav", "nan.wav", "missing.wav"}
     assert "truncated" in errors["cut.wav"] and "NaN" in errors["nan.wav"] and "empty" in errors["empty.flac"]
+    assert "1 Hz" in errors["absurd.wav"]
     for name, reason in errors.items():
         assert f"error: {reason}" in run.stderr and "\n" not in reason, name
     files = {Path(r["file"]).name: r for r in read_table(tmp_path / "out", "files").to_pylist()}
