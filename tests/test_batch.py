@@ -61,8 +61,9 @@ def cli(*args, timeout: float = 120, **kw) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def long_file(tmp_path_factory) -> Path:
-    """25 minutes at 12 kHz, stereo: resampled to the model's 8 kHz, mixed to mono, in 5 shards of 5 min."""
-    return write_scenes(tmp_path_factory.mktemp("long") / "long.wav", rate=12000, seconds=25 * 60 + 0.37, seed=1,
+    """25 minutes at 11,025 Hz, stereo: resampled to the model's 8 kHz, mixed to mono, in 5 shards of 5 min
+    (the level meter's quarter-second ticks are not whole samples at this rate)."""
+    return write_scenes(tmp_path_factory.mktemp("long") / "long.wav", rate=11025, seconds=25 * 60 + 0.37, seed=1,
                         channels=2)
 
 
@@ -275,15 +276,13 @@ def test_the_batch_path_loads_no_ray_until_asked():
 
 
 @pytest.mark.parametrize("input_rate,rate", [(48000, 22050), (44100, 16000), (12000, 8000), (8000, 8000)])
-def test_span_bounds_sit_on_the_resamplers_grid_and_the_level_meters_ticks(input_rate, rate):
+def test_span_bounds_sit_on_the_resamplers_grid(input_rate, rate):
     from soundscene.core.audio import StreamResampler
     from soundscene.core.timeline import resampled_length, span_bounds
 
     for first in (0, 17, rate * 60 + 5):
-        origin, frame = span_bounds(first, input_rate=input_rate, rate=rate, preroll=rate // 4,
-                                    grid=input_rate // 4)
+        origin, frame = span_bounds(first, input_rate=input_rate, rate=rate, preroll=rate // 4)
         assert origin <= max(0, first - rate // 4) and frame * rate == origin * input_rate
-        assert frame % (input_rate // 4) == 0
     x = np.random.default_rng(0).standard_normal((1, 12345)).astype(np.float32)
     stream = StreamResampler(input_rate, rate, 1)
     made = stream.push(x).shape[-1] + stream.finish().shape[-1]

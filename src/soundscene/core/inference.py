@@ -88,15 +88,17 @@ class SceneClassifier:
         self.calibration_db = None if calibration_db is None else float(calibration_db)
         self.measure_levels = bool(levels)  # LAeq, percentiles and bands on every window and recording
 
-    def level_meter(self, input_rate: int, *, keep_seconds: float | None = None) -> LevelMeter | None:
+    def level_meter(self, input_rate: int, *, keep_seconds: float | None = None,
+                    origin: int = 0) -> LevelMeter | None:
         """A :class:`~soundscene.core.levels.LevelMeter` for audio at ``input_rate`` with this classifier's
-        calibration (None when levels are off); it remembers a window and a few hops of the past."""
+        calibration (None when levels are off); it remembers a window and a few hops of the past.  origin: the
+        input frame of the first sample it will be given (a span of a recording)."""
         if not self.measure_levels:
             return None
         # a window is measured when it is cut, after the whole decoded block that completes it was pushed
         keep = (self.window_seconds + 4 * self.hop_seconds + BLOCK_SECONDS + 2.0 if keep_seconds is None
                 else keep_seconds)
-        return LevelMeter(input_rate, calibration_db=self.calibration_db, keep_seconds=keep)
+        return LevelMeter(input_rate, calibration_db=self.calibration_db, keep_seconds=keep, origin=origin)
 
     @classmethod
     def from_file(cls, path: str | Path, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
@@ -237,19 +239,19 @@ class SceneClassifier:
         The span is decoded from a little before ``first`` (:data:`SPAN_PREROLL_SECONDS`, on the resampler's
         grid: :func:`~soundscene.core.timeline.span_bounds`) to its last window's end, through the same
         timeline as :meth:`classify_file`, so the windows of consecutive spans together are the file's (to
-        float rounding, < 1e-6).  With levels, decoding starts on the level meter's ticks and at least
-        :data:`SPAN_LEVELS_PREROLL_SECONDS` before, so the windows' levels are the file's too.  The span also
-        measures its own part of the input (frames ``first`` to ``stop`` at the input's rate) for the file's
-        level.  AudioError (one line) if it cannot be read."""
+        float rounding, < 1e-6).  With levels, decoding starts at least :data:`SPAN_LEVELS_PREROLL_SECONDS`
+        before (the weighting filters and the F detector settle) and the meter keeps the recording's tick
+        grid (its ``origin``), so the windows' levels are the file's too.  The span also measures its own part
+        of the input (frames ``first`` to ``stop`` at the input's rate) for the file's level.  AudioError (one
+        line) if it cannot be read."""
         path = Path(path)
         shown = str(path) if name is None else name
         info = audio_info(path)
         check_length(info, min_seconds=self.config.audio.min_seconds)
         rate, input_rate = self.sample_rate, info.sample_rate
-        meter = self.level_meter(input_rate)
-        preroll = SPAN_PREROLL_SECONDS if meter is None else SPAN_LEVELS_PREROLL_SECONDS
-        origin, frame = span_bounds(first, input_rate=input_rate, rate=rate, preroll=int(preroll * rate),
-                                    grid=1 if meter is None else meter.tick)
+        preroll = SPAN_LEVELS_PREROLL_SECONDS if self.measure_levels else SPAN_PREROLL_SECONDS
+        origin, frame = span_bounds(first, input_rate=input_rate, rate=rate, preroll=int(preroll * rate))
+        meter = self.level_meter(input_rate, origin=frame)  # on the recording's tick grid from there
         span = Span(own_from=first * input_rate // rate,
                     own_to=info.frames if stop is None else min(info.frames, stop * input_rate // rate))
         channels = self.config.audio.channels
@@ -257,8 +259,7 @@ class SceneClassifier:
             raise AudioError(f"{shown}: has {info.channels} channels but the model expects {channels}")
         builder = TimelineBuilder(self.scorer, self.classes, window=self.window_samples, hop=self.hop_samples,
                                   input_rate=input_rate, name=shown, silence_dbfs=self.silence_dbfs,
-                                  origin=origin, first=first, stop=stop, meter=meter,
-                                  meter_origin=frame / input_rate)
+                                  origin=origin, first=first, stop=stop, meter=meter)
         at = frame
         for block in read_blocks(info, start=frame):
             span.measure(block, at)

@@ -88,8 +88,7 @@ class TimelineBuilder:
 
     def __init__(self, scorer: WindowScorer, classes: Sequence[str], *, window: int, hop: int, input_rate: int,
                  name: str, overview: bool = False, silence_dbfs: float = LOW_LEVEL_DBFS, origin: int = 0,
-                 first: int | None = None, stop: int | None = None, meter: LevelMeter | None = None,
-                 meter_origin: float = 0.0):
+                 first: int | None = None, stop: int | None = None, meter: LevelMeter | None = None):
         self.scorer, self.classes, self.name = scorer, list(classes), name
         self.silence_dbfs = silence_dbfs
         self.window, self.rate = window, scorer.config.audio.sample_rate
@@ -99,7 +98,6 @@ class TimelineBuilder:
         self._resampler: StreamResampler | None = None
         self._input_rate = input_rate
         self._meter = meter  # measures levels on the input as recorded (mixed to mono), when given
-        self._meter_origin = meter_origin  # seconds into the recording of the meter's first sample (a span's)
         self._pending: list[tuple[int, np.ndarray, Levels | None]] = []
         self._tail = np.zeros((scorer.channels, 0), np.float32)
         self._energy, self._count, self._peak = 0.0, 0, 0.0
@@ -186,21 +184,16 @@ class TimelineBuilder:
         """The levels of the window starting at ``start`` (model-rate samples), measured at the input's rate."""
         if self._meter is None:
             return None
-        at = start / self.rate - self._meter_origin
-        return self._meter.levels_between(at, at + self.window / self.rate)
+        return self._meter.levels_between(start / self.rate, (start + self.window) / self.rate)
 
 
-def span_bounds(first: int, *, input_rate: int, rate: int, preroll: int, grid: int = 1) -> tuple[int, int]:
+def span_bounds(first: int, *, input_rate: int, rate: int, preroll: int) -> tuple[int, int]:
     """Where to start decoding a span whose first window starts at sample ``first`` (at the model's ``rate``):
     ``(origin, input frame)``.  The origin is at least ``preroll`` samples before ``first`` (or 0) and on the
     resampler's grid (``origin * input_rate / rate`` is a whole input frame), so a resampler started there
-    gives the whole recording's samples from ``first`` on, to float rounding (~3e-7 after 256 samples).
-    ``grid``: the input frame is also a multiple of it (a level meter's ticks)."""
+    gives the whole recording's samples from ``first`` on, to float rounding (~3e-7 after 256 samples)."""
     common = math.gcd(int(input_rate), int(rate))
     out_step, in_step = int(rate) // common, int(input_rate) // common
-    if grid > 1:
-        in_step = math.lcm(in_step, int(grid))
-        out_step = in_step * int(rate) // int(input_rate)
     origin = max(0, first - preroll) // out_step * out_step
     return origin, origin // out_step * in_step
 
