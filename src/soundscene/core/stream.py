@@ -78,7 +78,7 @@ class StreamClassifier:
         if not np.isfinite(block).all():
             raise AudioError("block contains NaN or infinite samples")
         if self.meter is not None:
-            self.meter.push(block.mean(axis=0))
+            self.meter.push_channels(block)
         return self._frames(self._resampler.push(block))
 
     def finish(self) -> list[Decision]:

@@ -108,7 +108,7 @@ class TimelineBuilder:
         self._measure(block)
         if self._meter is not None:
             # the same numbers; a decoded block is a transposed view, and numpy's mean across its rows is 10x slower
-            self._meter.push(np.ascontiguousarray(block).mean(axis=0))
+            self._meter.push_channels(block)
         self._frame(self._resampler.push(block))
 
     @property
