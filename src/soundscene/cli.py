@@ -179,7 +179,7 @@ def _add_model_commands(sub) -> None:
                     help="table (default), csv, json (an array) or jsonl (a line per file); each file's result is "
                          "written as soon as it is done")
     _add_window_options(pr)
-    _add_level_options(pr)
+    _add_level_options(pr, switch=True)
     pr.add_argument("--plot", type=Path, metavar="DIR", help="write each file's scene timeline as a PNG into DIR")
     pr.set_defaults(handler=_cmd_predict)
 
@@ -211,7 +211,7 @@ def _add_application_commands(sub) -> None:
     li.add_argument("--sample-format", default="s16le", choices=("s16le", "s24le", "s32le", "f32le"))
     li.add_argument("--device", help="input device name or number (microphone)")
     _add_window_options(li)
-    _add_level_options(li)
+    _add_level_options(li, switch=True)
     li.add_argument("--level-interval", type=float, default=60.0, metavar="SECONDS",
                     help="with --mqtt, publish the levels over each interval this long on soundscene/<id>/levels "
                          "(default 60)")
@@ -229,7 +229,7 @@ def _add_application_commands(sub) -> None:
     se.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     se.add_argument("--port", type=int, default=8000)
     se.add_argument("--max-upload-mb", type=float, default=50.0, help="largest upload in MB (default 50)")
-    _add_level_options(se)
+    _add_level_options(se, switch=True)
     se.set_defaults(handler=_cmd_serve)
 
     ex = sub.add_parser("export", help="write the model as an ONNX graph (waveform -> probabilities), verified")
@@ -295,9 +295,7 @@ def _add_batch_command(sub) -> None:
                     help="worker processes or Ray actors, one core each (default: this machine's cores)")
     ba.add_argument("--shard-minutes", type=float, default=10.0, help="minutes of audio per shard (default 10)")
     _add_window_options(ba)
-    _add_level_options(ba)
-    ba.add_argument("--no-levels", action="store_true",
-                    help="no sound levels on the windows (LAeq, percentiles, bands): about a fifth faster")
+    _add_level_options(ba, switch=True)
     ba.add_argument("--no-progress", action="store_true")
     ba.set_defaults(handler=_cmd_batch)
 
@@ -390,10 +388,13 @@ def _cmd_hub(args) -> int:
     return 0
 
 
-def _add_level_options(p: argparse.ArgumentParser) -> None:
+def _add_level_options(p: argparse.ArgumentParser, *, switch: bool = False) -> None:
     p.add_argument("--calibration-db", type=float, metavar="DB",
                    help="the dB SPL that a full-scale RMS produces at the microphone (from soundscene calibrate): "
                         "levels in dB SPL; without it levels are dB re full scale, marked uncalibrated")
+    if switch:
+        p.add_argument("--no-levels", action="store_true",
+                       help="no sound levels (LAeq, percentiles, bands): about a fifth less time per window")
 
 
 def _add_eq_options(p: argparse.ArgumentParser) -> None:
@@ -719,7 +720,8 @@ def _cmd_predict(args) -> int:
     if any(str(item) == "" for item in args.inputs):
         raise SoundsceneError('an input path is empty (""): name the files or folders to classify')
     classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop,
-                                           silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db)
+                                           silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db,
+                                           levels=not args.no_levels)
     inputs = expand_inputs(args.inputs)
     width = max([len(records.printable(i.name)) for i in inputs if i.path] or [0])
     writer = records.RecordWriter(sys.stdout, args.format, classifier.classes, width=width)
@@ -762,7 +764,8 @@ def _cmd_listen(args) -> int:
     from .core.inference import SceneClassifier
 
     classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop,
-                                           silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db)
+                                           silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db,
+                                           levels=not args.no_levels)
     blocks = live_source(stdin=args.stdin, rate=args.rate, channels=args.channels, sample_format=args.sample_format,
                          device=args.device)
     callbacks = [] if args.quiet else [print_json_line]
@@ -798,7 +801,7 @@ def _cmd_serve(args) -> int:
     from .apps.serve import run_server
 
     run_server(args.model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb,
-               calibration_db=args.calibration_db)
+               calibration_db=args.calibration_db, levels=not args.no_levels)
     return 0
 
 

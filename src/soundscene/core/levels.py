@@ -119,7 +119,7 @@ class _Sum:
             if self.histogram is None:
                 self.f_samples.append(tick.f_values)
             else:
-                self.histogram += _histogram(tick.f_values)
+                np.add.at(self.histogram, tick.bins, 1)
 
     def levels(self, offset_db: float | None, labels: list[str]) -> Levels:
         gain = 0.0 if offset_db is None else offset_db
@@ -144,12 +144,12 @@ class _Sum:
         return _HISTOGRAM_FLOOR_DB + (k + 0.5) * HISTOGRAM_STEP_DB + gain
 
 
-def _histogram(mean_squares: np.ndarray) -> np.ndarray:
+def _histogram_bins(mean_squares: np.ndarray) -> np.ndarray:
+    """The histogram bin of each F-weighted value (bin 0: digital silence, which has no level)."""
     with np.errstate(divide="ignore"):
         db = 10 * np.log10(mean_squares)
-    db[~np.isfinite(db)] = _HISTOGRAM_FLOOR_DB  # digital silence: the first bin, which has no level
-    k = np.clip(((db - _HISTOGRAM_FLOOR_DB) / HISTOGRAM_STEP_DB).astype(np.int64), 0, _HISTOGRAM_BINS - 1)
-    return np.bincount(k, minlength=_HISTOGRAM_BINS)
+    db[~np.isfinite(db)] = _HISTOGRAM_FLOOR_DB
+    return np.clip(((db - _HISTOGRAM_FLOOR_DB) / HISTOGRAM_STEP_DB).astype(np.int64), 0, _HISTOGRAM_BINS - 1)
 
 
 def _db(mean_square: float, gain: float) -> float | None:
@@ -166,6 +166,7 @@ class _Tick:
     fmax: float
     fmin: float
     f_values: np.ndarray
+    bins: np.ndarray  # the f_values' histogram bins
 
 
 class LevelMeter:
@@ -278,9 +279,10 @@ class LevelMeter:
         spectrum = np.fft.rfft(raw)
         energies = weights @ (spectrum.real ** 2 + spectrum.imag ** 2) / raw.size  # Parseval: sums of squares
         settled = envelope[settle:]
+        f_values = envelope[sampled::self.step].copy()
         tick = _Tick(first_sample, raw.size, float(np.square(a).sum()), float(energies[-1]), energies[:-1],
                      float(settled.max()) if settled.size else -math.inf,
-                     float(settled.min()) if settled.size else math.inf, envelope[sampled::self.step].copy())
+                     float(settled.min()) if settled.size else math.inf, f_values, _histogram_bins(f_values))
         self.ticks.append(tick)
         del self.ticks[:-self._keep]
         self._total.add(tick)

@@ -19,7 +19,7 @@ MAX_UPLOAD_MB = 10_000.0  # 10 GB: a day of 48-kHz 24-bit stereo is about 25 GB,
 
 
 def run_server(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8000, max_upload_mb: float = 50,
-               log_level: str = "info", calibration_db: float | None = None) -> None:
+               log_level: str = "info", calibration_db: float | None = None, levels: bool = True) -> None:
     """Load ``model_path`` (a model file or run folder) and serve it until Ctrl-C.
 
     ``max_upload_mb`` is in megabytes of 1,000,000 bytes.  Raises SoundsceneError (one line) for a bad
@@ -33,7 +33,8 @@ def run_server(model_path: str | Path, *, host: str = "127.0.0.1", port: int = 8
         raise SoundsceneError(f"--max-upload-mb {max_upload_mb:g} is outside 0..{MAX_UPLOAD_MB:g} MB")
     if not (0 <= int(port) <= 65535):
         raise SoundsceneError(f"--port must be in 0..65535, got {port}")
-    classifier = SceneClassifier.from_file(model_path, calibration_db=calibration_db)  # ModelFileError: one line
+    classifier = SceneClassifier.from_file(model_path, calibration_db=calibration_db,  # ModelFileError: one line
+                                           levels=levels)
     app = create_app(classifier, max_upload_bytes=int(max_upload_mb * 1_000_000))
     sock = listen(host, int(port))
     shown = f"[{host}]" if ":" in host else host
