@@ -65,27 +65,8 @@ class SceneClassifier:
         self.metadata = bundle.metadata
         self.path = bundle.path
         self.scorer = WindowScorer(bundle.net, self.config, n_classes=len(self.classes), device=device)
-        clip = float(self.config.audio.clip_seconds)
-        self.window_seconds = float(window_seconds) if window_seconds is not None else clip
-        self.hop_seconds = float(hop_seconds) if hop_seconds is not None else self.window_seconds / 2
-        problem = Range(self.config.audio.min_seconds, MAX_WINDOW_SECONDS, "s").refusal(self.window_seconds)
-        if problem:
-            raise ConfigError(f"--window {problem} (from the model's audio.min_seconds to "
-                              f"{MAX_WINDOW_SECONDS / 60:g} minutes)")
-        shortest = max(MIN_HOP_SECONDS, self.window_seconds / MAX_OVERLAP)
-        problem = Range(shortest, self.window_seconds, "s").refusal(self.hop_seconds)
-        if problem:
-            raise ConfigError(f"--hop {problem} (from 1/{MAX_OVERLAP} of the window, at least "
-                              f"{MIN_HOP_SECONDS * 1000:g} ms, to the window)")
-        silence_dbfs = LOW_LEVEL_DBFS if silence_dbfs is None else silence_dbfs
-        problem = SILENCE_DBFS.refusal(silence_dbfs)
-        if problem:
-            raise ConfigError(f"--silence-dbfs {problem}")
-        self.silence_dbfs = float(silence_dbfs)  # windows quieter than this are silent, not classified
-        problem = None if calibration_db is None else CALIBRATION_DB.refusal(calibration_db)
-        if problem:
-            raise ConfigError(f"--calibration-db {problem} (the dB SPL of a full-scale RMS at the microphone)")
-        self.calibration_db = None if calibration_db is None else float(calibration_db)
+        (self.window_seconds, self.hop_seconds, self.silence_dbfs,  # silence: windows below it are not classified
+         self.calibration_db) = _settings(self.config, window_seconds, hop_seconds, silence_dbfs, calibration_db)
         self.measure_levels = bool(levels)  # LAeq, percentiles and bands on every window and recording
 
     def level_meter(self, input_rate: int, *, keep_seconds: float | None = None,
@@ -297,6 +278,28 @@ class Span:
         self.energy += float(np.square(part, dtype=np.float64).sum())
         self.count += part.size
         self.peak = max(self.peak, float(np.abs(part).max(initial=0.0)))
+
+
+def _settings(config, window_seconds, hop_seconds, silence_dbfs, calibration_db) -> tuple:
+    """(window, hop, silence threshold, calibration) checked against their ranges; ConfigError names the option."""
+    window = float(window_seconds) if window_seconds is not None else float(config.audio.clip_seconds)
+    hop = float(hop_seconds) if hop_seconds is not None else window / 2
+    problem = Range(config.audio.min_seconds, MAX_WINDOW_SECONDS, "s").refusal(window)
+    if problem:
+        raise ConfigError(f"--window {problem} (from the model's audio.min_seconds to "
+                          f"{MAX_WINDOW_SECONDS / 60:g} minutes)")
+    problem = Range(max(MIN_HOP_SECONDS, window / MAX_OVERLAP), window, "s").refusal(hop)
+    if problem:
+        raise ConfigError(f"--hop {problem} (from 1/{MAX_OVERLAP} of the window, at least "
+                          f"{MIN_HOP_SECONDS * 1000:g} ms, to the window)")
+    silence = LOW_LEVEL_DBFS if silence_dbfs is None else silence_dbfs
+    problem = SILENCE_DBFS.refusal(silence)
+    if problem:
+        raise ConfigError(f"--silence-dbfs {problem}")
+    problem = None if calibration_db is None else CALIBRATION_DB.refusal(calibration_db)
+    if problem:
+        raise ConfigError(f"--calibration-db {problem} (the dB SPL of a full-scale RMS at the microphone)")
+    return window, hop, float(silence), None if calibration_db is None else float(calibration_db)
 
 
 def _seconds_below(seconds: float, limit: float) -> str:
