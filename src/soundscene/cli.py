@@ -45,10 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
+    from .core.records import show_warning
     from .runtime import tune_malloc
 
     tune_malloc()
-    warnings.showwarning = _show_warning
+    warnings.showwarning = show_warning
     try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # here, not at exit: a reader that went away is a BrokenPipeError we can answer
@@ -80,17 +81,6 @@ def _shown(path) -> str:
     from .core.records import printable
 
     return printable(path)
-
-
-def _show_warning(message, category, filename, lineno, file=None, line=None):
-    from .errors import SoundsceneWarning
-
-    if issubclass(category, SoundsceneWarning):
-        from .core.records import printable
-
-        print(f"warning: {printable(message)}", file=sys.stderr)
-    else:
-        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -38,3 +38,4 @@ def warn(message: str) -> None:
     import warnings
 
     warnings.warn(message, SoundsceneWarning, stacklevel=2)
+

@@ -262,6 +262,20 @@ def printable(text: Any) -> str:
     return "".join(_escaped(ch) if unicodedata.category(ch) in _ESCAPED_CATEGORIES else ch for ch in text)
 
 
+def show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """``warnings.showwarning`` for entry points (the CLI, a batch worker process): a SoundsceneWarning is one
+    ``warning:`` line on stderr, its names escaped; other warnings keep Python's format."""
+    import sys
+    import warnings
+
+    from ..errors import SoundsceneWarning
+
+    if issubclass(category, SoundsceneWarning):
+        print(f"warning: {printable(message)}", file=sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), file=sys.stderr, end="")
+
+
 def _escaped(ch: str) -> str:
     if 0xDC80 <= ord(ch) <= 0xDCFF:  # a byte of a file name that is not UTF-8 (Python's surrogate escape)
         return f"\\x{ord(ch) - 0xDC00:02x}"

@@ -14,13 +14,15 @@ from __future__ import annotations
 import json
 import multiprocessing
 import signal
+import warnings
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from ...errors import SoundsceneError
+from ...core.records import show_warning
+from ...errors import SoundsceneError, SoundsceneWarning
 from .shards import ShardWorker
 
 ENGINES = ("local", "ray")
@@ -33,7 +35,10 @@ def _start_worker(settings: dict, out: str, threads: int, setup) -> None:
     """A pool process: Ctrl-C is the driver's to handle (it lets the shards in flight finish, then stops)."""
     global _worker
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _worker = ShardWorker(settings, out, threads=threads, setup=setup)
+    warnings.showwarning = show_warning  # a worker's warnings are one line each, as the driver's
+    with warnings.catch_warnings():  # what the model file warrants was said once, by the driver that read it first
+        warnings.simplefilter("ignore", SoundsceneWarning)
+        _worker = ShardWorker(settings, out, threads=threads, setup=setup)
 
 
 def _run_one(shard: dict) -> dict:
