@@ -168,8 +168,14 @@ def test_messages_without_boot_or_levels_are_accepted(engine):
 
 
 def test_a_decision_with_levels_stores_its_laeq_as_the_level(engine):
+    """And what it is relative to: an uncalibrated sensor's level is never shown as dB SPL."""
     store(engine, scene("s1", 1, "park", levels=full_levels(61.5, calibrated=True)))
-    assert rows(engine, "SELECT level FROM sensors") == [(61.5,)]
+    store(engine, scene("s2", 1, "park", levels=full_levels(-30.2)))
+    store(engine, scene("s3", 1, "park"))  # no levels: the decision's RMS level, in dBFS
+    assert rows(engine, "SELECT id, level, level_reference FROM sensors ORDER BY id") == [
+        ("s1", 61.5, "dB SPL"), ("s2", -30.2, "dBFS"), ("s3", -30.0, "dBFS")]
+    assert rows(engine, "SELECT level_reference FROM decisions ORDER BY sensor_id") == [("dB SPL",), ("dBFS",),
+                                                                                      ("dBFS",)]
 
 
 # --- bad messages ------------------------------------------------------------------------------------------

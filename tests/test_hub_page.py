@@ -19,7 +19,7 @@ from soundscene.apps.hub.messages import parse
 from soundscene.apps.hub.writer import store_batch
 
 from helpers import wait_for
-from hub_support import HubProcess, encoded, scene, topic
+from hub_support import HubProcess, encoded, full_levels, scene, topic
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -89,8 +89,15 @@ def test_the_page_shows_a_live_fleet_in_a_real_browser(tmp_path, broker):
             assert page.get_attribute('#fleet tr[data-sensor="north"]', "data-label") == "park"
 
             publishers["north"].publish({"time": 2.0, "label": "metro", "confidence": 0.85,
-                                         "probabilities": {"park": 0.15, "metro": 0.85}})
+                                         "probabilities": {"park": 0.15, "metro": 0.85},
+                                         "levels": full_levels(62.0, calibrated=True)})
+            publishers["east"].publish({"time": 2.0, "label": "street_traffic", "confidence": 0.8, "level_dbfs": -31.5,
+                                        "probabilities": {"street_traffic": 0.8, "park": 0.2}})
             page.wait_for_selector('#fleet tr[data-sensor="north"][data-label="metro"]', timeout=2000)
+            # a calibrated LAeq reads dB(A); an uncalibrated level says dBFS, never dB SPL
+            page.wait_for_function("""() => document.querySelector('#fleet tr[data-sensor="east"]')
+                                              .textContent.includes('-31.5 dBFS')""", timeout=2000)
+            assert "62.0 dB(A)" in page.inner_text('#fleet tr[data-sensor="north"]')
             page.wait_for_selector('#plan .marker[data-sensor="north"][data-label="metro"]', timeout=2000)
 
             os.kill(doomed.pid, signal.SIGKILL)  # the broker publishes its last will

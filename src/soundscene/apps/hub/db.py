@@ -48,6 +48,7 @@ sensors = Table(
     Column("status", String(16), nullable=False, server_default="unknown"),
     Column("status_since", Float),
     Column("label", String(200)), Column("confidence", Float), Column("level", Float),
+    Column("level_reference", String(16)),  # "dB SPL" or "dBFS": what level is relative to
     Column("silent", Boolean),
     Column("lost", BigInteger, nullable=False, server_default="0"),
     Column("received", BigInteger, nullable=False, server_default="0"),
@@ -76,6 +77,7 @@ decisions = Table(
     Column("label", String(200)),
     Column("confidence", Float),
     Column("level", Float),
+    Column("level_reference", String(16)),  # "dB SPL" or "dBFS"
     Column("silent", Boolean, nullable=False),
     Column("probabilities", JSON),
     UniqueConstraint("sensor_id", "boot", "seq", name="uq_decisions_message"),

@@ -47,6 +47,7 @@ class SceneMessage:
     label: str | None
     confidence: float | None
     level: float | None  # LAeq when the decision carries levels, else its level in dBFS
+    level_reference: str | None  # "dB SPL" (a calibrated LAeq) or "dBFS"; None without a level
     silent: bool
     probabilities: dict | None
     model_name: str | None
@@ -180,11 +181,13 @@ def _scene(body: dict, sensor_id: str, boot: str, level_set: dict | None) -> Sce
     model = body.get("model") or {}
     probabilities = body.get("probabilities")
     laeq = (level_set or {}).get("LAeq")
+    level = laeq if laeq is not None else body.get("level_dbfs")
+    calibrated = laeq is not None and bool(level_set.get("calibrated"))
     return SceneMessage(
         sensor_id=sensor_id, boot=boot, seq=int(body["seq"]), t=utc_seconds(body["timestamp"]),
         hop=float(body["hop_seconds"]), label=None if silent else label,
         confidence=None if silent else body.get("confidence"),
-        level=laeq if laeq is not None else body.get("level_dbfs"), silent=silent,
+        level=level, level_reference=None if level is None else ("dB SPL" if calibrated else "dBFS"), silent=silent,
         probabilities=probabilities, model_name=_short(model.get("name")), model_version=_short(model.get("version")),
         classes=tuple(str(c) for c in (probabilities or {})), levels=level_set)
 

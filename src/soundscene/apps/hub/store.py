@@ -29,7 +29,7 @@ def _sensor(row) -> dict[str, Any]:
     location = {k: row[k] for k in ("latitude", "longitude", "x", "y") if row[k] is not None}
     return {"id": row["id"], "name": row["name"] or row["id"], "status": row["status"],
             "status_since": iso(row["status_since"]), "label": row["label"], "confidence": row["confidence"],
-            "level": row["level"], "silent": row["silent"], "scene_time": iso(row["scene_t"]),
+            "level": row["level"], "level_reference": row["level_reference"], "silent": row["silent"], "scene_time": iso(row["scene_t"]),
             "last_seen": iso(row["last_seen"]), "first_seen": iso(row["first_seen"]), "location": location or None,
             "tags": row["tags"] or [], "model": {"name": row["model_name"], "version": row["model_version"],
                                                 "classes": row["classes"] or []},
@@ -81,18 +81,25 @@ def timeline(engine: Engine, sensor_id: str, frm: float, to: float) -> dict[str,
             _overlapping(frm, to, sensor_id).order_by(segments.c.start)).mappings()]
         series = _series(conn, levels, levels.c.end, levels.c.laeq, sensor_id, frm, to)
         source = "levels"
-        if not series:
-            series = _series(conn, decisions, decisions.c.t, decisions.c.level, sensor_id, frm, to)
+        newest = conn.execute(select(levels.c.levels).where(levels.c.sensor_id == sensor_id, levels.c.end < to)
+                              .order_by(levels.c.end.desc()).limit(1)).scalar()
+        reference = (newest or {}).get("reference")
+        if not series:  # the decisions' levels, those relative to what the newest is relative to (one axis)
+            reference = conn.execute(select(decisions.c.level_reference).where(
+                decisions.c.sensor_id == sensor_id, decisions.c.t < to, decisions.c.level.is_not(None))
+                .order_by(decisions.c.t.desc()).limit(1)).scalar()
+            series = _series(conn, decisions, decisions.c.t, decisions.c.level, sensor_id, frm, to,
+                             decisions.c.level_reference == reference)
             source = "decisions"
     return {"sensor_id": sensor_id, "from": iso(frm), "to": iso(to), "segments": segs,
-            "level": {"source": source, "points": series}}
+            "level": {"source": source, "reference": reference, "points": series}}
 
 
-def _series(conn, table, time_col, value_col, sensor_id: str, frm: float, to: float) -> list[dict]:
+def _series(conn, table, time_col, value_col, sensor_id: str, frm: float, to: float, *where) -> list[dict]:
     width = (to - frm) / MAX_POINTS
     bucket = func.floor((time_col - frm) / width).label("bucket")
     query = (select(bucket, func.avg(value_col), func.min(value_col), func.max(value_col), func.count(value_col))
-             .where(table.c.sensor_id == sensor_id, time_col >= frm, time_col < to, value_col.is_not(None))
+             .where(table.c.sensor_id == sensor_id, time_col >= frm, time_col < to, value_col.is_not(None), *where)
              .group_by(bucket).order_by(bucket))
     out = []
     for k, mean, low, high, n in conn.execute(query):

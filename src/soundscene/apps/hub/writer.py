@@ -131,8 +131,8 @@ class _Batch:
             self.result.expired += 1
             return
         row = {"sensor_id": m.sensor_id, "boot": m.boot, "seq": m.seq, "t": m.t, "stored": time.time(),
-               "hop": m.hop, "label": m.label, "confidence": m.confidence, "level": m.level, "silent": m.silent,
-               "probabilities": m.probabilities}
+               "hop": m.hop, "label": m.label, "confidence": m.confidence, "level": m.level,
+               "level_reference": m.level_reference, "silent": m.silent, "probabilities": m.probabilities}
         if self.conn.execute(_insert_ignore(self.conn, decisions).values(row).returning(decisions.c.id)).first() is None:
             self.result.duplicates += 1
             return
@@ -147,14 +147,15 @@ class _Batch:
             sensor["classes"] = list(m.classes)
         current = sensor["scene_t"] is None or m.t >= sensor["scene_t"]
         if current:
-            sensor.update(label=m.label, confidence=m.confidence, level=m.level, silent=m.silent, scene_t=m.t)
+            sensor.update(label=m.label, confidence=m.confidence, level=m.level, level_reference=m.level_reference,
+                          silent=m.silent, scene_t=m.t)
         if sensor["status"] != "online":  # a sensor that speaks is online, whatever its status topic said
             sensor.update(status="online", status_since=self.now)
             self.result.events.append(Event("status", m.sensor_id, {"status": "online", "since": self.now}))
         self.changed.add(m.sensor_id)
         self.result.events.append(Event("decision", m.sensor_id, {
             "seq": m.seq, "boot": m.boot, "t": m.t, "label": m.label, "confidence": m.confidence, "level": m.level,
-            "silent": m.silent, "levels": m.levels, "current": current}))
+            "level_reference": m.level_reference, "silent": m.silent, "levels": m.levels, "current": current}))
 
     def _levels(self, m: LevelsMessage) -> None:
         if m.end < self.oldest:

@@ -59,7 +59,7 @@ function renderRow(sensor) {
   scene.append(chip);
   row.append(scene);
   row.append(el("td", {}, sensor.confidence == null ? "–" : `${Math.round(sensor.confidence * 100)} %`));
-  row.append(el("td", {}, sensor.level == null ? "–" : `${sensor.level.toFixed(1)} dB`));
+  row.append(el("td", {}, sensor.level == null ? "–" : `${sensor.level.toFixed(1)} ${unit(sensor.level_reference)}`));
   row.append(el("td", { class: "seen", "data-time": sensor.last_seen ?? "" }, ago(sensor.last_seen)));
   row.append(el("td", {}, String(sensor.lost ?? 0)));
 }
@@ -213,8 +213,8 @@ function dayTimeline(data, from, to) {
     const y = (v) => H - 20 - (v - lo) / (hi - lo) * 45;
     const d = points.map((p, i) => `${i ? "L" : "M"}${x(Date.parse(p.t) / 1000).toFixed(1)},${y(p.mean).toFixed(1)}`);
     svg.append(el("svg:path", { d: d.join(""), fill: "none", stroke: "#c44e52", "stroke-width": 1.5, class: "level" }));
-    svg.append(el("svg:text", { x: 2, y: H - 60, class: "axis-label" }, `${hi.toFixed(0)} dB`));
-    svg.append(el("svg:text", { x: 2, y: H - 20, class: "axis-label" }, `${lo.toFixed(0)} dB`));
+    svg.append(el("svg:text", { x: 2, y: H - 60, class: "axis-label" }, `${hi.toFixed(0)} ${unit(data.level.reference)}`));
+    svg.append(el("svg:text", { x: 2, y: H - 20, class: "axis-label" }, `${lo.toFixed(0)} ${unit(data.level.reference)}`));
   }
   for (let h = 0; h <= 24; h += 3) {
     const t = from + h * 3600;
@@ -271,10 +271,16 @@ function schedulePlan() {
   requestAnimationFrame(() => { planPending = false; renderPlan(); });
 }
 
+// a level is dB(A) SPL only when the sensor is calibrated; otherwise it is relative to full scale, and says so
+function unit(reference) {
+  return reference === "dB SPL" ? "dB(A)" : "dBFS";
+}
+
 function onDecision(event) {
   const s = state.sensors.get(event.sensor_id);
   if (!s) { refreshFleet(); return; }
   if (event.current) Object.assign(s, { label: event.label, confidence: event.confidence, level: event.level,
+                                         level_reference: event.level_reference,
                                          last_seen: event.t, scene_time: event.t, status: "online" });
   renderRow(s);
   schedulePlan();
