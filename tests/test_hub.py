@@ -670,3 +670,43 @@ def test_the_site_plan_is_served_and_refused_when_not_an_image(tmp_path):
         assert "script-src 'self'" in page.headers["content-security-policy"]
         assert client.get("/static/../db.py").status_code == 404
     engine.dispose()
+
+
+# --- archives: a batch result on the dashboard -------------------------------------------------------------
+
+def test_hub_import_loads_a_batch_result_once(tiny_run, tmp_path, capsys):
+    """`soundscene hub import DIR`: the windows of files with a start time become their sensors' decisions (one
+    boot per file, a seq per window), with segments and levels as live sensors have; twice stores once."""
+    import numpy as np
+    import soundfile as sf
+
+    from soundscene.apps.batch import read_table, run_batch
+    from soundscene.cli import main
+    from soundscene.training.synth import synthesize_scene
+
+    for name, scene_name in (("a.wav", "park"), ("b.wav", "street_traffic"), ("c.wav", "rain")):
+        sf.write(str(tmp_path / name), synthesize_scene(scene_name, sample_rate=8000, seconds=12.0, seed=3), 8000)
+    (tmp_path / "m.csv").write_text("path,sensor_id,start_time\n"
+                                    "a.wav,archive-1,2026-03-01T23:59:55Z\n"
+                                    "b.wav,archive-1,\n"  # consecutive: 00:00:07
+                                    "c.wav,,\n")  # no start time: cannot be placed
+    assert run_batch(tiny_run.model_path, [tmp_path / "m.csv"], tmp_path / "out", workers=1).failed == 0
+    windows = read_table(tmp_path / "out", "windows").to_pylist()
+    timed = [w for w in windows if w["end_time"] is not None]
+    url = f"sqlite:///{tmp_path / 'hub.db'}"
+    assert main(["hub", "import", str(tmp_path / "out"), "--db", url]) == 0
+    said = capsys.readouterr().out
+    assert f"imported {len(timed)} windows (0 already there)" in said
+    assert f"{len(windows) - len(timed)} windows without a start time" in said
+    assert main(["hub", "import", str(tmp_path / "out"), "--db", url]) == 0
+    assert f"imported 0 windows ({len(timed)} already there)" in capsys.readouterr().out
+    engine = db.open_database(url)
+    assert rows(engine, "SELECT COUNT(*), COUNT(DISTINCT boot) FROM decisions") == [(len(timed), 2)]
+    assert rows(engine, "SELECT id, lost, level_reference FROM sensors") == [("archive-1", 0, "dBFS")]
+    last = max(timed, key=lambda w: w["end_time"])
+    assert rows(engine, "SELECT MAX(t) FROM decisions") == [(last["end_time"].timestamp(),)]
+    levels = rows(engine, "SELECT level FROM decisions ORDER BY t")
+    assert np.allclose([v for (v,) in levels], [w["LAeq"] for w in sorted(timed, key=lambda w: w["end_time"])])
+    segments = rows(engine, 'SELECT MIN(start), MAX("end") FROM segments')
+    assert segments[0][1] == pytest.approx(last["end_time"].timestamp())
+    engine.dispose()

@@ -338,7 +338,11 @@ def _add_hub_command(sub) -> None:
     hu.add_argument("--share", metavar="GROUP", help="share the subscription with other hubs ($share/GROUP/...)")
     hu.add_argument("--keep-days", type=float, default=30.0, help="keep raw decisions this many days (default 30; "
                                                                   "segments are kept)")
-    hs = hu.add_subparsers(dest="hub_command", metavar="{simulate}")
+    hs = hu.add_subparsers(dest="hub_command", metavar="{simulate,import}")
+    im = hs.add_parser("import", help="load a soundscene batch result into the hub's database (once, however "
+                                      "often it is run)")
+    im.add_argument("folder", type=Path, metavar="DIR", help="the --out folder of soundscene batch")
+    im.add_argument("--db", dest="import_db", help="the hub's database (default hub.db)")
     si = hs.add_parser("simulate", help="publish as N simulated sensors, from real scene probabilities")
     si.add_argument("--mqtt", metavar="HOST:PORT", required=True, dest="sim_mqtt")
     si.add_argument("--sensors", type=int, default=3, help="how many sensors (default 3)")
@@ -356,6 +360,16 @@ def _add_hub_command(sub) -> None:
 
 
 def _cmd_hub(args) -> int:
+    if args.hub_command == "import":
+        from .apps.hub.db import open_database
+        from .apps.hub.importer import import_batch
+
+        done = import_batch(open_database(args.import_db), args.folder)
+        left = [f"{n} windows without a start time" for n in [done.untimed] if n]
+        left += [f"{n} windows of sensor ids that cannot be one" for n in [done.refused_sensors] if n]
+        print(f"imported {done.stored} windows ({done.duplicates} already there)"
+              + (f"; left out: {', '.join(left)}" if left else ""))
+        return 0
     if args.hub_command == "simulate":
         from .apps.hub.simulate import simulate
 
