@@ -424,6 +424,35 @@ def test_a_long_level_series_is_downsampled_to_at_most_2000_points(tmp_path):
     assert got["level"]["source"] == "decisions"
 
 
+def test_day_levels_from_a_sensors_interval_laeqs(engine, api):
+    """Lday/Levening/Lnight/Lden per local day (core.daylevels) from the levels messages: a steady 60 dB over a
+    whole day and night is Lden 66.4; the time zone decides which day an hour belongs to."""
+    from datetime import datetime, timezone
+
+    from soundscene.apps.hub import store as hub_store
+    from soundscene.core.daylevels import Periods
+
+    start = datetime(2026, 5, 28, 7, tzinfo=timezone.utc).timestamp()
+    store(engine, *[levels_message("s9", k + 1, 60.0, start=start + 3600 * k, seconds=3600) for k in range(24)],
+          kind="levels", now=start + 86400)
+    got = hub_store.day_levels(engine, "s9", start - 3600, start + 86400, periods=Periods(), zone=timezone.utc)
+    assert got["reference"] == "dBFS" and [d["date"] for d in got["days"]] == ["2026-05-28"]
+    (day,) = got["days"]
+    assert (day["Lday"], day["Levening"], day["Lnight"], day["Lden"]) == (60.0, 60.0, 60.0, 66.4)
+    assert day["coverage"] == {"day": 1.0, "evening": 1.0, "night": 1.0}
+    from zoneinfo import ZoneInfo
+
+    helsinki = hub_store.day_levels(engine, "s9", start - 3600, start + 86400, periods=Periods(),
+                                    zone=ZoneInfo("Europe/Helsinki"))  # UTC+3: 10:00 to 10:00 local
+    first, second = helsinki["days"]
+    assert (first["date"], first["coverage"]) == ("2026-05-28", {"day": 0.75, "evening": 1.0, "night": 1.0})
+    assert (second["date"], second["coverage"]["day"], second["Lden"]) == ("2026-05-29", 0.25, None)
+    assert api.get("/v1/sensors/s1/day-levels", params={"tz": "Mars/Olympus"}).status_code == 400
+    assert api.get("/v1/sensors/s1/day-levels", params={"day": 7, "evening": 3}).status_code == 400
+    got = api.get("/v1/sensors/s1/day-levels", params={"from": T0, "to": T0 + 86400}).json()
+    assert got["days"][0]["coverage"]["evening"] > 0 and got["days"][0]["Levening"] < -35
+
+
 def test_summary_shares_and_hour_profile(api):
     got = api.get("/v1/summary", params={"from": T0, "to": T0 + 86400, "bucket": "hour"}).json()
     share = got["buckets"][0]["share"]

@@ -92,6 +92,23 @@ def _reads(app: FastAPI, hub) -> None:
         frm, to = time_range(request.query_params.get("from"), request.query_params.get("to"), time.time())
         return store.timeline(hub.engine, sensor_id, frm, to)
 
+    @app.get("/v1/sensors/{sensor_id}/day-levels",
+             summary="Lday, Levening, Lnight, Lden and their coverage per day, from the sensor's interval LAeqs")
+    def day_levels(sensor_id: str, request: Request, tz: str = "UTC", day: int = 7, evening: int = 19,
+                   night: int = 23) -> dict[str, Any]:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        from ...core.daylevels import Periods
+
+        _known(hub, sensor_id)
+        try:
+            zone, periods = ZoneInfo(tz), Periods(day=day, evening=evening, night=night)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ApiError(400, f"tz, day, evening, night: {exc}") from None
+        frm, to = time_range(request.query_params.get("from"), request.query_params.get("to"), time.time(),
+                             default_days=7.0)
+        return store.day_levels(hub.engine, sensor_id, frm, to, periods=periods, zone=zone)
+
     @app.get("/v1/summary", summary="Share of time per scene per hour or day, and the hour-of-day profile")
     def summary(request: Request, sensor: str | None = None, bucket: str = "hour") -> dict[str, Any]:
         if bucket not in ("hour", "day"):

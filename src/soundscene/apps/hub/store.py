@@ -109,6 +109,25 @@ def _series(conn, table, time_col, value_col, sensor_id: str, frm: float, to: fl
     return out
 
 
+def day_levels(engine: Engine, sensor_id: str, frm: float, to: float, *, periods, zone) -> dict[str, Any]:
+    """Lday, Levening, Lnight and Lden with their coverage (:mod:`soundscene.core.daylevels`) per local day, from
+    the sensor's interval LAeqs (its levels messages), those relative to what its newest one is relative to."""
+    from datetime import datetime, timezone
+
+    from ...core.daylevels import day_levels as compute
+
+    with engine.connect() as conn:
+        found = conn.execute(select(levels.c.start, levels.c.end, levels.c.laeq, levels.c.levels).where(
+            levels.c.sensor_id == sensor_id, levels.c.end > frm, levels.c.start < to).order_by(levels.c.end)).all()
+    reference = (found[-1][3] or {}).get("reference") if found else None
+    spans = [(datetime.fromtimestamp(a, timezone.utc), datetime.fromtimestamp(b, timezone.utc), laeq)
+             for a, b, laeq, whole in found if (whole or {}).get("reference") == reference]
+    hours = periods.hours()
+    return {"sensor_id": sensor_id, "from": iso(frm), "to": iso(to), "reference": reference,
+            "periods": {name: {"start": getattr(periods, name), "hours": hours[name]} for name in hours},
+            "days": [d.to_dict() for d in compute(spans, periods=periods, zone=zone)]}
+
+
 def summary(engine: Engine, frm: float, to: float, *, sensor_id: str | None = None,
             bucket: str = "hour") -> dict[str, Any]:
     """Share of time per scene per bucket (hour or day, UTC) and the hour-of-day profile, from segments."""
