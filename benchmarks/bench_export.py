@@ -61,7 +61,7 @@ def main(argv=None) -> None:
     import onnxruntime as ort
     import torch
 
-    from soundscene.apps.export import (INPUT_NAME, _quantize, _session, build_onnx_model, onnx_probabilities,
+    from soundscene.apps.export import (INPUT_NAME, _quantize, runtime_session, build_onnx_model, onnx_probabilities,
                                    torch_probabilities)
     from soundscene.core.features import FrontEnd
     from soundscene.core.modelfile import load_model_file
@@ -86,7 +86,7 @@ def main(argv=None) -> None:
         int8_path = tmp / "model.int8.onnx"
         _quantize(float_path, int8_path, build_onnx_model(bundle))
         graphs["int8", "probabilities"] = int8_path.read_bytes()
-        sessions = {key: _session(data, threads=args.threads) for key, data in graphs.items()}
+        sessions = {key: runtime_session(data, threads=args.threads) for key, data in graphs.items()}
 
         front_end = FrontEnd(config.features, sample_rate=sr)
         wave = torch.from_numpy(batch)

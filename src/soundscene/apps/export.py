@@ -246,7 +246,7 @@ def verification_clips(bundle: ModelBundle, inputs: Sequence[str | Path] = ()) -
 
 def onnx_probabilities(model: bytes | str | Path, clips: Sequence[np.ndarray], *, threads: int = 0) -> np.ndarray:
     """Run an exported model on clips (batched by equal length); ``(clips, classes)`` probabilities."""
-    session = _session(model, threads=threads)
+    session = runtime_session(model, threads=threads)
     clips = [np.asarray(c, dtype=np.float32).reshape(-1) for c in clips]
     out: list[np.ndarray | None] = [None] * len(clips)
     by_length: dict[int, list[int]] = {}
@@ -259,7 +259,8 @@ def onnx_probabilities(model: bytes | str | Path, clips: Sequence[np.ndarray], *
     return np.stack(out)
 
 
-def _session(model: bytes | str | Path, *, threads: int = 0):
+def runtime_session(model: bytes | str | Path, *, threads: int = 0):
+    """An ONNX Runtime session (CPU) of a graph given as bytes or a path; ``threads`` 0: the runtime's choice."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()

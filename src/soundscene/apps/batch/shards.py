@@ -102,7 +102,7 @@ def speed_up(classifier) -> str:
 def _onnx(backbone, probe):
     import onnxruntime  # noqa: F401 (ImportError: not installed)
 
-    from ..export import _session
+    from ..export import runtime_session
 
     buffer = io.BytesIO()
     with warnings.catch_warnings():
@@ -110,7 +110,7 @@ def _onnx(backbone, probe):
         torch.onnx.export(copy.deepcopy(backbone).eval(), (probe,), buffer, dynamo=False, opset_version=17,
                           input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
                           do_constant_folding=True)
-    return _OnnxBackbone(_session(buffer.getvalue(), threads=torch.get_num_threads()))
+    return _OnnxBackbone(runtime_session(buffer.getvalue(), threads=torch.get_num_threads()))
 
 
 class _OnnxBackbone(torch.nn.Module):
