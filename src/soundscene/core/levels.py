@@ -275,9 +275,10 @@ class LevelMeter:
         sampled = (self.step - 1 - first_sample) % self.step  # every step-th sample of the stream, from step - 1
         if sampled < settle:
             sampled += -(-(settle - sampled) // self.step) * self.step
-        weights = self._weights if raw.size == self.tick else band_weights(self.sample_rate, raw.size)[1]
-        spectrum = np.fft.rfft(raw)
-        energies = weights @ (spectrum.real ** 2 + spectrum.imag ** 2) / raw.size  # Parseval: sums of squares
+        # a shorter tick (a recording's last, a span's first) is zero-padded to the tick: Parseval holds as well,
+        # and one set of weights per rate serves (not one per length, which would pile up over many files)
+        spectrum = np.fft.rfft(raw, n=self.tick)
+        energies = self._weights @ (spectrum.real ** 2 + spectrum.imag ** 2) / self.tick  # sums of squares
         settled = envelope[settle:]
         f_values = envelope[sampled::self.step].copy()
         tick = _Tick(first_sample, raw.size, float(np.square(a).sum()), float(energies[-1]), energies[:-1],
