@@ -70,10 +70,12 @@ class DayLevels:
     coverage: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        rounded = {k: None if v is None else round(v, 1) for k, v in
-                   (("Lday", self.Lday), ("Levening", self.Levening), ("Lnight", self.Lnight), ("Lden", self.Lden))}
-        return {"date": self.date.isoformat(), **rounded,
-                "coverage": {k: round(v, 4) for k, v in self.coverage.items()}}
+        """The ``day_levels`` record (:mod:`soundscene.core.records`: levels to 0.1 dB, coverage to 4 decimals)."""
+        from .records import make
+
+        return make("day_levels", date=self.date.isoformat(), Lday=self.Lday, Levening=self.Levening,
+                    Lnight=self.Lnight, Lden=self.Lden,
+                    coverage={k: round(v, 4) for k, v in self.coverage.items()})
 
 
 def day_levels(intervals: Iterable[tuple[datetime, datetime, float | None]], *, periods: Periods = Periods(),

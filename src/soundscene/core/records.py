@@ -135,6 +135,15 @@ FIELDS: dict[str, tuple[Field, ...]] = {
     "decision": _DECISION,
     "sensor_message": (*_SENSOR, *_DECISION),
     "levels": _LEVEL_FIELDS,
+    "day_levels": (
+        Field("date", "text", "the local day (ISO 8601 date); its night is the one that starts on it"),
+        Field("Lday", "decibel", f"the day period's LAeq, {_DB}", nullable=True),
+        Field("Levening", "decibel", f"the evening period's LAeq, {_DB}", nullable=True),
+        Field("Lnight", "decibel", f"the night period's LAeq, {_DB}", nullable=True),
+        Field("Lden", "decibel", "day-evening-night level (ISO 1996-1, EU Directive 2002/49/EC; +5 dB evening, "
+              "+10 dB night); null unless every period has data", nullable=True),
+        Field("coverage", "object", "period -> share of its time that had a level (0..1)"),
+    ),
     "levels_message": (
         _SENSOR[0], _SENSOR[1], _SENSOR[2], _SENSOR[3],
         Field("start", "text", "start of the interval: ISO 8601 UTC with milliseconds and Z"),
