@@ -225,3 +225,82 @@ def test_export_command_writes_and_verifies_the_graph(tmp_path, capsys):
     assert read_onnx_metadata(tmp_path / "m.onnx")["classes"] == CLASSES
     assert main(["export", str(tmp_path / "missing.safetensors"), "-o", str(tmp_path / "x.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err and not (tmp_path / "x.onnx").exists()
+
+
+# -- the exported model runs without torch: listen MODEL.onnx (core.onnxmodel) ------------------------------------
+
+def _exported(tmp_path: Path, **kwargs) -> tuple[Path, Path]:
+    model = _model_file(tmp_path, **kwargs)
+    out = tmp_path / "model.onnx"
+    export_onnx(model, out, verify_with=_clips()[:2])
+    return model, out
+
+
+def test_a_stream_on_the_export_decides_as_the_model_file_does(tmp_path):
+    """The same audio through listen's stream with the .onnx and the .safetensors: the same labels, times and
+    levels, probabilities within 1e-3 (float32 graphs differ in rounding only)."""
+    from soundscene.apps.listen import listen
+    from soundscene.core.inference import SceneClassifier
+
+    model, onnx_path = _exported(tmp_path)
+    rng = np.random.default_rng(1)
+    audio = np.concatenate(_clips((30000, 30000, 30000), seed=3))[None] * 0.8
+    audio = np.concatenate([audio, 0.05 * rng.standard_normal((1, 20000)).astype(np.float32)], axis=1)
+    blocks = [audio[:, k:k + 1234] for k in range(0, audio.shape[1], 1234)]
+    got = {}
+    for path in (model, onnx_path):
+        clf = SceneClassifier.from_file(path, hop_seconds=0.5)
+        got[path.suffix] = []
+        listen(clf, blocks, input_rate=SR, channels=1, on_decision=[got[path.suffix].append])
+    torch_records, onnx_records = got[".safetensors"], got[".onnx"]
+    assert len(torch_records) == len(onnx_records) > 10
+    for a, b in zip(torch_records, onnx_records):
+        assert (a["time"], a["label"], a["changed"], a["silent"]) == (b["time"], b["label"], b["changed"], b["silent"])
+        assert a["levels"] == b["levels"]
+        for name in CLASSES:
+            assert abs(a["probabilities"][name] - b["probabilities"][name]) <= 1e-3
+
+
+def test_the_export_carries_its_digest_and_the_files_sha256(tmp_path):
+    import hashlib
+
+    from soundscene.core.inference import SceneClassifier
+    from soundscene.core.onnxmodel import DIGEST_KEY
+
+    _, onnx_path = _exported(tmp_path)
+    clf = SceneClassifier.from_file(onnx_path)
+    assert clf.exported and clf.classes == CLASSES
+    assert clf.sha256 == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    props = {p.key: p.value for p in onnx.load(str(onnx_path)).metadata_props}
+    assert len(props[DIGEST_KEY]) == 64 and props[DIGEST_KEY] != clf.sha256  # the digest excludes itself
+
+
+def test_a_damaged_or_foreign_onnx_file_is_refused_in_one_line(tmp_path):
+    from onnx import TensorProto, helper
+
+    from soundscene.core.inference import SceneClassifier
+
+    _, onnx_path = _exported(tmp_path)
+    data = bytearray(onnx_path.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one bit in the weights
+    (tmp_path / "flipped.onnx").write_bytes(bytes(data))
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "other",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph), str(tmp_path / "other.onnx"))
+    (tmp_path / "text.onnx").write_text("not a graph")
+    cases = {"flipped.onnx": "do not match the digest", "other.onnx": "not one soundscene exported",
+             "text.onnx": "not a readable ONNX model", "missing.onnx": "does not exist"}
+    for name, words in cases.items():
+        with pytest.raises(ModelFileError) as caught:
+            SceneClassifier.from_file(tmp_path / name)
+        assert words in str(caught.value) and "\n" not in str(caught.value), name
+
+
+def test_the_int8_copy_has_a_digest_of_its_own(tmp_path):
+    from soundscene.core.inference import SceneClassifier
+
+    model = _model_file(tmp_path)
+    report = export_onnx(model, tmp_path / "m.onnx", quantize=True)
+    clf = SceneClassifier.from_file(report.quantized_path)
+    assert clf.classify_clips(_clips()[:1]).shape == (1, len(CLASSES))

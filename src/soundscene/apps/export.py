@@ -62,13 +62,13 @@ from ..errors import ModelFileError, SoundsceneError
 from ..core.audio import expand_inputs, load_audio
 from ..core.features import AMIN, FrontEnd
 from ..core.modelfile import ModelBundle, load_model_file
+from ..core.onnxmodel import (DIGEST_KEY, INPUT_NAME, OUTPUT_NAME, PLACEHOLDER, load_onnx_model, runtime_session,
+                              seal)
 from ..core.scorer import WindowScorer
 
 DEFAULT_OPSET = 17
 OPSETS = (17, 18, 19, 20)  # 17: the first with STFT; 20: the newest torch's TorchScript exporter writes
 TOLERANCE = 1e-4  # largest |probability difference| accepted between ONNX and torch for a float export
-INPUT_NAME = "waveform"
-OUTPUT_NAME = "probabilities"
 STFT_METHODS = ("conv", "op")
 QUANTIZED_OPS = ("Conv", "MatMul", "Gemm")  # op types of the network that dynamic int8 quantisation rewrites
 _NET_PREFIX = "net/"
@@ -164,7 +164,7 @@ def export_onnx(model_path: str | Path | ModelBundle, out_path: str | Path, *, o
     targets = _prepare_labels(labels, clips, bundle.classes)
 
     model = build_onnx_model(bundle, opset=opset, stft=stft)
-    data = model.SerializeToString()
+    data = seal(model.SerializeToString())
     report = ExportReport(path=Path(out_path), opset=opset, size_bytes=len(data), classes=list(bundle.classes),
                           sample_rate=bundle.config.audio.sample_rate, stft=stft, n_verified=len(clips))
     reference = None
@@ -259,18 +259,6 @@ def onnx_probabilities(model: bytes | str | Path, clips: Sequence[np.ndarray], *
     return np.stack(out)
 
 
-def runtime_session(model: bytes | str | Path, *, threads: int = 0):
-    """An ONNX Runtime session (CPU) of a graph given as bytes or a path; ``threads`` 0: the runtime's choice."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1 if threads == 1 else 0
-    options.log_severity_level = 3
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 # --------------------------------------------------------------------------- the graph
 
 def build_onnx_model(bundle, *, opset: int = DEFAULT_OPSET, stft: str = "conv", until: str = "probabilities"):
@@ -310,6 +298,7 @@ def build_onnx_model(bundle, *, opset: int = DEFAULT_OPSET, stft: str = "conv", 
         "soundscene_config": config.to_json(),
         "soundscene_version": __version__,
         "soundscene_sample_rate": str(config.audio.sample_rate),
+        DIGEST_KEY: PLACEHOLDER,  # sealed when the bytes are final (core.onnxmodel.seal)
     })
     onnx.checker.check_model(model)
     return model
@@ -575,6 +564,17 @@ def _quantize(float_path: Path, tmp: Path, model) -> None:
     finally:
         root.removeHandler(quiet)
         root.setLevel(level)
+    _reseal(tmp)
+
+
+def _reseal(path: Path) -> None:
+    """The int8 copy carries the float file's metadata: give it a digest of its own."""
+    import onnx
+
+    quantized = onnx.load(str(path))
+    onnx.helper.set_model_props(quantized, {**{p.key: p.value for p in quantized.metadata_props},
+                                            DIGEST_KEY: PLACEHOLDER})
+    path.write_bytes(seal(quantized.SerializeToString()))
 
 
 def _prepare_clips(clips: Sequence[np.ndarray] | None) -> list[np.ndarray]:
@@ -619,13 +619,7 @@ def _require_onnx() -> None:
 
 
 def read_onnx_metadata(path: str | Path) -> dict[str, Any]:
-    """Classes, configuration and version stored in an exported model's metadata_props."""
-    import onnx
-
-    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    try:
-        return {"classes": json.loads(props["soundscene_classes"]),
-                "config": Config.from_json(props["soundscene_config"]),
-                "version": props["soundscene_version"]}
-    except KeyError as exc:
-        raise ModelFileError(f"{path}: not an ONNX model exported by soundscene (no {exc.args[0]})") from None
+    """Classes, configuration, version and SHA-256 of a verified exported model (see core.onnxmodel)."""
+    model = load_onnx_model(path)
+    return {"classes": model.classes, "config": model.config, "version": model.metadata["soundscene_version"],
+            "sha256": model.sha256}

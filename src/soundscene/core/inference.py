@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
-import torch
 
 from .._version import __version__
 from ..config import CALIBRATION_DB, MAX_OVERLAP, MAX_WINDOW_SECONDS, MIN_HOP_SECONDS, SILENCE_DBFS, Range
@@ -34,9 +33,8 @@ from ..errors import AudioError, ConfigError, ModelFileError
 from .audio import (BLOCK_SECONDS, LOW_LEVEL_DBFS, Input, as_channels_first, audio_info, check_length,
                     check_sample_rate, check_samples, read_blocks)
 from .levels import LevelMeter
-from .modelfile import load_model_file
+from .onnxmodel import OnnxModel, OnnxScorer, is_onnx_path, load_onnx_model
 from .records import Decision, Prediction, Segment, Window  # noqa: F401 (the results' types, importable here)
-from .scorer import WindowScorer
 from .stream import StreamClassifier
 from .timeline import TimelineBuilder, span_bounds
 
@@ -57,17 +55,18 @@ class SceneClassifier:
         refused with AudioError.
     """
 
-    def __init__(self, bundle, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
+    def __init__(self, bundle, *, device: str = "cpu", window_seconds: float | None = None,
                  hop_seconds: float | None = None, silence_dbfs: float | None = None,
                  calibration_db: float | None = None, levels: bool = True):
         self.config = bundle.config
         self.classes = list(bundle.classes)
         self.metadata = bundle.metadata
         self.path = bundle.path
-        self.scorer = WindowScorer(bundle.net, self.config, n_classes=len(self.classes), device=device)
+        self.scorer = _scorer(bundle, device)
         (self.window_seconds, self.hop_seconds, self.silence_dbfs,  # silence: windows below it are not classified
          self.calibration_db) = _settings(self.config, window_seconds, hop_seconds, silence_dbfs, calibration_db)
         self.measure_levels = bool(levels)  # LAeq, percentiles and bands on every window and recording
+        self._bundle, self._sha256 = bundle, None
 
     def level_meter(self, input_rate: int, *, keep_seconds: float | None = None,
                     origin: int = 0) -> LevelMeter | None:
@@ -82,13 +81,31 @@ class SceneClassifier:
         return LevelMeter(input_rate, calibration_db=self.calibration_db, keep_seconds=keep, origin=origin)
 
     @classmethod
-    def from_file(cls, path: str | Path, *, device: str | torch.device = "cpu", window_seconds: float | None = None,
+    def from_file(cls, path: str | Path, *, device: str = "cpu", window_seconds: float | None = None,
                   hop_seconds: float | None = None, silence_dbfs: float | None = None,
                   calibration_db: float | None = None, levels: bool = True) -> "SceneClassifier":
-        """Load a model file or a run folder (see :mod:`soundscene.core.modelfile`).  calibration_db: the dB SPL
-        of a full-scale RMS at the microphone (None: levels in dBFS); levels=False skips the level meter."""
-        return cls(load_model_file(path), device=device, window_seconds=window_seconds, hop_seconds=hop_seconds,
+        """Load a model file or a run folder (see :mod:`soundscene.core.modelfile`: needs torch), or an exported
+        ``.onnx`` model (see :mod:`soundscene.core.onnxmodel`: ONNX Runtime only, on the CPU).  calibration_db:
+        the dB SPL of a full-scale RMS at the microphone (None: levels in dBFS); levels=False skips the level
+        meter."""
+        return cls(_load(path), device=device, window_seconds=window_seconds, hop_seconds=hop_seconds,
                    silence_dbfs=silence_dbfs, calibration_db=calibration_db, levels=levels)
+
+    @property
+    def sha256(self) -> str | None:
+        """The SHA-256 of the model file's bytes (what ``sha256sum`` prints; None for a model held in memory)."""
+        if isinstance(self._bundle, OnnxModel):
+            return self._bundle.sha256
+        if self._sha256 is None and self.path is not None:
+            import hashlib
+
+            self._sha256 = hashlib.sha256(Path(self.path).read_bytes()).hexdigest()
+        return self._sha256
+
+    @property
+    def exported(self) -> bool:
+        """True for an exported (ONNX) model."""
+        return isinstance(self._bundle, OnnxModel)
 
     @property
     def sample_rate(self) -> int:
@@ -207,7 +224,8 @@ class SceneClassifier:
         if channels > 1 and channels_in != channels:
             raise AudioError(f"{name}: has {channels_in} channels but the model expects {channels}")
         builder = TimelineBuilder(self.scorer, self.classes, window=self.window_samples, hop=self.hop_samples,
-                                  input_rate=rate, name=name, overview=overview, silence_dbfs=self.silence_dbfs,
+                                  input_rate=rate, name=name, overview=overview and not self.exported,
+                                  silence_dbfs=self.silence_dbfs,
                                   meter=self.level_meter(rate))
         for block in blocks:
             builder.push(block)
@@ -278,6 +296,27 @@ class Span:
         self.energy += float(np.square(part, dtype=np.float64).sum())
         self.count += part.size
         self.peak = max(self.peak, float(np.abs(part).max(initial=0.0)))
+
+
+def _load(path: str | Path):
+    """An exported model for a ``.onnx`` path, else a model file or run folder (torch, imported only then)."""
+    if is_onnx_path(path):
+        return load_onnx_model(path)
+    try:
+        from .modelfile import load_model_file
+    except ImportError as exc:
+        raise ModelFileError(f"{path}: a model file needs torch ({exc.name} is missing): pip install "
+                             "'soundscene[train]', or export it (`soundscene export`) and use the .onnx file") from None
+    return load_model_file(path)
+
+
+def _scorer(bundle, device: str):
+    """The window scorer of a loaded model: ONNX Runtime for an export, else torch on ``device``."""
+    if isinstance(bundle, OnnxModel):
+        return OnnxScorer(bundle)
+    from .scorer import WindowScorer
+
+    return WindowScorer(bundle.net, bundle.config, n_classes=len(bundle.classes), device=device)
 
 
 def _settings(config, window_seconds, hop_seconds, silence_dbfs, calibration_db) -> tuple:

@@ -26,7 +26,7 @@ does not grow with the recording's length (but for one small record per window).
 from __future__ import annotations
 
 import math
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
@@ -34,7 +34,9 @@ from ..errors import AudioError
 from .audio import LOW_LEVEL_DBFS, StreamResampler, fix_length, level_dbfs
 from .levels import LevelMeter, Levels
 from .records import Prediction, Window
-from .scorer import WindowScorer
+
+if TYPE_CHECKING:  # the torch scorer or the ONNX one (core.onnxmodel.OnnxScorer): the same interface
+    from .scorer import WindowScorer
 
 WINDOW_BATCH = 4  # windows per network call (peak memory ~300 MB over the imports for 10-s windows)
 
