@@ -144,6 +144,23 @@ else:
     assert not _training_loaded(_loaded_after(code))
 
 
+HEAVY = ("torch", "lightning", "sklearn", "matplotlib", "librosa", "numba", "safetensors")
+SENSOR_MODULES = ("soundscene.cli", "soundscene.core.inference", "soundscene.core.onnxmodel", "soundscene.core.stream",
+                  "soundscene.core.levels", "soundscene.core.records", "soundscene.apps.listen",
+                  "soundscene.apps.mqtt")
+
+
+def test_the_sensor_loads_no_training_stack():
+    """What `listen MODEL.onnx` runs (the CLI, the ONNX classifier, the stream, levels, records, MQTT) imports
+    none of torch, Lightning, scikit-learn, matplotlib, librosa, numba or safetensors: `pip install
+    "soundscene[sensor]"` installs none of them (test_sensor.py builds that environment for real).
+    PyOctaveBand imports numba when it is there: it is blocked here, as a sensor has none."""
+    code = "sys.modules['numba'] = None\n" + "\n".join(f"import {m}" for m in SENSOR_MODULES)
+    code += "\nfrom soundscene.core.levels import LevelMeter\nLevelMeter(48000).push_channels(__import__('numpy').zeros((1, 48000), 'float32'))"
+    loaded = _loaded_after(code)
+    assert not {m for m in loaded if m.split(".")[0] in HEAVY}
+
+
 def test_library_code_changes_no_process_wide_state():
     """tune_malloc and matplotlib backends belong to entry points (the CLI, training), never to library code."""
     for path in _sources():

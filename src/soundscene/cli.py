@@ -57,6 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     except SoundsceneError as exc:
         _error_line(exc)
         return 2
+    except ModuleNotFoundError as exc:  # an extra that this install left out (a sensor has no torch)
+        _error_line(_missing_package(args.command, exc.name))
+        return 2
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return 130
@@ -67,6 +70,21 @@ def main(argv: list[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         _error_line(f"{where}{exc.strerror or exc}")
         return 2
+
+
+EXTRAS = {"torch": "train", "lightning": "train", "sklearn": "train", "librosa": "train", "matplotlib": "train",
+          "safetensors": "train", "onnx": "export", "onnxruntime": "sensor", "paho": "sensor",
+          "fastapi": "serve", "uvicorn": "serve", "sqlalchemy": "hub", "alembic": "hub", "pyarrow": "batch",
+          "ray": "ray"}
+
+
+def _missing_package(command: str, name: str | None) -> str:
+    """One line for a command whose package is not installed: which extra brings it."""
+    top = (name or "?").split(".")[0]
+    extra = EXTRAS.get(top)
+    if extra is None:
+        return f"`soundscene {command}` needs the package {top}, which is not installed"
+    return f"`soundscene {command}` needs {top}, which this install left out: pip install 'soundscene[{extra}]'"
 
 
 def _error_line(message) -> None:
