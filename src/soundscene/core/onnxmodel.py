@@ -74,6 +74,10 @@ def runtime_session(model: bytes | str | Path, *, threads: int = 0):
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1 if threads == 1 else 0
     options.log_severity_level = 3
+    # no memory arena and no memory patterns: a sensor's session then holds about 35-60 MB less (measured on
+    # the paper model, one 10-s window), at the same speed
+    options.enable_cpu_mem_arena = False
+    options.enable_mem_pattern = False
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
 
