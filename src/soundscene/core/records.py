@@ -14,7 +14,12 @@ strict JSON (:func:`dumps` never writes NaN).  Record kinds:
 * ``window``, ``segment``: parts of a recording's timeline;
 * ``prediction``: one recording (``error`` absent); ``error``: an input that could not be used;
 * ``decision``: one streaming decision; ``sensor_message``: a decision as a sensor publishes it (the
-  decision's fields plus the sensor's).
+  decision's fields plus the sensor's);
+* ``health``: a sensor's periodic report on itself (process, spool, connection, input signal, board).
+
+A sensor's health has units of its own: CPU in percent of one core and memory in MiB to 0.1, a share of
+samples to 6 decimals and a DC offset (full scale 1) to 6 decimals (a few clipped samples in a minute still
+show), temperatures to 0.1 degC.
 """
 
 from __future__ import annotations
@@ -45,6 +50,12 @@ UNITS: dict[str, tuple[dict, int | None]] = {
     "object": ({"type": "object"}, None),
     "decibels": ({"type": "object", "additionalProperties": {"type": ["number", "null"]},
                   "description": "third-octave band (nominal centre in Hz) -> Leq in dB"}, 1),
+    "count": ({"type": "integer", "minimum": 0}, None),
+    "percent": ({"type": "number", "minimum": 0}, 1),
+    "mebibytes": ({"type": "number", "minimum": 0}, 1),
+    "fraction": ({"type": "number", "minimum": 0, "maximum": 1}, 6),
+    "amplitude": ({"type": "number"}, 6),  # full scale is 1
+    "celsius": ({"type": "number"}, 1),
 }
 
 
@@ -104,6 +115,46 @@ _LEVEL_FIELDS = (
           "frequency: nominal centre in Hz -> dB"),
 )
 
+_HEALTH = (
+    _SENSOR[0], _SENSOR[1], _SENSOR[2],
+    Field("timestamp", "text", "when the report was made, at the end of its interval: ISO 8601 UTC with "
+          "milliseconds and Z"),
+    Field("interval_seconds", "seconds", "wall-clock seconds since the previous report (or the start): what "
+          "cpu_percent and the input fields cover"),
+    Field("audio_seconds", "seconds", "seconds of input audio received in the interval; well below "
+          "interval_seconds when input was lost; null when the input rate is unknown", nullable=True),
+    Field("uptime_seconds", "seconds", "seconds since the sensor process started"),
+    Field("cpu_percent", "percent", "CPU time of the sensor process (all its threads) over the interval, in "
+          "percent of one core (above 100 on several cores)", nullable=True),
+    Field("memory_mb", "mebibytes", "resident memory of the sensor process now, MiB (VmRSS)", nullable=True),
+    Field("memory_peak_mb", "mebibytes", "the most resident memory since the process started, MiB (VmHWM)",
+          nullable=True),
+    Field("spool_messages", "count", "messages waiting to be sent (in the spool, else in the MQTT queue); "
+          "null without either", nullable=True),
+    Field("spool_bytes", "count", "bytes the waiting messages take in the spool; null without a spool",
+          nullable=True),
+    Field("dropped_messages", "count", "messages dropped since the start (a full queue or spool drops the "
+          "oldest); a counter", nullable=True),
+    Field("refused_messages", "count", "messages the broker refused since the start; a counter", nullable=True),
+    Field("disk_free_mb", "mebibytes", "free disk space where the spool lives, MiB; null without a spool",
+          nullable=True),
+    Field("input_level_dbfs", "decibel", "RMS level of the input over the interval, dB re full scale (all "
+          "channels); null for digital silence or no input", nullable=True),
+    Field("clipping_fraction", "fraction", "share of the interval's samples at full scale (|x| >= 0.999); "
+          "null without input", nullable=True),
+    Field("dc_offset", "amplitude", "mean of the interval's samples (full scale 1); null without input",
+          nullable=True),
+    Field("dead_input", "boolean", "true when every channel was digitally constant (silence or a fixed value) "
+          "for the whole interval: a dead microphone or cable; null without input", nullable=True),
+    Field("model", "object", "the model: name, version (the soundscene version that trained it) and sha256 (of "
+          "the model file, 64 hex digits, or null)"),
+    Field("soundscene_version", "text", "the sensor's soundscene version"),
+    Field("temperature_c", "celsius", "the board's highest thermal zone, degC; null where there is none",
+          nullable=True),
+    Field("connected", "boolean", "connected to the MQTT broker now; null without MQTT", nullable=True),
+    Field("last_error", "text", "the last connection or send problem, null when there is none", nullable=True),
+)
+
 FIELDS: dict[str, tuple[Field, ...]] = {
     "window": (Field("start", "seconds", "start of the window in the recording"),
                Field("end", "seconds", "end of the window"), *_TIMELINE,
@@ -151,6 +202,7 @@ FIELDS: dict[str, tuple[Field, ...]] = {
         Field("levels", "record:levels", "the levels over the interval"),
         Field("soundscene_version", "text", "the sensor's soundscene version"),
     ),
+    "health": _HEALTH,
 }
 
 
@@ -179,6 +231,8 @@ def _value(unit: str, value: Any, nullable: bool, where: str) -> Any:
         return bool(value)
     if unit == "integer":
         return int(value)
+    if unit == "count":
+        return _count(value, where)
     return dict(value)
 
 
@@ -194,6 +248,19 @@ def _number(value: Any, digits: int, where: str, nullable: bool) -> float | None
     if nullable:
         return None
     raise ValueError(f"{where}: {number} is not finite")
+
+
+def _count(value: Any, where: str) -> int:
+    """A whole number >= 0 (a count); a bool, a fraction or a negative number is a ValueError."""
+    if isinstance(value, bool) or isinstance(value, float) and not value.is_integer():
+        raise ValueError(f"{where}: expected a count (a whole number >= 0), got {value!r}")
+    try:
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"{where}: expected a count (a whole number >= 0), got {value!r}") from None
+    if number < 0:
+        raise ValueError(f"{where}: expected a count (a whole number >= 0), got {value!r}")
+    return number
 
 
 def make(kind: str, **values: Any) -> dict[str, Any]:
