@@ -304,3 +304,19 @@ def test_the_int8_copy_has_a_digest_of_its_own(tmp_path):
     report = export_onnx(model, tmp_path / "m.onnx", quantize=True)
     clf = SceneClassifier.from_file(report.quantized_path)
     assert clf.classify_clips(_clips()[:1]).shape == (1, len(CLASSES))
+
+
+def test_any_damaged_byte_of_an_export_is_one_line(tmp_path):
+    """Flip every 97th byte in turn (graph, weights, metadata, digest): always one ModelFileError, never another
+    exception."""
+    from soundscene.core.onnxmodel import load_onnx_model
+
+    _, onnx_path = _exported(tmp_path)
+    data = onnx_path.read_bytes()
+    for at in range(0, len(data), max(1, len(data) // 97)):
+        damaged = bytearray(data)
+        damaged[at] ^= 0x5A
+        (tmp_path / "d.onnx").write_bytes(bytes(damaged))
+        with pytest.raises(ModelFileError) as caught:
+            load_onnx_model(tmp_path / "d.onnx")
+        assert "\n" not in str(caught.value)

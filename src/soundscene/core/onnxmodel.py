@@ -112,7 +112,10 @@ def load_onnx_model(path: str | Path, *, threads: int = 1) -> OnnxModel:
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     session = _open_session(path, data, threads)
-    props = dict(session.get_modelmeta().custom_metadata_map)
+    try:
+        props = dict(session.get_modelmeta().custom_metadata_map)
+    except UnicodeDecodeError:  # a damaged byte in the metadata's text
+        raise ModelFileError(f"{path}: its metadata is not readable text; the file is damaged") from None
     missing = [k for k in KEYS if k not in props]
     if len(missing) == len(KEYS):
         raise ModelFileError(f"{path}: is an ONNX model but not one soundscene exported (no soundscene metadata)")
