@@ -13,7 +13,7 @@ import soundfile as sf
 
 from soundscene.config import Config
 
-from helpers import SHARED, TINY, TINY_CLASSES, Broker, Subscriber, free_port
+from helpers import SHARED, TINY, TINY_CLASSES, Broker, Certificates, Subscriber, free_port
 
 
 @pytest.fixture
@@ -73,13 +73,14 @@ def tau_scene_clips(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def broker_factory(tmp_path):
-    """broker_factory(port=None) -> a Broker not yet started; every one is killed afterwards."""
+    """broker_factory(port=None, users=None, **options) -> a Broker not yet started (options: certificates,
+    require_certificate, acl); every one is killed afterwards."""
     brokers = []
 
-    def make(port: int | None = None, users: dict[str, str] | None = None) -> Broker:
+    def make(port: int | None = None, users: dict[str, str] | None = None, **options) -> Broker:
         folder = tmp_path / f"broker{len(brokers)}"
         folder.mkdir()
-        brokers.append(Broker(folder, port or free_port(), users))
+        brokers.append(Broker(folder, port or free_port(), users, **options))
         return brokers[-1]
 
     yield make
@@ -93,12 +94,18 @@ def broker(broker_factory) -> Broker:
 
 
 
+@pytest.fixture(scope="session")
+def certificates(tmp_path_factory) -> Certificates:
+    """A CA, a server certificate for 127.0.0.1/localhost and a client certificate, made once for the session."""
+    return Certificates(tmp_path_factory.mktemp("certificates"))
+
+
 @pytest.fixture
 def subscribers():
     made = []
 
-    def make(port: int, sensor_id: str) -> Subscriber:
-        made.append(Subscriber(port, sensor_id))
+    def make(port: int, sensor_id: str, **tls_and_login) -> Subscriber:
+        made.append(Subscriber(port, sensor_id, **tls_and_login))
         return made[-1]
 
     yield make

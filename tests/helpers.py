@@ -11,6 +11,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -195,42 +196,154 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 
-class Broker:
-    """A mosquitto process on 127.0.0.1:port; start() waits until the port accepts, stop() kills it."""
+class Certificates:
+    """TLS material made by the test with ``cryptography`` (EC P-256 keys, valid from a day ago for two days), in
+    ``folder``: ``ca`` (the CA certificate), ``server_cert``/``server_key`` (for 127.0.0.1, ::1 and localhost,
+    signed by the CA), ``client_cert``/``client_key`` (CN ``client``, signed by the CA) and ``other_ca`` (a CA
+    that signed nothing here: a broker checked against it is not trusted)."""
 
-    def __init__(self, folder: Path, port: int, users: dict[str, str] | None = None):
+    def __init__(self, folder: Path):
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder = folder
+        ca_key = ec.generate_private_key(ec.SECP256R1())
+        ca = self._certificate("soundscene test CA", ca_key.public_key(), None, ca_key)
+        self.ca = self._write("ca.crt", ca)
+        other_key = ec.generate_private_key(ec.SECP256R1())
+        self.other_ca = self._write("other-ca.crt", self._certificate("another CA", other_key.public_key(), None,
+                                                                      other_key))
+        self.server_cert, self.server_key = self._leaf("server", ca, ca_key, server=True)
+        self.client_cert, self.client_key = self._leaf("client", ca, ca_key, server=False)
+
+    def _leaf(self, name: str, ca, ca_key, *, server: bool) -> tuple[Path, Path]:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = self._certificate(name, key.public_key(), ca, ca_key, server=server)
+        key_path = self.folder / f"{name}.key"
+        key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        key_path.chmod(0o600)
+        return self._write(f"{name}.crt", cert), key_path
+
+    @staticmethod
+    def _certificate(name: str, public_key, issuer, issuer_key, *, server: bool | None = None):
+        """A CA certificate (``issuer`` None: self-signed) or a server/client certificate signed by ``issuer``."""
+        import datetime
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        is_ca = issuer is None
+        builder = (x509.CertificateBuilder().subject_name(subject)
+                   .issuer_name(subject if is_ca else issuer.subject).public_key(public_key)
+                   .serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + datetime.timedelta(days=2))
+                   .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+                   .add_extension(x509.SubjectKeyIdentifier.from_public_key(public_key), critical=False)
+                   .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+                                  critical=False)
+                   .add_extension(x509.KeyUsage(digital_signature=not is_ca, content_commitment=False,
+                                                key_encipherment=False, data_encipherment=False,
+                                                key_agreement=not is_ca, key_cert_sign=is_ca, crl_sign=is_ca,
+                                                encipher_only=False, decipher_only=False), critical=True))
+        if server is True:
+            builder = builder.add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1"))]), critical=False)
+        if server is not None:
+            usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+            builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def _write(self, name: str, cert) -> Path:
+        from cryptography.hazmat.primitives import serialization
+
+        path = self.folder / name
+        path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return path
+
+
+# An ACL for mosquitto's acl_file: each sensor writes only under its own user name, the hub reads everything
+# (and writes its alerts).
+SENSOR_ACL = """pattern write soundscene/%u/#
+user hub
+topic read soundscene/#
+topic write soundscene/alerts/#
+"""
+
+
+class Broker:
+    """A mosquitto process on 127.0.0.1:port; start() waits until the port accepts, stop() kills it.
+
+    With ``users`` it asks for a user name and password (a password file made with mosquitto_passwd), with
+    ``acl`` (the text of an ``acl_file``) it checks who may read and write what.  With ``certificates``
+    (:class:`Certificates`) it also has a TLS listener on ``tls_port`` with the server certificate, which asks
+    clients for a certificate signed by the CA when ``require_certificate``.  The plain listener stays.
+    """
+
+    def __init__(self, folder: Path, port: int, users: dict[str, str] | None = None, *,
+                 certificates: Certificates | None = None, require_certificate: bool = False,
+                 acl: str | None = None):
         self.port, self.folder, self.proc = port, folder, None
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not os.access(binary, os.X_OK):
             pytest.fail("the MQTT tests need the mosquitto broker: apt-get install -y mosquitto", pytrace=False)
         self.binary = binary
+        self.passwords = folder / "passwords"
         auth = "allow_anonymous true\n"
         if users:  # mosquitto_passwd comes with the mosquitto package
-            passwords = folder / "passwords"
             for k, (user, password) in enumerate(users.items()):
-                subprocess.run(["mosquitto_passwd", "-b"] + (["-c"] if k == 0 else []) +
-                               [str(passwords), user, password], check=True, capture_output=True, timeout=30)
-            auth = f"allow_anonymous false\npassword_file {passwords}\n"
-            if os.geteuid() == 0:  # else it drops to user mosquitto, who cannot read pytest's tmp_path
-                auth += "user root\n"
+                self.set_password(user, password, create=k == 0)
+            auth = f"allow_anonymous false\npassword_file {self.passwords}\n"
+        if acl is not None:
+            (folder / "acl").write_text(acl)
+            auth += f"acl_file {folder / 'acl'}\n"
+        if (users or acl is not None or certificates) and os.geteuid() == 0:
+            auth += "user root\n"  # else it drops to user mosquitto, who cannot read pytest's tmp_path
+        self.tls_port = free_port() if certificates else None
+        listeners = f"listener {port} 127.0.0.1\n"
+        if certificates:
+            listeners += (f"listener {self.tls_port} 127.0.0.1\ncafile {certificates.ca}\n"
+                          f"certfile {certificates.server_cert}\nkeyfile {certificates.server_key}\n"
+                          f"require_certificate {'true' if require_certificate else 'false'}\n")
         self.config = folder / "mosquitto.conf"
-        self.config.write_text(f"listener {port} 127.0.0.1\n{auth}persistence false\nlog_dest stderr\n")
+        self.config.write_text(f"{auth}persistence false\nlog_dest stderr\n{listeners}")
         self.log = folder / "mosquitto.log"
+
+    def set_password(self, user: str, password: str, *, create: bool = False) -> None:
+        """Set ``user``'s password in the password file (a running broker reads it again at :meth:`reload`)."""
+        subprocess.run(["mosquitto_passwd", "-b"] + (["-c"] if create else []) + [str(self.passwords), user, password],
+                       check=True, capture_output=True, timeout=30)
+
+    def reload(self) -> None:
+        """SIGHUP: mosquitto reads its password and ACL files again."""
+        self.proc.send_signal(signal.SIGHUP)
 
     def start(self) -> "Broker":
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([self.binary, "-c", str(self.config)], stdout=log, stderr=log)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                pytest.fail(f"mosquitto exited at start: {self.log.read_text()[-2000:]}", pytrace=False)
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        pytest.fail(f"mosquitto did not accept connections on port {self.port} within 10 s", pytrace=False)
+        for port in [self.port] + ([self.tls_port] if self.tls_port else []):
+            while True:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"mosquitto exited at start: {self.log.read_text()[-2000:]}", pytrace=False)
+                try:
+                    socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        self.stop()
+                        pytest.fail(f"mosquitto did not accept connections on port {port} within 10 s",
+                                    pytrace=False)
+                    time.sleep(0.02)
+        return self
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -238,18 +351,29 @@ class Broker:
             self.proc.wait(timeout=10)
         self.proc = None
 
+    def log_lines(self, text: str) -> int:
+        """How many lines of the broker's log contain ``text``."""
+        return sum(text in line for line in self.log.read_text(errors="replace").splitlines())
 
 
 class Subscriber:
-    """A paho client on soundscene/<sensor>/#, recording (topic, payload, retain) in arrival order."""
+    """A paho client on soundscene/<sensor>/#, recording (topic, payload, retain) in arrival order.
 
-    def __init__(self, port: int, sensor_id: str):
+    With ``ca`` it connects over TLS (checking the broker's certificate against it; ``cert`` and ``key`` give a
+    client certificate), with ``username`` and ``password`` it logs in."""
+
+    def __init__(self, port: int, sensor_id: str, *, ca: Path | None = None, cert: Path | None = None,
+                 key: Path | None = None, username: str | None = None, password: str | None = None):
         self.messages: list[tuple[str, str, bool]] = []
         self.sensor_id = sensor_id
         self._subscribed = threading.Event()
         import paho.mqtt.client as mqtt
 
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"sub-{time.monotonic_ns()}")
+        if ca is not None:
+            self.client.tls_set(ca_certs=str(ca), certfile=cert and str(cert), keyfile=key and str(key))
+        if username is not None:
+            self.client.username_pw_set(username, password)
         self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(f"soundscene/{sensor_id}/#", qos=1)
         self.client.on_subscribe = lambda *a: self._subscribed.set()
         self.client.on_message = lambda c, u, m: self.messages.append((m.topic, m.payload.decode(), m.retain))

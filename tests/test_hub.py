@@ -232,9 +232,13 @@ def hub_factory():
 
     made = []
 
-    def make(engine, port: int, **options) -> Hub:
+    def make(engine, port, **options) -> Hub:
+        """A started, connected hub on the plain listener ``port`` of 127.0.0.1, or on BrokerSettings."""
+        from soundscene.apps.broker import BrokerSettings
+
         options.setdefault("client_id", f"hub-{len(made)}-{random.randrange(1 << 30)}")
-        hub = Hub(engine, broker=("127.0.0.1", port), **options).start()
+        broker = port if isinstance(port, BrokerSettings) else ("127.0.0.1", port)
+        hub = Hub(engine, broker=broker, **options).start()
         made.append(hub)
         assert hub.ingest.connected.wait(10), "the hub did not connect"
         return hub
@@ -278,6 +282,60 @@ def test_the_hub_stores_each_message_once_through_replays_and_retained_redeliver
     assert "soundscene_hub_messages_total{result=\"duplicate\"}" in metrics
     assert 'soundscene_hub_sensors{status="online"} 1.0' in metrics
     pub.close()
+
+
+def test_the_hub_ingests_over_tls_as_its_own_user(tmp_path, broker_factory, certificates, hub_factory):
+    """mqtts:// with a CA, a user and a password file, and an ACL: sensors write their own topics, the hub reads."""
+    import warnings
+
+    from helpers import SENSOR_ACL
+    from soundscene.apps.broker import broker_settings
+    from soundscene.apps.hub.ingest import Ingest
+    from soundscene.apps.mqtt import SensorPublisher
+    from soundscene.errors import SoundsceneWarning
+
+    users = {"hub": "hub pass 9", "kitchen-1": "kitchen pass 1", "sim-1": "sim pass"}
+    b = broker_factory(users=users, certificates=certificates, acl=SENSOR_ACL).start()
+
+    def settings(user, password):
+        (tmp_path / user).write_text(password + "\n")
+        return broker_settings(f"mqtts://127.0.0.1:{b.tls_port}", ca=certificates.ca, username=user,
+                               password_file=tmp_path / user, environ={})
+
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    hub = hub_factory(engine, settings("hub", users["hub"]))
+    assert hub.ingest.broker.tls and hub.health()["mqtt"] == "connected"
+    with SensorPublisher.for_broker(settings("kitchen-1", users["kitchen-1"]), "kitchen-1", window_seconds=1,
+                                    hop_seconds=1) as pub:
+        pub.publish({"time": 1.0, "label": "park", "confidence": 0.9, "probabilities": {"park": 0.9}})
+        assert pub.flush(10) and pub.refused == 0
+    wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions") == 1, 20, "the decision stored")
+    assert rows(engine, "SELECT sensor_id, label FROM decisions") == [("kitchen-1", "park")]
+
+    with warnings.catch_warnings(record=True) as got:  # a hub with the wrong password: said once, retried
+        warnings.simplefilter("always")
+        refused = Ingest(engine, settings("hub", "wrong pass"), client_id="hub-wrong").start()
+        try:
+            wait_for(lambda: b.log_lines("not authorised") >= 2, 30, "two refused logins of the hub")
+            wait_for(lambda: [w for w in got if issubclass(w.category, SoundsceneWarning)], 10, "the warning")
+        finally:
+            refused.stop()
+    lines = [str(w.message) for w in got if issubclass(w.category, SoundsceneWarning)]
+    assert len(lines) == 1 and "refused the hub: Not authorized (0x87)" in lines[0] and "wrong pass" not in lines[0]
+    assert not refused.connected.is_set()
+
+    import numpy as np  # hub simulate over TLS too: a simulated sensor whose user is its id
+
+    from soundscene.apps.hub.simulate import DEFAULT_CLASSES, Fleet, scene_walk
+
+    tracks = scene_walk(DEFAULT_CLASSES, 2, np.random.default_rng(0))
+    fleet = Fleet(settings("sim-1", users["sim-1"]), 1, tracks, DEFAULT_CLASSES, {"name": "walk", "version": "0"},
+                  hop=0.1, level_interval=0, prefix="sim")
+    fleet.run(seconds=0.5)
+    decisions = fleet.sensors[0].decisions
+    assert decisions >= 1
+    wait_for(lambda: count(engine, "SELECT COUNT(*) FROM decisions WHERE sensor_id = 'sim-1'") == decisions, 20,
+             "the simulated sensor's decisions stored")
 
 
 def test_a_sensors_last_will_turns_it_offline(tmp_path, broker, hub_factory):

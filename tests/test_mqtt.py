@@ -5,6 +5,8 @@ CI installs the broker with ``apt-get install -y mosquitto``; without it these t
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import math
 import os
@@ -23,9 +25,11 @@ import pytest
 
 import jsonschema
 
-from helpers import free_port, wait_for
+from helpers import SENSOR_ACL, free_port, wait_for
 from soundscene.core import records
 from soundscene.errors import SoundsceneError, SoundsceneWarning
+from soundscene.apps.broker import (BrokerSettings, add_broker_arguments, broker_settings, make_client,
+                                    parse_broker_url, refusal_text, settings_from_args)
 from soundscene.apps.mqtt import (Outbox, SensorPublisher, check_sensor_id, dumps, parse_broker, scene_payload,
                                   topics)
 
@@ -542,3 +546,253 @@ def test_listen_command_publishes_decisions_to_the_broker(broker, subscribers, t
     for message in scenes:
         SENSOR_MESSAGE.validate(message)
     assert sub.wait("status", 2)[-1][0] == "offline"  # a clean close says so
+
+
+# -- a secure broker: TLS, passwords, an ACL ------------------------------------------------------------------
+
+USERS = {"kitchen-1": "kitchen pass 1", "hub": "hub-secret-7"}
+
+
+def _password_file(folder: Path, password: str, name: str = "mqtt-password") -> Path:
+    path = folder / name
+    path.write_text(password + "\n")
+    return path
+
+
+def _secure_broker(broker_factory, certificates, **options):
+    """mosquitto asking for a user and password, with the sensors' ACL and a TLS listener on tls_port."""
+    return broker_factory(users=USERS, certificates=certificates, acl=SENSOR_ACL, **options).start()
+
+
+def _over_tls(broker, certificates, folder: Path, user: str = "kitchen-1", **options) -> BrokerSettings:
+    return broker_settings(f"mqtts://127.0.0.1:{broker.tls_port}", ca=certificates.ca, username=user,
+                           password_file=_password_file(folder, USERS[user], f"{user}-password"), environ={},
+                           **options)
+
+
+@contextlib.contextmanager
+def _warnings_said():
+    """Record the SoundsceneWarnings of every thread, each one (no deduplication); yields a function that
+    returns them so far."""
+    with warnings.catch_warnings(record=True) as got:
+        warnings.simplefilter("always")
+        yield lambda: [str(w.message) for w in list(got) if issubclass(w.category, SoundsceneWarning)]
+
+
+def test_broker_urls():
+    assert parse_broker_url("mqtts://broker.local") == BrokerSettings("broker.local", 8883, tls=True)
+    assert parse_broker_url(" MQTTS://[::1]:8884/ ") == BrokerSettings("::1", 8884, tls=True)
+    assert parse_broker_url("mqtt://10.0.0.5") == BrokerSettings("10.0.0.5", 1883)
+    assert parse_broker_url("10.0.0.5:1884") == BrokerSettings("10.0.0.5", 1884)
+    assert parse_broker_url("[fe80::1]") == BrokerSettings("fe80::1", 1883)
+    assert parse_broker_url("mqtts://[::1]").url == "mqtts://[::1]:8883"
+    for bad, says in [("", "empty"), ("mqtts://", "empty"), ("http://h:1883", "unknown scheme"),
+                      ("mqtts://h:0", "port"), ("mqtt://h:99999", "port"), ("mqtts://h:x", "port"),
+                      ("mqtt://h:1883/soundscene", "no path"), ("mqtts://::1", "brackets"),
+                      ("mqtts://[::1", "']'"), ("mqtt://a b", "invalid host"), (None, "empty")]:
+        with pytest.raises(SoundsceneError) as info:
+            parse_broker_url(bad)
+        message = str(info.value)
+        assert "\n" not in message and says in message, (bad, message)
+    with pytest.raises(SoundsceneError) as info:  # a password in the URL is refused without being repeated
+        parse_broker_url("mqtts://kitchen-1:hunter2@broker:8883")
+    assert "hunter2" not in str(info.value) and "--mqtt-password-file" in str(info.value)
+    assert parse_broker("[::1]:1885") == ("::1", 1885)  # still importable from soundscene.apps.mqtt
+
+
+def test_broker_settings_and_their_mistakes(tmp_path, certificates):
+    secret = "s3cret words"
+    pw = _password_file(tmp_path, secret)
+    settings = broker_settings("mqtts://broker:8884", ca=certificates.ca, cert=certificates.client_cert,
+                               key=certificates.client_key, username="kitchen-1", password_file=pw, environ={})
+    assert (settings.host, settings.port, settings.tls, settings.username, settings.password) == (
+        "broker", 8884, True, "kitchen-1", secret)
+    assert settings.ca == certificates.ca and settings.key == certificates.client_key
+    assert secret not in repr(settings) and secret not in str(settings) and "password" not in repr(settings)
+    env = {"SOUNDSCENE_MQTT_PASSWORD": "from-env"}
+    assert broker_settings("mqtts://b", username="u", environ=env).password == "from-env"
+    assert broker_settings("mqtts://b", username="u", password_file=pw, environ=env).password == secret
+    assert broker_settings("mqtts://b", username="u", environ={}).password is None  # a user without a password
+    assert broker_settings("b:1884", environ=env).password is None  # no user: no password
+    (tmp_path / "crlf").write_bytes(b"first\r\nsecond\n")
+    assert broker_settings("mqtts://b", username="u", password_file=tmp_path / "crlf").password == "first"
+    (tmp_path / "empty").write_text("\n")
+    (tmp_path / "latin1").write_bytes(b"caf\xe9\n")
+    for kwargs, says in [
+            (dict(cert=certificates.client_cert), "go together"), (dict(key=certificates.client_key), "go together"),
+            (dict(url="mqtt://b:1883", ca=certificates.ca), "mqtts://"),
+            (dict(url="b:1883", cert=certificates.client_cert, key=certificates.client_key), "mqtts://"),
+            (dict(ca=tmp_path / "missing.crt"), "cannot read"), (dict(ca=tmp_path), "cannot read"),
+            (dict(password_file=pw), "needs --mqtt-user"),
+            (dict(username="u", password_file=tmp_path / "nope"), "cannot read"),
+            (dict(username="u", password_file=tmp_path / "empty"), "empty"),
+            (dict(username="u", password_file=tmp_path / "latin1"), "UTF-8"),
+            (dict(username="", password_file=pw), "--mqtt-user"), (dict(username="a\nb"), "--mqtt-user")]:
+        with pytest.raises(SoundsceneError) as info:
+            broker_settings(**{"url": "mqtts://b", "environ": env, **kwargs})
+        message = str(info.value)
+        assert "\n" not in message and says in message and secret not in message, (kwargs, message)
+    with pytest.warns(SoundsceneWarning, match="unencrypted"):  # a password in clear over the network
+        broker_settings("mqtt://broker.example:1883", username="u", environ=env)
+
+
+def test_tls_files_that_are_not_usable_are_one_line_errors(tmp_path, certificates):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    encrypted = tmp_path / "encrypted.key"
+    encrypted.write_bytes(ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw")))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    for kwargs, says in [(dict(ca=garbage), "--mqtt-ca"),
+                         (dict(cert=certificates.client_cert, key=encrypted), "encrypted"),
+                         (dict(cert=garbage, key=certificates.client_key), "--mqtt-cert"),
+                         (dict(cert=certificates.client_cert, key=certificates.server_key), "--mqtt-cert")]:
+        settings = broker_settings("mqtts://127.0.0.1:8883", environ={}, **kwargs)
+        with pytest.raises(SoundsceneError) as info:
+            make_client(settings, client_id="x")
+        assert "\n" not in str(info.value) and says in str(info.value), (kwargs, str(info.value))
+        with pytest.raises(SoundsceneError):
+            SensorPublisher.for_broker(settings, "s1", **FAST)
+
+
+def test_refusal_text_names_the_brokers_reason():
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.reasoncodes import ReasonCode
+
+    assert refusal_text(0x86).startswith("Bad User Name or Password (0x86): check --mqtt-user")
+    text = refusal_text(ReasonCode(PacketTypes.CONNACK, identifier=0x87))
+    assert text.startswith("Not authorized (0x87): ") and "--mqtt-password-file" in text
+    assert refusal_text(0x88).startswith("Server unavailable (0x88)")
+    assert "ACL" in refusal_text(ReasonCode(PacketTypes.PUBACK, identifier=0x87), publish=True)
+    assert refusal_text(0xFE).startswith("Unknown reason (0xFE)")
+
+
+def test_the_broker_options_of_a_command(tmp_path, certificates, capsys):
+    parser = argparse.ArgumentParser()
+    add_broker_arguments(parser, dest="sim_mqtt", required=True)
+    pw = _password_file(tmp_path, "pw")
+    args = parser.parse_args(["--mqtt", "mqtts://h", "--mqtt-ca", str(certificates.ca), "--mqtt-user", "u",
+                              "--mqtt-password-file", str(pw)])
+    assert settings_from_args(args, "sim_mqtt") == BrokerSettings("h", 8883, tls=True, ca=certificates.ca,
+                                                                  username="u", password="pw")
+    plain = argparse.ArgumentParser()
+    add_broker_arguments(plain)
+    assert settings_from_args(plain.parse_args([])) is None
+    with pytest.raises(SoundsceneError, match="--mqtt-user needs --mqtt URL"):
+        settings_from_args(plain.parse_args(["--mqtt-user", "u"]))
+    from soundscene.cli import main
+
+    assert main(["hub", "--mqtt", "mqtt://127.0.0.1:1", "--mqtt-ca", str(certificates.ca)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--mqtt-ca is for TLS" in lines[0] and "mqtts://HOST:PORT" in lines[0], lines
+
+
+def test_a_sensor_over_tls_with_a_password_reaches_the_hub_user(broker_factory, certificates, subscribers,
+                                                                tmp_path):
+    broker = _secure_broker(broker_factory, certificates)
+    settings = _over_tls(broker, certificates, tmp_path)
+    assert settings.tls and settings.port == broker.tls_port and settings.password == USERS["kitchen-1"]
+    hub = subscribers(broker.tls_port, "kitchen-1", ca=certificates.ca, username="hub", password=USERS["hub"])
+    with SensorPublisher.for_broker(settings, "kitchen-1", **FAST) as pub:
+        assert pub.wait_connected(10), pub.last_error
+        assert hub.wait("status", 1)[0][0] == "online"
+        pub.publish(_decision(0.5, "park", changed=True))
+        pub.publish(_decision(1.0, "metro", changed=True))
+        assert pub.flush(10)
+        assert [json.loads(p)["label"] for p, _ in hub.wait("scene", 2)] == ["park", "metro"]
+        assert [json.loads(p)["previous"] for p, _ in hub.wait("event", 2)] == [None, "park"]
+        assert pub.refused == 0 and pub.last_error is None
+    assert hub.wait("status", 2)[-1][0] == "offline"
+
+
+def test_a_client_certificate(broker_factory, certificates, subscribers):
+    broker = broker_factory(certificates=certificates, require_certificate=True).start()  # anonymous, TLS + cert
+    sub = subscribers(broker.port, "lab-2")  # the plain listener
+    url = f"mqtts://127.0.0.1:{broker.tls_port}"
+    settings = broker_settings(url, ca=certificates.ca, cert=certificates.client_cert, key=certificates.client_key,
+                               environ={})
+    with SensorPublisher.for_broker(settings, "lab-2", **FAST) as pub:
+        assert pub.wait_connected(10), pub.last_error
+        pub.publish(_decision(0.5))
+        assert pub.flush(10)
+        assert json.loads(sub.wait("scene", 1)[0][0])["sensor_id"] == "lab-2"
+    with _warnings_said() as said:  # without its certificate: turned away, said once, in one line
+        without = SensorPublisher.for_broker(broker_settings(url, ca=certificates.ca, environ={}), "lab-3", **FAST)
+        try:
+            wait_for(lambda: without.last_error, 10, "the broker to turn away a client without a certificate")
+            assert not without.connected and "--mqtt-cert" in without.last_error
+        finally:
+            without.close(timeout=1)
+        lines = [w for w in said() if "--mqtt-cert" in w]
+        assert len(lines) == 1 and "\n" not in lines[0], said()
+
+
+def test_a_broker_not_signed_by_the_ca_is_not_trusted(broker_factory, certificates):
+    broker = broker_factory(certificates=certificates).start()
+    settings = broker_settings(f"mqtts://127.0.0.1:{broker.tls_port}", ca=certificates.other_ca, environ={})
+    with _warnings_said() as said:
+        pub = SensorPublisher.for_broker(settings, "lab-4", **FAST)
+        try:
+            wait_for(lambda: broker.log_lines("New connection from") >= 3, 20, "three connection attempts")
+            wait_for(lambda: pub.last_error, 10, "the TLS failure")
+            assert not pub.connected and pub.last_error.startswith("TLS: the broker's certificate is not trusted")
+        finally:
+            pub.close(timeout=1)
+        lines = [w for w in said() if "TLS" in w]
+        assert len(lines) == 1 and "\n" not in lines[0], said()
+
+
+def test_a_wrong_password_is_said_once_and_retried_until_it_is_right(broker_factory, certificates, tmp_path):
+    broker = _secure_broker(broker_factory, certificates)
+    wrong = "not-the-password"
+    settings = broker_settings(f"mqtts://127.0.0.1:{broker.tls_port}", ca=certificates.ca, username="kitchen-1",
+                               environ={"SOUNDSCENE_MQTT_PASSWORD": wrong})
+    with _warnings_said() as said:
+        pub = SensorPublisher.for_broker(settings, "kitchen-1", **FAST)
+        try:
+            wait_for(lambda: broker.log_lines("not authorised") >= 4, 30, "four refused logins")
+            wait_for(lambda: pub.last_error, 10, "the refusal")
+            assert pub.last_error == "broker refused the connection: Not authorized" and not pub.connected
+            pub.publish(_decision(0.5, "park", changed=True))  # messages keep queueing meanwhile
+            pub.publish(_decision(1.0))
+            assert pub.queued == 3
+            lines = [w for w in said() if "refused" in w]
+            assert len(lines) == 1, lines  # once, not at every retry
+            assert "Not authorized (0x87)" in lines[0] and f"127.0.0.1:{broker.tls_port}" in lines[0]
+            assert all(wrong not in w and "\n" not in w for w in said())
+            broker.set_password("kitchen-1", wrong)  # the broker is told the sensor's password: it gets in
+            broker.reload()
+            assert pub.wait_connected(30), pub.last_error
+            assert pub.flush(10) and pub.queued == 0 and pub.last_error is None
+        finally:
+            pub.close(timeout=2)
+
+
+def test_a_publish_the_acl_forbids_is_said_once_counted_and_not_resent(broker_factory, certificates, subscribers,
+                                                                      tmp_path):
+    broker = _secure_broker(broker_factory, certificates)
+    settings = _over_tls(broker, certificates, tmp_path)  # user kitchen-1 ...
+    hub = subscribers(broker.tls_port, "+", ca=certificates.ca, username="hub", password=USERS["hub"])
+    with _warnings_said() as said:
+        pub = SensorPublisher.for_broker(settings, "bedroom-2", **FAST)  # ... publishing as another sensor
+        try:
+            assert pub.wait_connected(10), pub.last_error
+            pub.publish(_decision(0.5, "park", changed=True))
+            for k in range(3):
+                pub.publish(_decision(1.0 + 0.5 * k))
+            assert pub.flush(10)  # refused messages are done with, not re-sent forever
+            wait_for(lambda: pub.refused == 6, 10, "online, 4 scenes and 1 event refused")
+            assert pub.connected and pub.last_error is None
+        finally:
+            pub.close(timeout=2)
+        lines = sorted(w for w in said() if "refused a message" in w)
+        assert len(lines) == 3, lines  # once per topic and reason
+        for line, kind in zip(lines, ("event", "scene", "status")):
+            assert f"soundscene/bedroom-2/{kind}: Not authorized (0x87)" in line and "\n" not in line, line
+    with SensorPublisher.for_broker(settings, "kitchen-1", **FAST) as own:  # its own id is let through
+        own.publish(_decision(0.5))
+        assert own.flush(10) and own.refused == 0
+    hub.wait("scene", 1)  # after bedroom-2's messages in the broker's order: none of those reached the hub
+    assert {topic.split("/")[1] for topic, _, _ in hub.messages} == {"kitchen-1"}

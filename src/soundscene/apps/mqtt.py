@@ -51,6 +51,14 @@ in the outbox (``queue_limit`` messages; the oldest are dropped first and counte
 :attr:`~SensorPublisher.dropped`) and are sent in order once connected again, so the retained scene is
 always the newest decision.
 
+The connection is made by :func:`soundscene.apps.broker.make_client`, the one client factory of the project:
+give :meth:`SensorPublisher.for_broker` a :class:`~soundscene.apps.broker.BrokerSettings` for TLS
+(``mqtts://``), a CA, a client certificate, a user and password.  The client speaks MQTT 5, so a message the
+broker refuses (0x87 Not authorized when its ACL forbids the topic) is seen: counted in
+:attr:`~SensorPublisher.refused`, warned about once per topic and reason, and not sent again.  A refused login
+is warned about once per reason, kept in :attr:`~SensorPublisher.last_error`, and retried with backoff while
+messages keep queueing.
+
 paho-mqtt (2.x) is imported only when a publisher is made, so this module imports without it.
 """
 
@@ -68,8 +76,10 @@ from typing import Any, Callable, Iterable, Mapping
 from .._version import __version__
 from ..core import records
 from ..errors import SoundsceneError, warn
-
-DEFAULT_PORT = 1883
+from .broker import (BrokerSettings, WarnOnce, as_settings, closed_early_text, connect_failure, make_client,
+                     refusal_text)
+from .broker import DEFAULT_PORT, parse_broker  # noqa: F401 - re-exported: importable from here as before
+from .broker import import_paho as _import_paho  # noqa: F401 - re-exported under its former name
 TOPIC_ROOT = "soundscene"
 ONLINE, OFFLINE = "online", "offline"
 _WINDOW = 20  # messages handed to paho and not yet acknowledged; the rest wait in the outbox
@@ -77,45 +87,6 @@ _SENSOR_ID_BAD = re.compile(r"[/+#\s\x00-\x1f\x7f]")
 _DECISION_FIELDS = tuple(f.name for f in records.FIELDS["decision"])
 
 Message = tuple[str, bytes, bool]  # (topic, payload, retain)
-
-
-def parse_broker(text: str) -> tuple[str, int]:
-    """``"host:port"`` -> ``(host, port)``; the port defaults to 1883, IPv6 addresses go in brackets.
-
-    ``"broker.local"``, ``"10.0.0.5:1884"``, ``"[::1]:1883"`` and ``"[fe80::1]"`` are valid.
-    """
-    raw = text
-    text = (text or "").strip()
-    hint = "give the MQTT broker as HOST:PORT, e.g. localhost:1883 or [::1]:1883"
-    if not text:
-        raise SoundsceneError(f"empty MQTT broker address: {hint}")
-    if "://" in text:
-        raise SoundsceneError(f"MQTT broker {raw!r}: no URL scheme, {hint}")
-    if text.startswith("["):
-        end = text.find("]")
-        if end < 0:
-            raise SoundsceneError(f"MQTT broker {raw!r}: missing ']' after the IPv6 address; {hint}")
-        host, rest = text[1:end], text[end + 1:]
-        if rest and not rest.startswith(":"):
-            raise SoundsceneError(f"MQTT broker {raw!r}: unexpected text after ']'; {hint}")
-        port_text = rest[1:] if rest else None
-        if not host or ":" not in host:
-            raise SoundsceneError(f"MQTT broker {raw!r}: brackets are for IPv6 addresses only; {hint}")
-    elif text.count(":") > 1:
-        raise SoundsceneError(f"MQTT broker {raw!r}: put an IPv6 address in brackets, e.g. [::1]:1883")
-    else:
-        host, sep, port_text = text.partition(":")
-        if not sep:
-            port_text = None
-    if not host:
-        raise SoundsceneError(f"MQTT broker {raw!r}: missing host; {hint}")
-    if re.search(r"[\s/\[\]@]", host):
-        raise SoundsceneError(f"MQTT broker {raw!r}: invalid host {host!r}; {hint}")
-    if port_text is None:
-        return host, DEFAULT_PORT
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise SoundsceneError(f"MQTT broker {raw!r}: port must be a number from 1 to 65535; {hint}")
-    return host, int(port_text)
 
 
 def check_sensor_id(sensor_id: Any) -> str:
@@ -213,16 +184,6 @@ def _sensor_message(fields: dict, *, sensor_id, model, window_seconds, hop_secon
 def dumps(payload: Mapping[str, Any]) -> bytes:
     """Strict compact JSON in UTF-8 (raises ValueError on NaN or infinity): :func:`records.dumps` as bytes."""
     return records.dumps(payload).encode("utf-8")
-
-
-def _import_paho():
-    try:
-        import paho.mqtt.client as mqtt
-    except ImportError:
-        raise SoundsceneError("publishing over MQTT needs paho-mqtt: pip install 'paho-mqtt>=2'") from None
-    if not hasattr(mqtt, "CallbackAPIVersion"):
-        raise SoundsceneError("publishing over MQTT needs paho-mqtt 2.x: pip install -U 'paho-mqtt>=2'")
-    return mqtt
 
 
 def _positive(name: str, value: Any) -> float:
@@ -357,18 +318,26 @@ class Link:
     reads the inbox, keeps the connection state and hands the outbox's messages to paho, at most
     ``_WINDOW`` unacknowledged at a time.  On every connect it publishes ``online`` (retained) to
     ``status_topic``; ``offline`` (retained) is the last will and is published by :meth:`close`.
-    paho reconnects by itself, with backoff from ``reconnect_min`` to ``reconnect_max`` seconds.
+    paho reconnects by itself, with backoff from ``reconnect_min`` to ``reconnect_max`` seconds, also after
+    the broker refused the login (each distinct refusal is warned about once).
+
+    The client speaks MQTT 5 (a clean start each time), so that a QoS 1 message the broker refuses (its PUBACK's
+    reason code is 0x80 or more, e.g. 0x87 Not authorized from an ACL) is seen: it is counted in
+    :attr:`refused`, warned about once per (topic, reason), and done with (not sent again).  A QoS 2 refusal is
+    not seen (paho ignores the PUBREC's reason) and QoS 0 is never acknowledged.
+
+    ``broker`` is a :class:`~soundscene.apps.broker.BrokerSettings` (TLS, certificates, credentials), or a host
+    name with ``port``, ``username`` and ``password``.
     """
 
-    def __init__(self, outbox: Outbox, host: str, port: int, *, client_id: str, status_topic: str, qos: int = 1,
-                 keepalive: int = 30, username: str | None = None, password: str | None = None,
-                 reconnect_min: float = 1.0, reconnect_max: float = 60.0, thread_name: str = "soundscene-mqtt"):
-        mqtt = _import_paho()
-        self.outbox, self.host, self.port, self.qos, self.status_topic = outbox, host, port, qos, status_topic
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311,
-                             clean_session=True)
-        if username is not None:
-            client.username_pw_set(username, password)
+    def __init__(self, outbox: Outbox, broker: BrokerSettings | str, port: int | None = None, *, client_id: str,
+                 status_topic: str, qos: int = 1, keepalive: int = 30, username: str | None = None,
+                 password: str | None = None, reconnect_min: float = 1.0, reconnect_max: float = 60.0,
+                 thread_name: str = "soundscene-mqtt"):
+        self.broker = as_settings(broker, port, username=username, password=password)
+        self.host, self.port = self.broker.host, self.broker.port
+        self.outbox, self.qos, self.status_topic = outbox, qos, status_topic
+        client = make_client(self.broker, client_id=client_id, protocol="5")
         client.will_set(status_topic, OFFLINE, qos=qos, retain=True)  # before connecting
         client.reconnect_delay_set(reconnect_min, reconnect_max)
         client.max_inflight_messages_set(_WINDOW)
@@ -381,17 +350,25 @@ class Link:
         self._up = threading.Event()     # connected (CONNACK accepted)
         self._ready = False              # connected and paho's own resends are ahead of us: send the outbox
         self._online_mid: int | None = None
+        self._topics: dict[int, str] = {}  # message id -> topic, of the acknowledged (QoS > 0) messages in flight
+        self._refused = 0
+        self._warn_once = WarnOnce()
         self._last_error: str | None = None
         self._closing = False
         self._stopped = False
         self._sender = threading.Thread(target=self._send_loop, name=thread_name, daemon=True)
         self._sender.start()
         try:
-            client.connect_async(host, port, keepalive=keepalive)
+            client.connect_async(self.host, self.port, keepalive=keepalive, clean_start=True)
         except (OSError, ValueError) as exc:
             self._stop_sender()
-            raise SoundsceneError(f"MQTT broker {host}:{port}: {exc}") from None
+            raise SoundsceneError(f"MQTT broker {self.broker.address}: {exc}") from None
         client.loop_start()
+
+    @property
+    def refused(self) -> int:
+        """Messages the broker refused (a PUBACK reason code of 0x80 or more, e.g. 0x87 Not authorized)."""
+        return self._refused
 
     @property
     def connected(self) -> bool:
@@ -420,6 +397,7 @@ class Link:
         self._stop_sender()
         if self.connected:
             info = self._client.publish(self.status_topic, OFFLINE, qos=self.qos, retain=True)
+            self._topics[info.mid] = self.status_topic  # the sender has stopped: this thread alone uses it now
             try:
                 info.wait_for_publish(timeout)
             except (RuntimeError, ValueError):
@@ -439,7 +417,7 @@ class Link:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
-            self._post("refused", str(reason_code))
+            self._post("refused", reason_code)
         else:
             # "online" goes out before paho re-sends what was in flight at the last disconnect; the outbox
             # is released when "online" is acknowledged, i.e. after those re-sends: order is kept.
@@ -447,13 +425,13 @@ class Link:
             self._post("connected", info.mid if self.qos else None)
 
     def _on_connect_fail(self, client, userdata) -> None:
-        self._post("unreachable", None)
+        self._post("unreachable", connect_failure(client))  # a TLS problem is said, else "cannot connect"
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._post("disconnected", str(reason_code))
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
-        self._post("ack", mid)
+        self._post("ack", (mid, reason_code))
 
     # -- the sender thread ----------------------------------------------------------------------------
 
@@ -461,17 +439,19 @@ class Link:
         while self._inbox:
             kind, value = self._inbox.popleft()
             if kind == "ack":
-                if value == self._online_mid:
-                    self._ready, self._online_mid = self.connected, None
-                else:
-                    self.outbox.acknowledged(value)
+                self._acknowledged(*value)
             elif kind == "connected":
                 self._last_error, self._online_mid, self._ready = None, value, value is None
+                if value is not None:
+                    self._topics[value] = self.status_topic
                 self.outbox.outage_over()
                 self._up.set()  # last: whoever waits for it sees the rest
             elif kind == "disconnected":
                 if self.connected and not self._closing:
                     self._last_error = "connection lost"  # a refusal's reason is kept as it is
+                elif not self._closing and not (self._last_error or "").startswith("broker refused"):
+                    self._last_error = closed_early_text(self.broker)  # before its CONNACK: TLS or not?
+                    self._warn_once(f"MQTT broker {self.broker.address}: {self._last_error}; retrying")
                 self._up.clear()
                 self._ready, self._online_mid = False, None
                 if self.qos == 0:
@@ -479,13 +459,32 @@ class Link:
             elif kind == "refused":
                 self._up.clear()
                 self._ready = False
+                self._warn_once(f"MQTT broker {self.broker.address} refused the connection: {refusal_text(value)}; "
+                                "retrying")
                 self._last_error = f"broker refused the connection: {value}"  # last: waiters on it see the rest
             elif kind == "unreachable":
-                self._last_error = "cannot connect"
+                if value is not None:
+                    self._warn_once(f"MQTT broker {self.broker.address}: {value}; retrying")
+                self._last_error = value or "cannot connect"
+
+    def _acknowledged(self, mid: int, reason_code: Any) -> None:
+        topic = self._topics.pop(mid, None)
+        if getattr(reason_code, "is_failure", False):  # refused (e.g. by an ACL): done with, counted, said once
+            self._refused += 1
+            self._warn_once(f"MQTT broker {self.broker.address} refused a message on {topic or 'a topic'}: "
+                            f"{refusal_text(reason_code, publish=True)}; such messages are dropped "
+                            "(see SensorPublisher.refused)")
+        if mid == self._online_mid:
+            self._ready, self._online_mid = self.connected, None
+        else:
+            self.outbox.acknowledged(mid)
 
     def _send(self, topic: str, payload: bytes, retain: bool) -> int | None:
         info = self._client.publish(topic, payload, qos=self.qos, retain=retain)
-        if info.rc == 0 or self.qos > 0:  # paho keeps QoS>0 messages and re-sends them itself
+        if self.qos > 0:  # paho keeps QoS>0 messages and re-sends them itself
+            self._topics[info.mid] = topic
+            return info.mid
+        if info.rc == 0:
             return info.mid
         self._ready = False  # QoS 0 and not sent: keep it first in line until the next connect
         return None
@@ -517,12 +516,9 @@ class SensorPublisher:
                  model: Mapping[str, Any] | None = None, window_seconds: float = 10.0, hop_seconds: float = 1.0,
                  username: str | None = None, password: str | None = None, keepalive: int = 30,
                  client_id: str | None = None, queue_limit: int = 1000, qos: int = 1,
-                 reconnect_min: float = 1.0, reconnect_max: float = 60.0):
+                 reconnect_min: float = 1.0, reconnect_max: float = 60.0, broker: BrokerSettings | None = None):
         self.sensor_id = check_sensor_id(sensor_id)
-        if not isinstance(host, str) or not host.strip():
-            raise SoundsceneError("MQTT broker host must be a non-empty string")
-        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            raise SoundsceneError(f"MQTT broker port must be a number from 1 to 65535, got {port!r}")
+        self.broker = _publisher_broker(host, port, username, password, broker)
         if qos not in (0, 1, 2):
             raise SoundsceneError(f"MQTT qos must be 0, 1 or 2, got {qos!r}")
         if isinstance(keepalive, bool) or not isinstance(keepalive, int) or keepalive < 1:
@@ -532,7 +528,7 @@ class SensorPublisher:
         self.hop_seconds = _positive("hop_seconds", hop_seconds)
         reconnect_min = _positive("reconnect_min", reconnect_min)
         reconnect_max = max(_positive("reconnect_max", reconnect_max), reconnect_min)
-        self.host, self.port, self.qos, self.queue_limit = host.strip(), port, qos, queue_limit
+        self.host, self.port, self.qos, self.queue_limit = self.broker.host, self.broker.port, qos, queue_limit
         self.topics = topics(self.sensor_id)
         self.client_id = client_id or f"soundscene-{self.sensor_id}-{uuid.uuid4().hex[:8]}"
         self._lock = threading.Lock()  # numbers the messages and puts them in the outbox in that order
@@ -540,11 +536,18 @@ class SensorPublisher:
         self.boot = uuid.uuid4().hex  # this run's id: (sensor_id, boot, seq) names each message once
         self._last_label: str | None = None
         self._closed = False
-        self._outbox = Outbox(queue_limit, where=f"MQTT broker {self.host}:{self.port}")
-        self._link = Link(self._outbox, self.host, self.port, client_id=self.client_id,
-                          status_topic=self.topics["status"], qos=qos, keepalive=keepalive, username=username,
-                          password=password, reconnect_min=reconnect_min, reconnect_max=reconnect_max,
+        self._outbox = Outbox(queue_limit, where=f"MQTT broker {self.broker.address}")
+        self._link = Link(self._outbox, self.broker, client_id=self.client_id, status_topic=self.topics["status"],
+                          qos=qos, keepalive=keepalive, reconnect_min=reconnect_min, reconnect_max=reconnect_max,
                           thread_name=f"soundscene-mqtt-{self.sensor_id}")
+
+    @classmethod
+    def for_broker(cls, broker: BrokerSettings, sensor_id: str, **options: Any) -> "SensorPublisher":
+        """A publisher to the broker of ``broker`` (TLS, certificates, credentials: e.g. from
+        :func:`~soundscene.apps.broker.broker_settings`); ``options`` are the constructor's."""
+        if not isinstance(broker, BrokerSettings):
+            raise SoundsceneError(f"broker must be BrokerSettings, got {type(broker).__name__}")
+        return cls(broker.host, broker.port, sensor_id, broker=broker, **options)
 
     @property
     def connected(self) -> bool:
@@ -562,9 +565,15 @@ class SensorPublisher:
         return self._outbox.dropped
 
     @property
+    def refused(self) -> int:
+        """Messages the broker refused (e.g. 0x87 Not authorized: its ACL does not let this user publish on the
+        topic); each is done with, not sent again.  Only QoS 1 refusals are seen (see :class:`Link`)."""
+        return self._link.refused
+
+    @property
     def last_error(self) -> str | None:
         """The last connection problem (``cannot connect``, ``connection lost``, ``broker refused the
-        connection: Not authorized``), None while connected and before the first attempt."""
+        connection: Not authorized``, a TLS problem), None while connected and before the first attempt."""
         return self._link.last_error
 
     def publish(self, decision: Mapping[str, Any], *, timestamp: datetime | None = None) -> int:
@@ -624,13 +633,30 @@ class SensorPublisher:
         self._closed = True
         lost = self._link.close(timeout)
         if lost:
-            warn(f"MQTT: {lost} messages were not delivered to {self.host}:{self.port} before closing")
+            warn(f"MQTT: {lost} messages were not delivered to {self.broker.address} before closing")
 
     def __enter__(self) -> "SensorPublisher":
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _publisher_broker(host: Any, port: Any, username: str | None, password: str | None,
+                      broker: BrokerSettings | None) -> BrokerSettings:
+    """The publisher's broker: ``broker`` (whose host and port must be ``host`` and ``port``), else the checked
+    ``host``, ``port``, ``username`` and ``password``."""
+    if broker is not None:
+        if not isinstance(broker, BrokerSettings) or (broker.host, broker.port) != (host, port):
+            raise SoundsceneError("give SensorPublisher.for_broker(broker, sensor_id, ...) the BrokerSettings")
+        if username is not None or password is not None:
+            raise SoundsceneError("the user name and password of a broker given as BrokerSettings are its own")
+        return broker
+    if not isinstance(host, str) or not host.strip():
+        raise SoundsceneError("MQTT broker host must be a non-empty string")
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise SoundsceneError(f"MQTT broker port must be a number from 1 to 65535, got {port!r}")
+    return BrokerSettings(host.strip(), port, username=username, password=password)
 
 
 def _model_info(model: Mapping[str, Any] | None) -> dict[str, Any]:

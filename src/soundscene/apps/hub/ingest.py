@@ -28,7 +28,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from ...errors import SoundsceneError, warn
-from ..mqtt import _import_paho
+from ..broker import (BrokerSettings, WarnOnce, as_settings, closed_early_text, connect_failure, make_client,
+                      refusal_text)
 from .messages import MAX_MESSAGE_BYTES, BadMessage, parse, subscriptions
 from .writer import DEFAULT_KEEP_DAYS, BatchResult, Refused, store_batch
 
@@ -38,20 +39,27 @@ RECEIVE_MAXIMUM = 1000  # unacknowledged messages the broker may send at once
 
 
 class Ingest:
-    """Subscribe, store, acknowledge.  :meth:`start` returns at once; the client reconnects by itself."""
+    """Subscribe, store, acknowledge.  :meth:`start` returns at once; the client reconnects by itself.
 
-    def __init__(self, engine: Engine, host: str, port: int, *, client_id: str = DEFAULT_CLIENT_ID,
-                 share: str | None = None, keep_days: float = DEFAULT_KEEP_DAYS,
+    ``broker`` is a :class:`~soundscene.apps.broker.BrokerSettings` (TLS, certificates, user and password), or a
+    host name with ``port``, ``username`` and ``password``.  A refused login or a TLS problem is warned about once
+    per reason and retried with backoff.
+    """
+
+    def __init__(self, engine: Engine, broker: BrokerSettings | str, port: int | None = None, *,
+                 client_id: str = DEFAULT_CLIENT_ID, share: str | None = None, keep_days: float = DEFAULT_KEEP_DAYS,
                  max_bytes: int = MAX_MESSAGE_BYTES, batch_max: int = 500, username: str | None = None,
                  password: str | None = None):
         if not client_id or len(client_id) > 100:
             raise SoundsceneError("--client-id must be 1 to 100 characters")
         if share is not None and (not share or any(c in share for c in "/+#")):
             raise SoundsceneError(f"--share {share!r}: a group name without '/', '+' or '#'")
-        self.engine, self.host, self.port = engine, host, port
+        self.broker = as_settings(broker, port, username=username, password=password)
+        self.engine, self.host, self.port = engine, self.broker.host, self.broker.port
         self.client_id, self.share, self.keep_days = client_id, share, keep_days
         self.max_bytes, self.batch_max = max_bytes, batch_max
-        self._auth = (username, password)
+        self._warn_once = WarnOnce()
+        self._refused = False  # the last CONNACK refused the hub (paho's network thread alone uses it)
         self._inbox: queue.Queue = queue.Queue()
         self._listeners: list[Callable[[BatchResult], None]] = []
         self._stop = threading.Event()
@@ -66,17 +74,15 @@ class Ingest:
 
     # ---- MQTT ---------------------------------------------------------------------------------------------
     def start(self) -> "Ingest":
-        mqtt = _import_paho()
+        client = make_client(self.broker, client_id=self.client_id, protocol="5")
         from paho.mqtt.packettypes import PacketTypes
         from paho.mqtt.properties import Properties
 
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
         client.manual_ack_set(True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        if self._auth[0] is not None:
-            client.username_pw_set(*self._auth)
         client.on_connect = self._on_connect
-        client.on_disconnect = lambda *_a: self.connected.clear()
+        client.on_connect_fail = self._on_connect_fail
+        client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
@@ -89,8 +95,10 @@ class Ingest:
         return self
 
     def _on_connect(self, client, _userdata, _flags, reason_code, _properties) -> None:
-        if reason_code.is_failure:
-            warn(f"MQTT broker {self.host}:{self.port} refused the hub: {reason_code}")
+        self._refused = reason_code.is_failure
+        if reason_code.is_failure:  # paho retries with backoff; each reason is said once
+            self._warn_once(f"MQTT broker {self.broker.address} refused the hub: {refusal_text(reason_code)}; "
+                            "retrying")
             return
         from paho.mqtt.subscribeoptions import SubscribeOptions
 
@@ -98,6 +106,16 @@ class Ingest:
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe([(topic, options) for topic in subscriptions(self.share)])
         self.connected.set()
+
+    def _on_disconnect(self, _client, _userdata, _flags, _reason_code, _properties) -> None:
+        if not self.connected.is_set() and not self._refused and not self._stop.is_set():
+            self._warn_once(f"MQTT broker {self.broker.address}: {closed_early_text(self.broker)}; retrying")
+        self.connected.clear()
+
+    def _on_connect_fail(self, client, _userdata) -> None:
+        problem = connect_failure(client)
+        if problem is not None:
+            self._warn_once(f"MQTT broker {self.broker.address}: {problem}; retrying")
 
     def _on_message(self, _client, _userdata, message) -> None:
         self._inbox.put((message.mid, message.qos, message.topic, bytes(message.payload)))

@@ -1,8 +1,8 @@
 """The hub as one process: :class:`Hub` wires the database, the ingest, the live feed, the alert rules
 and the metrics; :func:`run_hub` checks the options, binds the address and serves the API and page.
 
-``soundscene hub --mqtt HOST:PORT [--db URL] [--host 127.0.0.1] [--port 8100] [--token-file F] [--rules F]
-[--site-plan IMAGE]`` calls :func:`run_hub`.
+``soundscene hub --mqtt URL [--mqtt-ca F --mqtt-user NAME --mqtt-password-file F ...] [--db URL]
+[--host 127.0.0.1] [--port 8100] [--token-file F] [--rules F] [--site-plan IMAGE]`` calls :func:`run_hub`.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from sqlalchemy import text
 from ..._version import __version__
 from ..._net import listen
 from ...errors import SoundsceneError, warn
-from ..mqtt import parse_broker
+from ..broker import BrokerSettings, as_settings, parse_broker_url
 from . import store
 from .db import open_database
 from .ingest import DEFAULT_CLIENT_ID, Ingest
@@ -35,13 +35,13 @@ SITE_PLAN_TYPES = {b"\x89PNG": "image/png", b"\xff\xd8\xff": "image/jpeg", b"<sv
 class Hub:
     """Everything the hub runs, for the API to read (``engine``, ``live``, ``token``...)."""
 
-    def __init__(self, engine, *, broker: tuple[str, int], client_id: str = DEFAULT_CLIENT_ID,
+    def __init__(self, engine, *, broker: BrokerSettings | tuple[str, int], client_id: str = DEFAULT_CLIENT_ID,
                  share: str | None = None, keep_days: float = DEFAULT_KEEP_DAYS, token: str | None = None,
                  writes_open: bool = True, alerts=None, site_plan: tuple[bytes, str] | None = None):
         self.engine, self.token, self.writes_open = engine, token, writes_open
         self.keep_days, self.site_plan = keep_days, site_plan
         self.live, self.metrics = Live(), HubMetrics()
-        self.ingest = Ingest(engine, broker[0], broker[1], client_id=client_id, share=share, keep_days=keep_days)
+        self.ingest = Ingest(engine, as_settings(broker), client_id=client_id, share=share, keep_days=keep_days)
         self.alerts = alerts
         if alerts is not None:
             alerts.attach(self)
@@ -129,17 +129,19 @@ def read_site_plan(path: str | Path) -> tuple[bytes, str]:
     raise SoundsceneError(f"--site-plan {path}: not a PNG, JPEG, SVG or WebP image")
 
 
-def run_hub(*, mqtt: str, db: str | None = None, host: str = "127.0.0.1", port: int = 8100,
+def run_hub(*, mqtt: str | BrokerSettings, db: str | None = None, host: str = "127.0.0.1", port: int = 8100,
             token_file: str | None = None, no_auth: bool = False, rules: str | None = None,
             site_plan: str | None = None, client_id: str = DEFAULT_CLIENT_ID, share: str | None = None,
             keep_days: float = DEFAULT_KEEP_DAYS, log_level: str = "warning") -> None:
-    """Check the options, open (and migrate) the database, start the ingest and serve until Ctrl-C."""
+    """Check the options, open (and migrate) the database, start the ingest and serve until Ctrl-C.
+
+    ``mqtt`` is the broker's settings (:func:`~soundscene.apps.broker.settings_from_args`) or its URL."""
     import uvicorn
 
     from .alerts import AlertEngine, load_rules
     from .api import create_app
 
-    broker = parse_broker(mqtt)
+    broker = mqtt if isinstance(mqtt, BrokerSettings) else parse_broker_url(mqtt)
     if not (0 <= int(port) <= 65535):
         raise SoundsceneError(f"--port must be in 0..65535, got {port}")
     if not 0 < keep_days <= 3650:
@@ -159,7 +161,7 @@ def run_hub(*, mqtt: str, db: str | None = None, host: str = "127.0.0.1", port: 
     shown = f"[{host}]" if ":" in host else host
     hub.start()
     print(f"soundscene {__version__}: hub on http://{shown}:{sock.getsockname()[1]}/ storing "
-          f"{engine.url.render_as_string(hide_password=True)} from MQTT {broker[0]}:{broker[1]} (Ctrl-C stops)",
+          f"{engine.url.render_as_string(hide_password=True)} from MQTT {broker.url} (Ctrl-C stops)",
           flush=True)
     app = create_app(hub)
     config = uvicorn.Config(app, log_level=log_level, server_header=False, proxy_headers=False,

@@ -27,7 +27,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import SoundsceneError
-from ..mqtt import _import_paho, check_sensor_id, dumps, levels_payload, parse_broker, scene_payload, utc_timestamp
+from ..broker import (BrokerSettings, WarnOnce, as_settings, connect_failure, make_client, parse_broker_url,
+                      refusal_text)
+from ..mqtt import check_sensor_id, dumps, levels_payload, scene_payload, utc_timestamp
 
 OWN_CONNECTION_LIMIT = 50
 POOL_CONNECTIONS = 16
@@ -89,21 +91,23 @@ class SimSensor:
 
 
 class Fleet:
-    """``sensors`` simulated sensors on ``broker`` replaying ``tracks``; :meth:`run` publishes in real time."""
+    """``sensors`` simulated sensors on ``broker`` (:class:`~soundscene.apps.broker.BrokerSettings`, or a
+    ``(host, port)`` pair) replaying ``tracks``; :meth:`run` publishes in real time."""
 
-    def __init__(self, broker: tuple[str, int], sensors: int, tracks: list[Track], classes: Sequence[str],
-                 model: dict, *, hop: float = 1.0, level_interval: float = 10.0, prefix: str = "sim", seed: int = 0):
+    def __init__(self, broker: BrokerSettings | tuple[str, int], sensors: int, tracks: list[Track],
+                 classes: Sequence[str], model: dict, *, hop: float = 1.0, level_interval: float = 10.0,
+                 prefix: str = "sim", seed: int = 0):
         if not 1 <= sensors <= 100_000:
             raise SoundsceneError(f"--sensors must be 1 to 100000, got {sensors}")
         if not 0.01 <= hop <= 3600 or not (level_interval == 0 or hop <= level_interval <= 86400):
             raise SoundsceneError("--hop must be 0.01 to 3600 s and --level-interval 0 or from the hop to 86400 s")
         check_sensor_id(f"{prefix}-1")
-        self.broker, self.tracks, self.hop, self.level_interval = broker, tracks, hop, level_interval
+        self.broker, self.tracks, self.hop, self.level_interval = as_settings(broker), tracks, hop, level_interval
         self.model = {**model, "classes": list(classes)}
         self.rng = np.random.default_rng(seed)
         self.published = 0
         self._last: dict[int, Any] = {}  # client -> its newest message's MQTTMessageInfo
-        self._mqtt = _import_paho()
+        self._warn_once = WarnOnce()
         own = sensors <= OWN_CONNECTION_LIMIT
         self.clients = [self._client(f"{prefix}-{k + 1}" if own else None, k)
                         for k in range(sensors if own else min(POOL_CONNECTIONS, sensors))]
@@ -112,15 +116,25 @@ class Fleet:
                                   position=int(self.rng.integers(len(tracks[0])))) for k in range(sensors)]
 
     def _client(self, sensor_id: str | None, k: int):
-        mqtt = self._mqtt
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"soundscene-sim-{uuid.uuid4().hex[:8]}-{k}")
+        client = make_client(self.broker, client_id=f"soundscene-sim-{uuid.uuid4().hex[:8]}-{k}", protocol="311")
+        client.on_connect = self._on_connect
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(200)
         if sensor_id is not None:  # its own connection: the broker says offline when it dies
             client.will_set(f"soundscene/{sensor_id}/status", "offline", qos=1, retain=True)
-        client.connect(*self.broker, keepalive=30)
+        try:
+            client.connect(self.broker.host, self.broker.port, keepalive=30)
+        except (OSError, ValueError) as exc:
+            why = connect_failure(client) or getattr(exc, "strerror", None) or str(exc)
+            raise SoundsceneError(f"hub simulate: cannot connect to the MQTT broker {self.broker.address}: {why}") \
+                from None
         client.loop_start()
         return client
+
+    def _on_connect(self, _client, _userdata, _flags, reason_code, _properties) -> None:
+        if reason_code.is_failure:
+            self._warn_once(f"MQTT broker {self.broker.address} refused the simulated sensors: "
+                            f"{refusal_text(reason_code)}; retrying")
 
     def _publish(self, sensor: SimSensor, kind: str, payload: bytes, *, retain: bool = False) -> None:
         self._last[id(sensor.client)] = sensor.client.publish(f"soundscene/{sensor.sensor_id}/{kind}", payload,
@@ -216,11 +230,11 @@ def _levels_from(track: Track, position: int) -> dict:
             "LCeq": round(power + 2.0, 1), "bands": {}}
 
 
-def simulate(*, mqtt: str, sensors: int = 3, hop: float = 1.0, seconds: float = 0.0, model: str | Path | None = None,
-             audio: Sequence[str | Path] = (), prefix: str = "sim", level_interval: float = 10.0, seed: int = 0,
-             quiet: bool = False) -> int:
+def simulate(*, mqtt: str | BrokerSettings, sensors: int = 3, hop: float = 1.0, seconds: float = 0.0,
+             model: str | Path | None = None, audio: Sequence[str | Path] = (), prefix: str = "sim",
+             level_interval: float = 10.0, seed: int = 0, quiet: bool = False) -> int:
     """The command: build the tracks (from ``model`` and ``audio``, else a scene walk) and run the fleet."""
-    broker = parse_broker(mqtt)
+    broker = mqtt if isinstance(mqtt, BrokerSettings) else parse_broker_url(mqtt)
     if model is not None:
         if not audio:
             raise SoundsceneError("hub simulate --model needs --audio FILE_OR_FOLDER: the recordings to classify")
@@ -234,6 +248,6 @@ def simulate(*, mqtt: str, sensors: int = 3, hop: float = 1.0, seconds: float = 
     fleet = Fleet(broker, sensors, tracks, classes, info, hop=hop, level_interval=level_interval, prefix=prefix,
                   seed=seed)
     if not quiet:
-        print(f"simulating {sensors} sensors ({prefix}-1 ...) on {broker[0]}:{broker[1]}, one decision per "
+        print(f"simulating {sensors} sensors ({prefix}-1 ...) on {broker.url}, one decision per "
               f"{hop:g} s each, from {source}; Ctrl-C stops", flush=True)
     return fleet.run(seconds)
