@@ -146,7 +146,8 @@ def test_parse_broker():
 def test_invalid_sensor_ids():
     assert check_sensor_id("kitchen-1") == "kitchen-1"
     assert topics("café_2") == {"scene": "soundscene/café_2/scene", "event": "soundscene/café_2/event",
-                                "status": "soundscene/café_2/status", "levels": "soundscene/café_2/levels"}
+                                "status": "soundscene/café_2/status", "levels": "soundscene/café_2/levels",
+                                "health": "soundscene/café_2/health"}
     for bad in ["", "a/b", "a+b", "room#1", "a b", "tab\there", "line\n", "nul\x00", None, 3, "x" * 201]:
         with pytest.raises(SoundsceneError) as info:
             check_sensor_id(bad)

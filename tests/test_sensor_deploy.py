@@ -120,3 +120,61 @@ def test_a_model_file_or_a_foreign_file_is_one_line_in_the_sensor_environment(se
                              capture_output=True, text=True, timeout=120)
         assert run.returncode == 2 and words in run.stderr
         assert run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
+
+
+# -- a sensor on a pole: TLS, a password, an ACL, a spool, and a power cut while the broker is away ----------------
+
+def spooled(folder: Path) -> list[tuple[str, dict]]:
+    """(topic, payload) of every message in a spool, oldest first (read from a copy: the file is left alone)."""
+    import shutil
+    import sqlite3
+
+    copy = folder.parent / (folder.name + "-copy")
+    shutil.rmtree(copy, ignore_errors=True)  # a -wal file of an older copy would be read as this one's
+    shutil.copytree(folder, copy)
+    with sqlite3.connect(copy / "spool.db") as db:
+        rows = db.execute("SELECT topic, payload FROM messages ORDER BY id").fetchall()
+    return [(topic, json.loads(payload)) for topic, payload in rows]
+
+
+def test_a_sensor_killed_while_the_broker_is_away_delivers_its_spool_after_restart(
+        sensor_env, exported, broker_factory, certificates, subscribers, tmp_path):
+    from helpers import SENSOR_ACL
+
+    _, model = exported
+    broker = broker_factory(users={"pole-1": "pole-secret", "hub": "hub-secret"}, certificates=certificates,
+                            acl=SENSOR_ACL)
+    (tmp_path / "password").write_text("pole-secret\n")
+    spool = tmp_path / "spool"
+    argv = ["listen", str(model), "--stdin", "--rate", "48000", "--channels", "2", "--hop", "0.5",
+            "--level-interval", "2", "--health-interval", "2", "--sensor-id", "pole-1", "--spool", str(spool),
+            "--mqtt", f"mqtts://127.0.0.1:{broker.tls_port}", "--mqtt-ca", str(certificates.ca),
+            "--mqtt-user", "pole-1", "--mqtt-password-file", str(tmp_path / "password"), "--quiet"]
+
+    first = sensor(sensor_env, *argv)  # the broker is down: everything goes to the spool
+    first.stdin.write(scene_pcm(12.0))
+    first.stdin.flush()
+    wait_for(lambda: len(spooled(spool)) >= 30, 120, "30 spooled messages")
+    first.send_signal(signal.SIGKILL)  # a power cut: no goodbye, no flush
+    first.wait(timeout=30)
+    kept = spooled(spool)
+    assert {topic.rsplit("/", 1)[1] for topic, _ in kept} >= {"scene", "levels", "health"}
+
+    broker.start()
+    hub = subscribers(broker.tls_port, "pole-1", ca=certificates.ca, username="hub", password="hub-secret")
+    second = sensor(sensor_env, *argv)
+    second.stdin.write(scene_pcm(3.0, seed=1))
+    second.stdin.flush()
+    boot = kept[0][1]["boot"]
+    want = [(topic, payload["seq"]) for topic, payload in kept]
+
+    def of_first_boot() -> list[tuple[str, dict]]:
+        return [(t, json.loads(p)) for t, p, _ in list(hub.messages)
+                if not t.endswith("/status") and json.loads(p)["boot"] == boot]
+
+    wait_for(lambda: len(of_first_boot()) >= len(want), 120, f"the {len(want)} spooled messages at the hub")
+    second.stdin.close()
+    assert second.wait(timeout=60) == 0, second.stderr.read()
+    assert [(t, p["seq"]) for t, p in of_first_boot()] == want  # each once, in order, with its boot and seq
+    assert [p["timestamp"] for _, p in of_first_boot()] == [p["timestamp"] for _, p in kept]
+    assert spooled(spool) == [], "acknowledged messages leave the spool"

@@ -42,6 +42,7 @@ DATA_HELP = ("a data set: NAME:PATH with NAME one of tau2019, tau2020, urbansoun
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what the command line gave (a --config fills the rest)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
@@ -209,10 +210,14 @@ def _add_model_commands(sub) -> None:
                     help="exit 1 with the reason when the DCASE limits (128 K parameters, 30 M MACs/s) are exceeded")
     pf.set_defaults(handler=_cmd_profile)
 
-def _add_application_commands(sub) -> None:
-    """listen, serve, export, eq, eq-live: the applications over a model."""
-    li = sub.add_parser("listen", help="classify live audio (microphone or raw PCM on stdin), a JSON line per hop")
-    li.add_argument("model", type=Path, help="model.safetensors or a run folder")
+def _add_sensor_options(li) -> None:
+    """The options of listen, which are those of a sensor (and of sensor-check, which checks one)."""
+    from .apps.broker import add_broker_arguments
+
+    li.add_argument("model", type=Path, nargs="?",
+                    help="model.onnx (an export: needs no torch), model.safetensors or a run folder")
+    li.add_argument("--config", type=Path, metavar="TOML",
+                    help="a sensor.toml holding any of these options (level_interval = 30); the command line wins")
     li.add_argument("--stdin", action="store_true", help="read raw interleaved PCM from stdin instead of a microphone")
     li.add_argument("--rate", type=int, default=48000, help="input sample rate in Hz (default 48000)")
     li.add_argument("--channels", type=int, default=1, help="input channels (default 1)")
@@ -227,10 +232,26 @@ def _add_application_commands(sub) -> None:
                     help="weight of the newest window in the moving average (1 = none; default 0.5)")
     li.add_argument("--dwell", type=float, metavar="SECONDS",
                     help="a new scene must lead this long before it is reported (default: one window)")
-    li.add_argument("--mqtt", metavar="HOST:PORT", help="also publish decisions to this MQTT broker")
+    add_broker_arguments(li, help="also publish decisions to this MQTT broker")
     li.add_argument("--sensor-id", help="this sensor's id in the MQTT topics soundscene/<id>/...")
+    li.add_argument("--spool", type=Path, metavar="DIR",
+                    help="with --mqtt, keep every message on disk here until the broker has it (survives power cuts)")
+    li.add_argument("--spool-max-mb", type=float, default=100.0, metavar="MB",
+                    help="the spool's size; past it the oldest messages are dropped and counted (default 100)")
+    li.add_argument("--health-interval", type=float, default=60.0, metavar="SECONDS",
+                    help="with --mqtt, publish a health record this often on soundscene/<id>/health (default 60)")
     li.add_argument("--quiet", action="store_true", help="do not print the JSON lines")
+
+
+def _add_application_commands(sub) -> None:
+    """listen, serve, export, eq, eq-live: the applications over a model."""
+    li = sub.add_parser("listen", help="classify live audio (microphone or raw PCM on stdin), a JSON line per hop")
+    _add_sensor_options(li)
     li.set_defaults(handler=_cmd_listen)
+    ch = sub.add_parser("sensor-check", help="check a sensor's model, input, spool and broker login, a line each")
+    _add_sensor_options(ch)
+    ch.add_argument("--seconds", type=float, default=2.0, help="seconds of input to read and measure (default 2)")
+    ch.set_defaults(handler=_cmd_sensor_check)
 
     se = sub.add_parser("serve", help="HTTP API (POST /v1/classify) and a web page, on 127.0.0.1 by default")
     se.add_argument("model", type=Path, help="model.safetensors or a run folder")
@@ -342,7 +363,9 @@ def _add_hub_command(sub) -> None:
     """hub: store a fleet's MQTT messages, serve the API and page; hub simulate: a fleet of simulated sensors."""
     hu = sub.add_parser("hub", help="store what a fleet of sensors publishes over MQTT; API and web page "
                                     "(127.0.0.1:8100 by default)")
-    hu.add_argument("--mqtt", metavar="HOST:PORT", help="the MQTT broker the sensors publish to (required)")
+    from .apps.broker import add_broker_arguments
+
+    add_broker_arguments(hu, help="the MQTT broker the sensors publish to (required)")
     hu.add_argument("--db", help="database: a SQLite file (default hub.db) or postgresql+psycopg://USER@HOST/NAME")
     hu.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     hu.add_argument("--port", type=int, default=8100)
@@ -362,7 +385,7 @@ def _add_hub_command(sub) -> None:
     im.add_argument("folder", type=Path, metavar="DIR", help="the --out folder of soundscene batch")
     im.add_argument("--db", dest="import_db", help="the hub's database (default hub.db)")
     si = hs.add_parser("simulate", help="publish as N simulated sensors, from real scene probabilities")
-    si.add_argument("--mqtt", metavar="HOST:PORT", required=True, dest="sim_mqtt")
+    add_broker_arguments(si, required=True, dest="sim_mqtt", help="the MQTT broker to publish to")
     si.add_argument("--sensors", type=int, default=3, help="how many sensors (default 3)")
     si.add_argument("--hop", type=float, default=1.0, metavar="SECONDS", help="one decision per sensor this often")
     si.add_argument("--seconds", type=float, default=0.0, help="stop after this long (default: until Ctrl-C)")
@@ -388,19 +411,23 @@ def _cmd_hub(args) -> int:
         print(f"imported {done.stored} windows ({done.duplicates} already there)"
               + (f"; left out: {', '.join(left)}" if left else ""))
         return 0
+    from .apps.broker import settings_from_args
+
     if args.hub_command == "simulate":
         from .apps.hub.simulate import simulate
 
-        simulate(mqtt=args.sim_mqtt, sensors=args.sensors, hop=args.hop, seconds=args.seconds, model=args.model,
-                 audio=args.audio, prefix=args.prefix, level_interval=args.level_interval, seed=args.seed)
+        simulate(mqtt=settings_from_args(args, "sim_mqtt"), sensors=args.sensors, hop=args.hop, seconds=args.seconds,
+                 model=args.model, audio=args.audio, prefix=args.prefix, level_interval=args.level_interval,
+                 seed=args.seed)
         return 0
-    if not args.mqtt:
-        raise SoundsceneError("hub needs --mqtt HOST:PORT: the broker the sensors publish to")
+    broker = settings_from_args(args)
+    if broker is None:
+        raise SoundsceneError("hub needs --mqtt URL: the broker the sensors publish to (e.g. mqtts://broker:8883)")
     from .apps.hub.alerts import RulesError
     from .apps.hub.service import run_hub
 
     try:
-        run_hub(mqtt=args.mqtt, db=args.db, host=args.host, port=args.port, token_file=args.token_file,
+        run_hub(mqtt=broker, db=args.db, host=args.host, port=args.port, token_file=args.token_file,
                 no_auth=args.no_auth, rules=args.rules, site_plan=args.site_plan, client_id=args.client_id,
                 share=args.share, keep_days=args.keep_days)
     except RulesError as exc:
@@ -781,35 +808,61 @@ def _plot_timeline(prediction, folder: Path, number: int) -> str:
     return str(out)
 
 
-def _cmd_listen(args) -> int:
-    from .apps.listen import listen, live_source, print_json_line
+def _sensor_args(args):
+    """listen's options with those of --config filled in (the command line wins); the model is required."""
+    from .apps.sensor.settings import apply_config, options_given, subparser
+
+    if args.config is not None:
+        parser = _parser()
+        apply_config(subparser(parser, args.command), args, options_given(parser, args.argv), args.config)
+    if args.model is None:
+        raise SoundsceneError(f"{args.command} needs a MODEL (model.onnx), on the command line or as model = "
+                              "\"...\" in --config")
+    return args
+
+
+def _sensor_classifier(args):
     from .core.inference import SceneClassifier
 
-    classifier = SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop,
-                                           silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db,
-                                           levels=not args.no_levels)
+    return SceneClassifier.from_file(args.model, window_seconds=args.window, hop_seconds=args.hop,
+                                     silence_dbfs=args.silence_dbfs, calibration_db=args.calibration_db,
+                                     levels=not args.no_levels)
+
+
+def _sensor_publisher(args, classifier):
+    """The MQTT publisher of --mqtt (with its spool), or None."""
+    from .apps.broker import settings_from_args
+
+    broker = settings_from_args(args)  # None without --mqtt
+    if broker is None:
+        if args.spool is not None:
+            raise SoundsceneError("--spool keeps MQTT messages: it needs --mqtt")
+        return None
+    from .apps.mqtt import SensorPublisher
+    from .apps.sensor.run import model_description
+
+    if not args.sensor_id:
+        raise SoundsceneError("--mqtt needs --sensor-id ID (the topics are soundscene/<id>/...)")
+    return SensorPublisher.for_broker(broker, args.sensor_id, window_seconds=classifier.window_seconds,
+                                      hop_seconds=classifier.hop_seconds, model=model_description(classifier),
+                                      spool=args.spool, spool_max_mb=args.spool_max_mb)
+
+
+def _cmd_listen(args) -> int:
+    from .apps.listen import live_source
+    from .apps.sensor.notify import Notifier
+    from .apps.sensor.run import run_sensor
+
+    args = _sensor_args(args)
+    classifier = _sensor_classifier(args)
     blocks = live_source(stdin=args.stdin, rate=args.rate, channels=args.channels, sample_format=args.sample_format,
                          device=args.device)
-    callbacks = [] if args.quiet else [print_json_line]
-    level_callbacks = []
-    publisher = None
-    if args.mqtt:
-        from .apps.mqtt import SensorPublisher, parse_broker
-
-        if not args.sensor_id:
-            raise SoundsceneError("--mqtt needs --sensor-id ID (the topics are soundscene/<id>/...)")
-        host, port = parse_broker(args.mqtt)
-        publisher = SensorPublisher(host, port, args.sensor_id, window_seconds=classifier.window_seconds,
-                                    hop_seconds=classifier.hop_seconds,
-                                    model={"name": classifier.config.model.name,
-                                           "version": classifier.metadata.get("soundscene_version"),
-                                           "classes": classifier.classes})
-        callbacks.append(publisher.publish)
-        level_callbacks.append(publisher.publish_levels)
+    publisher = _sensor_publisher(args, classifier)
     try:
-        made = listen(classifier, blocks, input_rate=args.rate, channels=args.channels, on_decision=callbacks,
-                      smoothing=args.smoothing, min_dwell_seconds=args.dwell, on_levels=level_callbacks,
-                      level_interval=args.level_interval)
+        made = run_sensor(classifier, blocks, input_rate=args.rate, channels=args.channels, publisher=publisher,
+                          print_lines=not args.quiet, smoothing=args.smoothing, dwell=args.dwell,
+                          level_interval=args.level_interval, health_interval=args.health_interval,
+                          notifier=Notifier.from_environ())
     finally:
         if publisher is not None:
             publisher.close()
@@ -817,6 +870,28 @@ def _cmd_listen(args) -> int:
         print(f"warning: the input ended before one window ({classifier.window_seconds:g} s) was heard",
               file=sys.stderr)
     return 0
+
+
+def _cmd_sensor_check(args) -> int:
+    from .apps.broker import settings_from_args
+    from .apps.listen import live_source
+    from .apps.sensor.check import check_sensor
+
+    args = _sensor_args(args)
+    if not 0.1 <= args.seconds <= 60:  # also refuses nan
+        raise SoundsceneError(f"--seconds {args.seconds:g} is outside 0.1..60 s")
+    blocks = None
+    if not (args.stdin and sys.stdin.isatty()):
+        def blocks():
+            return live_source(stdin=args.stdin, rate=args.rate, channels=args.channels,
+                               sample_format=args.sample_format, device=args.device)
+    ok = True
+    for line in check_sensor(load_model=lambda: _sensor_classifier(args), blocks=blocks, rate=args.rate,
+                             seconds=args.seconds, spool=args.spool, spool_max_mb=args.spool_max_mb,
+                             broker=settings_from_args(args), sensor_id=args.sensor_id):
+        print(line.text, flush=True)
+        ok = ok and line.ok
+    return 0 if ok else 1
 
 
 def _cmd_serve(args) -> int:

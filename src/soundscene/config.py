@@ -107,6 +107,8 @@ class Range:
 SILENCE_DBFS = Range(-200.0, 0.0, "dBFS")  # --silence-dbfs: a window quieter than this is silent (inference)
 CALIBRATION_DB = Range(0.0, 250.0, "dB")  # --calibration-db: the dB SPL of a full-scale RMS at the microphone
 LEVEL_INTERVAL = Range(1.0, 86400.0, "s")  # --level-interval: a sensor's levels message every so often
+HEALTH_INTERVAL = Range(1.0, 86400.0, "s")  # --health-interval: a sensor's health message every so often
+SPOOL_MB = Range(1.0, 1e6, "MB")  # --spool-max-mb: the disk a sensor's spool may take
 
 # The range of every number in a Config ("section.key"); rules between keys are in the sections' validate().
 RANGES: dict[str, Range] = {

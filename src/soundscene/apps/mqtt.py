@@ -17,7 +17,13 @@ Topics (``<id>`` is the sensor id):
   :meth:`~SensorPublisher.close` and as the last will, which the broker publishes when the sensor dies or
   loses its network (after 1.5 x ``keepalive`` seconds);
 * ``soundscene/<id>/levels``: the sound levels over each interval (:meth:`~SensorPublisher.publish_levels`,
-  ``listen --level-interval``), not retained: a ``levels_message`` record (``start``, ``end``, ``levels``).
+  ``listen --level-interval``), not retained: a ``levels_message`` record (``start``, ``end``, ``levels``);
+* ``soundscene/<id>/health``: the sensor's ``health`` record every ``listen --health-interval`` seconds
+  (:meth:`~SensorPublisher.publish_health`), retained.
+
+With ``spool=DIR`` every message waits on disk (:class:`~soundscene.apps.spool.Spool`, SQLite) instead of in
+memory until the broker acknowledged it, so a sensor killed or powered off while the broker is away sends
+them after its restart, each with its original boot, seq and timestamp.
 
 Every message a publisher sends carries its ``boot`` (a random id made when it starts) and ``seq`` (one count
 over all its topics, from 1): (sensor_id, boot, seq) names a message once, which is what a receiver that
@@ -71,17 +77,22 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
 from .._version import __version__
+from ..config import SPOOL_MB
 from ..core import records
 from ..errors import SoundsceneError, warn
 from .broker import (BrokerSettings, WarnOnce, as_settings, closed_early_text, connect_failure, make_client,
                      refusal_text)
 from .broker import DEFAULT_PORT, parse_broker  # noqa: F401 - re-exported: importable from here as before
 from .broker import import_paho as _import_paho  # noqa: F401 - re-exported under its former name
+from .spool import DEFAULT_MAX_BYTES, Spool
+
 TOPIC_ROOT = "soundscene"
 ONLINE, OFFLINE = "online", "offline"
+DEFAULT_SPOOL_MB = DEFAULT_MAX_BYTES / 2**20  # --spool-max-mb
 _WINDOW = 20  # messages handed to paho and not yet acknowledged; the rest wait in the outbox
 _SENSOR_ID_BAD = re.compile(r"[/+#\s\x00-\x1f\x7f]")
 _DECISION_FIELDS = tuple(f.name for f in records.FIELDS["decision"])
@@ -105,7 +116,7 @@ def topics(sensor_id: str) -> dict[str, str]:
     """The sensor's topics: ``{"scene": ..., "event": ..., "status": ...}``."""
     base = f"{TOPIC_ROOT}/{check_sensor_id(sensor_id)}"
     return {"scene": f"{base}/scene", "event": f"{base}/event", "status": f"{base}/status",
-            "levels": f"{base}/levels"}
+            "levels": f"{base}/levels", "health": f"{base}/health"}
 
 
 def utc_timestamp(when: datetime | None = None) -> str:
@@ -394,7 +405,7 @@ class Link:
         self._closing = True
         if self.connected:
             self.outbox.wait_empty(timeout)
-        self._stop_sender()
+        self._stop_sender(close_outbox=False)  # the outbox stays open for the acknowledgements still to come
         if self.connected:
             info = self._client.publish(self.status_topic, OFFLINE, qos=self.qos, retain=True)
             self._topics[info.mid] = self.status_topic  # the sender has stopped: this thread alone uses it now
@@ -407,7 +418,9 @@ class Link:
         self._handle_inbox()  # the sender has stopped: count the acknowledgements that came meanwhile
         self._up.clear()
         self._ready = False
-        return self.outbox.undelivered
+        undelivered = self.outbox.undelivered
+        self.outbox.close()  # a spool writes its last acknowledgements and keeps the rest for the next run
+        return undelivered
 
     # -- paho callbacks (network thread): post to the inbox only -------------------------------------
 
@@ -497,9 +510,10 @@ class Link:
             while not self._stopped and self._ready and self.outbox.hand_over(self._send, _WINDOW):
                 self._handle_inbox()
 
-    def _stop_sender(self) -> None:
+    def _stop_sender(self, *, close_outbox: bool = True) -> None:
         self._stopped = True
-        self.outbox.close()
+        if close_outbox:
+            self.outbox.close()
         self._wake.set()
         if self._sender is not threading.current_thread():
             self._sender.join(timeout=5.0)
@@ -516,7 +530,8 @@ class SensorPublisher:
                  model: Mapping[str, Any] | None = None, window_seconds: float = 10.0, hop_seconds: float = 1.0,
                  username: str | None = None, password: str | None = None, keepalive: int = 30,
                  client_id: str | None = None, queue_limit: int = 1000, qos: int = 1,
-                 reconnect_min: float = 1.0, reconnect_max: float = 60.0, broker: BrokerSettings | None = None):
+                 reconnect_min: float = 1.0, reconnect_max: float = 60.0, broker: BrokerSettings | None = None,
+                 spool: str | Path | None = None, spool_max_mb: float = DEFAULT_SPOOL_MB):
         self.sensor_id = check_sensor_id(sensor_id)
         self.broker = _publisher_broker(host, port, username, password, broker)
         if qos not in (0, 1, 2):
@@ -536,7 +551,8 @@ class SensorPublisher:
         self.boot = uuid.uuid4().hex  # this run's id: (sensor_id, boot, seq) names each message once
         self._last_label: str | None = None
         self._closed = False
-        self._outbox = Outbox(queue_limit, where=f"MQTT broker {self.broker.address}")
+        where = f"MQTT broker {self.broker.address}"
+        self._outbox = Outbox(queue_limit, where=where) if spool is None else _spool(spool, spool_max_mb, where)
         self._link = Link(self._outbox, self.broker, client_id=self.client_id, status_topic=self.topics["status"],
                           qos=qos, keepalive=keepalive, reconnect_min=reconnect_min, reconnect_max=reconnect_max,
                           thread_name=f"soundscene-mqtt-{self.sensor_id}")
@@ -556,8 +572,33 @@ class SensorPublisher:
 
     @property
     def queued(self) -> int:
-        """Messages waiting to be handed to the broker (bounded by ``queue_limit``)."""
+        """Messages waiting to be handed to the broker (bounded by ``queue_limit``, or the spool's size)."""
         return self._outbox.queued
+
+    @property
+    def undelivered(self) -> int:
+        """Messages waiting or handed to the broker and not yet acknowledged (in the spool, with one)."""
+        return self._outbox.undelivered
+
+    @property
+    def spool(self) -> Spool | None:
+        """The spool that keeps the messages on disk until acknowledged (None: they wait in memory)."""
+        return self._outbox if isinstance(self._outbox, Spool) else None
+
+    @property
+    def bytes(self) -> int | None:
+        """Bytes of the messages in the spool (None without one)."""
+        return self._outbox.bytes if isinstance(self._outbox, Spool) else None
+
+    @property
+    def disk_free(self) -> int | None:
+        """Bytes free where the spool lives (None without one)."""
+        return self._outbox.disk_free if isinstance(self._outbox, Spool) else None
+
+    @property
+    def problem(self) -> str | None:
+        """The spool's disk problem now (a full disk), or None."""
+        return self._outbox.problem if isinstance(self._outbox, Spool) else None
 
     @property
     def dropped(self) -> int:
@@ -618,6 +659,21 @@ class SensorPublisher:
         self._link.wake()
         return payload["seq"]
 
+    def publish_health(self, measured: Mapping[str, Any], *, timestamp: datetime | None = None) -> int:
+        """Queue a ``health`` record (retained: the latest is what a new subscriber sees) from ``measured``
+        (:meth:`soundscene.apps.sensor.health.HealthReporter.measure`); returns its seq."""
+        from .sensor.health import health_record
+
+        if self._closed:
+            raise SoundsceneError("this MQTT publisher is closed")
+        with self._lock:
+            payload = health_record(measured, sensor_id=self.sensor_id, boot=self.boot, seq=self._seq + 1,
+                                    timestamp=utc_timestamp(timestamp))
+            self._outbox.put([(self.topics["health"], dumps(payload), True)])
+            self._seq = payload["seq"]
+        self._link.wake()
+        return payload["seq"]
+
     def wait_connected(self, timeout: float = 10.0) -> bool:
         """Wait up to ``timeout`` s for a connection; True when connected."""
         return self._link.wait_connected(timeout)
@@ -657,6 +713,13 @@ def _publisher_broker(host: Any, port: Any, username: str | None, password: str 
     if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
         raise SoundsceneError(f"MQTT broker port must be a number from 1 to 65535, got {port!r}")
     return BrokerSettings(host.strip(), port, username=username, password=password)
+
+
+def _spool(folder: str | Path, max_mb: float, where: str) -> Spool:
+    problem = SPOOL_MB.refusal(max_mb)
+    if problem:
+        raise SoundsceneError(f"--spool-max-mb {problem}")
+    return Spool(folder, max_bytes=int(max_mb * 2**20), where=where)
 
 
 def _model_info(model: Mapping[str, Any] | None) -> dict[str, Any]:

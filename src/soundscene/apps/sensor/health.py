@@ -52,7 +52,7 @@ PROC_STATUS = Path("/proc/self/status")
 MIB = 1024 * 1024
 #: the fields of a health record that a source supplies, with the source attributes they come from (the first
 #: a source has: a spool tells its ``problem``, a publisher its ``last_error``)
-SOURCE_FIELDS = {"spool_messages": ("queued",), "spool_bytes": ("bytes",), "dropped_messages": ("dropped",),
+SOURCE_FIELDS = {"spool_messages": ("undelivered", "queued"), "spool_bytes": ("bytes",), "dropped_messages": ("dropped",),
                  "refused_messages": ("refused",), "connected": ("connected",),
                  "last_error": ("last_error", "problem"), "disk_free_bytes": ("disk_free",)}
 _SUMMED = ("dropped", "refused")  # counters: summed over the sources
