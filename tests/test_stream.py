@@ -74,3 +74,31 @@ def test_stream_settings_have_ranges(tiny_run, option, value):
     name = {"smoothing": "--smoothing", "min_dwell_seconds": "--dwell"}[option]
     with pytest.raises(SoundsceneError, match=f"^{name} .* is outside"):
         clf.stream(input_rate=16000, **{option: value})
+
+
+def test_a_microphone_that_stops_or_stalls_is_one_line():
+    """listen's microphone source ends with one SoundsceneError when PortAudio's stream stops (a device
+    unplugged) or gives nothing for INPUT_STALL_SECONDS, instead of waiting for ever."""
+    import queue
+
+    from soundscene.apps import listen as listen_module
+    from soundscene.errors import SoundsceneError
+
+    class Stream:  # what _until_silent reads of a sounddevice.InputStream
+        active = True
+
+    blocks, stream = queue.Queue(), Stream()
+    blocks.put(np.zeros((1, 10), np.float32))
+    source = listen_module._until_silent(blocks, stream)
+    assert next(source).shape == (1, 10)
+    stream.active = False
+    with pytest.raises(SoundsceneError, match="microphone stopped"):
+        next(source)
+    stream.active = True
+    old = listen_module.INPUT_STALL_SECONDS
+    listen_module.INPUT_STALL_SECONDS = 1.0
+    try:
+        with pytest.raises(SoundsceneError, match="no audio from the microphone for 1 s"):
+            next(listen_module._until_silent(queue.Queue(), stream))
+    finally:
+        listen_module.INPUT_STALL_SECONDS = old

@@ -26,7 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
 
     tune_malloc()
     warnings.showwarning = show_warning
+    if threading.current_thread() is threading.main_thread():  # systemd's stop: the clean end of Ctrl-C
+        signal.signal(signal.SIGTERM, _terminated)
     try:
         code = int(args.handler(args) or 0)
         sys.stdout.flush()  # here, not at exit: a reader that went away is a BrokenPipeError we can answer
@@ -77,6 +81,10 @@ EXTRAS = {"torch": "train", "lightning": "train", "sklearn": "train", "librosa":
           "safetensors": "train", "onnx": "export", "onnxruntime": "sensor", "paho": "sensor",
           "fastapi": "serve", "uvicorn": "serve", "sqlalchemy": "hub", "alembic": "hub", "pyarrow": "batch",
           "ray": "ray"}
+
+
+def _terminated(_signum, _frame):
+    raise KeyboardInterrupt
 
 
 def _missing_package(command: str, name: str | None) -> str:

@@ -32,6 +32,7 @@ from ..errors import AudioError, SoundsceneError
 SAMPLE_FORMATS = {"s16le": ("<i2", 2, 32768.0), "s24le": (None, 3, 8388608.0), "s32le": ("<i4", 4, 2147483648.0),
                   "f32le": ("<f4", 4, 1.0)}
 LIVE_BLOCK_SECONDS = 0.1  # live input is read in blocks this long
+INPUT_STALL_SECONDS = 10.0  # a microphone that gives nothing this long is gone
 DEFAULT_LEVEL_INTERVAL = 60.0  # seconds of audio per levels message (listen --level-interval)
 
 
@@ -108,8 +109,25 @@ def microphone_blocks(*, rate: int, channels: int = 1, block_seconds: float = LI
         raise SoundsceneError(f"cannot open the microphone ({type(exc).__name__}: {str(exc).splitlines()[0]}); "
                               "check the input device, or feed raw PCM with --stdin") from None
     with stream:
-        while True:
-            yield blocks.get()
+        yield from _until_silent(blocks, stream)
+
+
+def _until_silent(blocks: queue.Queue, stream) -> Iterator[np.ndarray]:
+    """The blocks of an open input stream; one clear line when the device stops (unplugged) or gives nothing
+    for :data:`INPUT_STALL_SECONDS` (a unit's Restart= then starts the sensor again)."""
+    waited = 0.0
+    while True:
+        try:
+            block = blocks.get(timeout=0.5)
+        except queue.Empty:
+            waited += 0.5
+            if not stream.active:
+                raise SoundsceneError("the microphone stopped (unplugged?); nothing more can be heard") from None
+            if waited >= INPUT_STALL_SECONDS:
+                raise SoundsceneError(f"no audio from the microphone for {INPUT_STALL_SECONDS:g} s") from None
+            continue
+        waited = 0.0
+        yield block
 
 
 def speaker(*, device: str | int | None = None):
