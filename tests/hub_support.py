@@ -131,6 +131,24 @@ def levels_message(sensor: str, seq: int, laeq: float | None, *, start: float, s
             "end": iso(start + seconds), "levels": full_levels(laeq), "soundscene_version": "test"}
 
 
+def health_fields(**changes) -> dict:
+    """What a sensor measures for its health record (HealthReporter.measure), fixed values."""
+    fields = {"interval_seconds": 60.0, "audio_seconds": 59.9, "uptime_seconds": 3600.0, "cpu_percent": 12.5,
+              "memory_mb": 180.2, "memory_peak_mb": 190.0, "spool_messages": 0, "spool_bytes": 0,
+              "dropped_messages": 0, "refused_messages": 0, "disk_free_mb": 5000.0, "input_level_dbfs": -42.0,
+              "clipping_fraction": 0.0, "dc_offset": 0.0001, "dead_input": False,
+              "model": {"name": "tiny", "version": "1", "sha256": None}, "soundscene_version": "test",
+              "temperature_c": 48.3, "connected": True, "last_error": None}
+    return {**fields, **changes}
+
+
+def health_message(sensor: str, seq: int, *, t: float, boot: str = "b" * 32, **changes) -> dict:
+    """A ``health`` record as a sensor publishes it (built by apps.sensor.health.health_record)."""
+    from soundscene.apps.sensor.health import health_record
+
+    return health_record(health_fields(**changes), sensor_id=sensor, seq=seq, boot=boot, timestamp=iso(t))
+
+
 def topic(sensor: str, kind: str = "scene") -> str:
     return f"soundscene/{sensor}/{kind}"
 

@@ -17,7 +17,8 @@ from soundscene.apps.hub.writer import Refused, store_batch
 from soundscene.errors import SoundsceneError
 
 from helpers import wait_for
-from hub_support import (T0, Postgres, Publisher, encoded, full_levels, levels_message, scene, topic)
+from hub_support import (T0, Postgres, Publisher, encoded, full_levels, health_fields, health_message,
+                         levels_message, scene, topic)
 
 
 @pytest.fixture(scope="module")
@@ -799,3 +800,154 @@ def test_hub_import_loads_a_batch_result_once(tiny_run, tmp_path, capsys):
     segments = rows(engine, 'SELECT MIN(start), MAX("end") FROM segments')
     assert segments[0][1] == pytest.approx(last["end_time"].timestamp())
     engine.dispose()
+
+
+# --- health records ----------------------------------------------------------------------------------------
+
+def test_the_migrations_give_the_tables_the_hub_declares(engine):
+    """The revision scripts (r0004: health) and db.metadata describe the same schema, on either database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), db.metadata) == []
+        assert "health" in conn.dialect.get_table_names(conn)
+
+
+def test_a_database_of_r0003_gets_the_health_table_keeping_its_data(db_url):
+    engine = db.make_engine(db_url)
+    db.upgrade(engine, "r0003")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO sensors (id, status) VALUES ('old', 'online')"))
+    engine.dispose()
+    engine = db.open_database(db_url)
+    assert db.current_revision(engine) == "r0004" == db.head_revision()
+    assert rows(engine, "SELECT id FROM sensors") == [("old",)]
+    assert store(engine, health_message("old", 1, t=T0), kind="health").stored == 1
+    engine.dispose()
+
+
+def test_the_hub_subscribes_to_health():
+    from soundscene.apps.hub.messages import subscriptions
+
+    assert "soundscene/+/health" in subscriptions()
+    assert "$share/hubs/soundscene/+/health" in subscriptions("hubs")
+
+
+def test_a_health_message_is_parsed_with_its_record():
+    from soundscene.apps.hub.messages import HealthMessage
+
+    sent = health_message("s1", 7, t=T0, boot="c" * 32)
+    got = parse(topic("s1", "health"), encoded(sent))
+    assert got == HealthMessage("s1", "c" * 32, 7, T0, sent)
+    del sent["boot"]
+    assert parse(topic("s1", "health"), encoded(sent)).boot == ""
+
+
+BAD_HEALTH = [
+    ({"cpu_percent": "high"}, "health schema: cpu_percent"),
+    ({"clipping_fraction": 2.0}, "health schema: clipping_fraction"),
+    ({"extra": 1}, "health schema: message"),
+    ({"timestamp": "yesterday"}, "timestamp"),
+    ({"timestamp": "2026-05-28T20:26:40"}, "time zone"),
+    ({"seq": 0}, "seq must be at least 1"),
+    ({"seq": "one"}, "health schema: seq"),
+    ({"boot": "../x"}, "boot"),
+    ({"sensor_id": "s2"}, "does not match"),
+]
+
+
+@pytest.mark.parametrize("change, reason", BAD_HEALTH, ids=[b[1] for b in BAD_HEALTH])
+def test_a_bad_health_message_is_refused_with_one_line(change, reason):
+    payload = {**health_message("s1", 1, t=T0), **change}
+    with pytest.raises(BadMessage, match=reason) as caught:
+        parse(topic("s1", "health"), encoded(payload))
+    assert "\n" not in str(caught.value)
+
+
+def test_a_health_message_failing_the_schema_is_an_ingest_error(engine):
+    missing = health_message("s1", 1, t=T0)
+    del missing["memory_mb"]
+    result = store(engine, {**health_message("s1", 2, t=T0), "cpu_percent": -1}, missing, kind="health")
+    assert result.errors == 2 and result.stored == 0
+    kept = rows(engine, "SELECT topic, reason FROM ingest_errors ORDER BY id")
+    assert [t for t, _ in kept] == [topic("s1", "health")] * 2
+    assert [r.split(":")[0] for _, r in kept] == ["health schema", "health schema"]
+    assert "cpu_percent" in kept[0][1] and "memory_mb" in kept[1][1]
+    assert all("\n" not in r for _, r in kept)
+    assert count(engine, "SELECT COUNT(*) FROM health") == 0
+    assert rows(engine, "SELECT id FROM sensors") == []  # a refused message makes no sensor
+
+
+def test_scene_levels_and_health_share_one_numbering_and_the_api_serves_the_health(engine, api):
+    store(engine, scene("h1", 1, "park", t=T0 + 1))
+    store(engine, levels_message("h1", 2, -40.0, start=T0 - 8), kind="levels")
+    first = health_message("h1", 3, t=T0 + 3, cpu_percent=10.0)
+    assert store(engine, first, kind="health").stored == 1
+    store(engine, scene("h1", 4, "park", t=T0 + 4))
+    latest = health_message("h1", 5, t=T0 + 60, cpu_percent=20.0, dead_input=True)
+    result = store(engine, latest, kind="health")
+    assert [(e.kind, e.data["seq"], e.data["record"]) for e in result.events] == [("health", 5, latest)]
+    assert rows(engine, "SELECT lost, received FROM sensors WHERE id = 'h1'") == [(0, 5)]
+    assert rows(engine, "SELECT min_seq, max_seq, received FROM boots WHERE sensor_id = 'h1'") == [(1, 5, 5)]
+
+    one = api.get("/v1/sensors/h1").json()
+    assert one["health"] == latest and (one["lost"], one["received"]) == (0, 5)
+    assert one["last_seen"] == "2026-05-28T20:27:40.000Z"  # the health record's time, the newest heard
+    fleet = {s["id"]: s for s in api.get("/v1/sensors").json()}
+    assert set(one) - set(fleet["h1"]) == {"health"}, "the fleet's shape is as it was"
+    assert api.get("/v1/sensors/s1").json()["health"] is None
+
+    day = {"from": T0, "to": T0 + 86400}
+    listed = api.get("/v1/sensors/h1/health", params=day).json()
+    assert listed["records"] == [first, latest] and listed["truncated"] is False  # newest last
+    assert listed["from"] == "2026-05-28T20:26:40.000Z"
+    newest = api.get("/v1/sensors/h1/health", params={**day, "limit": 1}).json()
+    assert newest["records"] == [latest] and newest["truncated"] is True
+    later = api.get("/v1/sensors/h1/health", params={"from": T0 + 10, "to": T0 + 86400}).json()
+    assert later["records"] == [latest]
+    assert api.get("/v1/sensors/nobody/health").status_code == 404
+    for bad in ({"limit": 0}, {"limit": "many"}, {"limit": 2001}, {"from": 5, "to": 4}):
+        got = api.get("/v1/sensors/h1/health", params=bad)
+        assert got.status_code == 400 and "\n" not in got.json()["error"]
+
+
+def test_a_replayed_health_message_is_stored_once(engine):
+    messages = [health_message("h1", seq, t=T0 + 60 * seq) for seq in (1, 2, 3)]
+    assert store(engine, *messages, kind="health").stored == 3
+    again = store(engine, *messages[1:], kind="health")  # the retained health again, a replay after a reconnect
+    assert (again.stored, again.duplicates, again.events) == (0, 2, [])
+    assert count(engine, "SELECT COUNT(*) FROM health") == 3
+    assert rows(engine, "SELECT lost, received FROM sensors") == [(0, 3)]
+
+
+def test_old_health_records_are_pruned(engine):
+    from soundscene.apps.hub.writer import prune
+
+    old, recent = health_message("h1", 1, t=T0), health_message("h1", 2, t=T0 + 2 * 86400 - 100)
+    store(engine, old, recent, kind="health")
+    assert prune(engine, keep_days=1, now=T0 + 2 * 86400) == 1
+    assert rows(engine, "SELECT seq FROM health") == [(2,)]
+    late = store_batch(engine, [parse(topic("h1", "health"), encoded(old))], keep_days=1, now=T0 + 2 * 86400)
+    assert late.expired == 1 and late.stored == 0
+
+
+def test_a_sensors_health_through_the_broker_counts_no_lost_message(tmp_path, broker, hub_factory):
+    """A SensorPublisher's scene, levels and health messages, numbered by one counter, all reach the hub."""
+    from soundscene.apps.mqtt import SensorPublisher
+
+    engine = db.open_database(str(tmp_path / "hub.db"))
+    hub = hub_factory(engine, broker.port)
+    with SensorPublisher("127.0.0.1", broker.port, "kerb", window_seconds=1, hop_seconds=1) as pub:
+        pub.publish({"time": 1.0, "label": "park", "confidence": 0.9, "probabilities": {"park": 0.9}})
+        pub.publish_levels(full_levels(-40.0), 1.0)
+        pub.publish_health(health_fields())
+        pub.publish({"time": 2.0, "label": "park", "confidence": 0.9, "probabilities": {"park": 0.9}})
+        assert pub.flush(10)
+    wait_for(lambda: count(engine, "SELECT received FROM sensors") == 4, 20, "4 messages stored")
+    assert rows(engine, "SELECT lost FROM sensors") == [(0,)]
+    assert rows(engine, "SELECT seq FROM health") == [(3,)]
+    hub.stop()
+    hub2 = hub_factory(engine, broker.port)  # a new subscription: the retained scene and health come again
+    wait_for(lambda: hub2.ingest.totals["duplicates"] == 2, 20, "the retained scene and health, again")
+    assert rows(engine, "SELECT lost, received FROM sensors") == [(0, 4)]

@@ -54,6 +54,7 @@ def create_app(hub) -> FastAPI:
         return JSONResponse({"error": str(exc)}, status_code=400)
 
     _reads(app, hub)
+    _health(app, hub)
     _writes(app, hub)
     _exports(app, hub)
     _live(app, hub)
@@ -81,9 +82,12 @@ def _reads(app: FastAPI, hub) -> None:
     def sensors() -> list[dict[str, Any]]:
         return store.fleet(hub.engine)
 
-    @app.get("/v1/sensors/{sensor_id}", summary="One sensor")
+    @app.get("/v1/sensors/{sensor_id}", summary="One sensor, with its latest health record (null before any)")
     def one(sensor_id: str) -> dict[str, Any]:
-        return _known(hub, sensor_id)
+        found = store.sensor_detail(hub.engine, _sensor_id(sensor_id))
+        if found is None:
+            raise ApiError(404, f"no sensor {sensor_id!r}")
+        return found
 
     @app.get("/v1/sensors/{sensor_id}/timeline",
              summary="Segments and the level series (at most 2,000 points) of one sensor over a range")
@@ -136,6 +140,25 @@ def _reads(app: FastAPI, hub) -> None:
     @app.get("/metrics", summary="Prometheus metrics")
     def metrics() -> Response:
         return Response(hub.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _health(app: FastAPI, hub) -> None:
+    @app.get("/v1/sensors/{sensor_id}/health",
+             summary="One sensor's health records over a range, oldest first (at most 2,000: the newest)")
+    def health(sensor_id: str, request: Request, limit: str | None = None) -> dict[str, Any]:
+        _known(hub, sensor_id)
+        count = _limit(limit, store.MAX_HEALTH)
+        frm, to = time_range(request.query_params.get("from"), request.query_params.get("to"), time.time())
+        return store.health_list(hub.engine, sensor_id, frm, to, limit=count)
+
+
+def _limit(text: str | None, most: int) -> int:
+    """A ``limit`` query parameter: a whole number from 1 to ``most`` (``most`` when absent)."""
+    if text is None or text == "":
+        return most
+    if len(text) > 9 or not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= most:
+        raise ApiError(400, f"limit must be a whole number from 1 to {most}")
+    return int(text)
 
 
 def _writes(app: FastAPI, hub) -> None:

@@ -11,6 +11,8 @@ cheap to compare and to bucket.  The tables:
 * ``decisions``: every scene decision, unique per (sensor, boot, seq); kept ``keep_days`` days.
 * ``segments``: runs of one scene per sensor and boot, built as decisions arrive (see :mod:`.segments`).
 * ``levels``: the sensors' level messages (LAeq and the full ``levels`` object), unique per (sensor, boot, seq).
+* ``health``: the sensors' health records (the whole record as JSON), unique per (sensor, boot, seq): they
+  share the sensor's numbering with decisions and level messages.
 * ``alerts``: each alert from start to end, with when its start and end were notified.
 * ``ingest_errors``: what could not be stored: topic, first 512 bytes, reason, time.
 
@@ -115,6 +117,19 @@ levels = Table(
     Column("levels", JSON),
     UniqueConstraint("sensor_id", "boot", "seq", name="uq_levels_message"),
     Index("ix_levels_sensor_end", "sensor_id", "end"),
+)
+
+health = Table(
+    "health", metadata,
+    Column("id", ID, primary_key=True, autoincrement=True),
+    Column("sensor_id", SENSOR_ID, nullable=False),
+    Column("boot", BOOT, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("t", Float, nullable=False),  # the record's timestamp
+    Column("stored", Float, nullable=False),
+    Column("record", JSON, nullable=False),
+    UniqueConstraint("sensor_id", "boot", "seq", name="uq_health_message"),
+    Index("ix_health_sensor_t", "sensor_id", "t"),
 )
 
 alerts = Table(

@@ -1,8 +1,9 @@
-"""What the sensors say, checked: MQTT topic + payload -> a :class:`SceneMessage`, :class:`LevelsMessage` or
-:class:`StatusMessage`, or :class:`BadMessage` naming the reason in one line.
+"""What the sensors say, checked: MQTT topic + payload -> a :class:`SceneMessage`, :class:`LevelsMessage`,
+:class:`HealthMessage` or :class:`StatusMessage`, or :class:`BadMessage` naming the reason in one line.
 
 The topics are those of :mod:`soundscene.apps.mqtt`: ``soundscene/<id>/scene`` (a ``sensor_message``
-record), ``soundscene/<id>/levels`` (a ``levels_message`` record) and ``soundscene/<id>/status``
+record), ``soundscene/<id>/levels`` (a ``levels_message`` record), ``soundscene/<id>/health`` (a ``health``
+record, numbered by the same ``boot`` and ``seq`` as the other two) and ``soundscene/<id>/status``
 (``online`` / ``offline``).  Payloads are validated with the project's record schema
 (:func:`soundscene.core.records.schema_of`), so the hub accepts exactly what the sensors are documented to
 send.  Until the record schema describes the levels contract's ``boot`` and ``levels`` fields, they are
@@ -29,6 +30,7 @@ from ..mqtt import TOPIC_ROOT, check_sensor_id
 MAX_MESSAGE_BYTES = 65536  # a sensor_message with 50 classes is about 2 kB
 EXCERPT_BYTES = 512  # of a refused payload, kept in ingest_errors
 STATUSES = ("online", "offline")
+KINDS = ("scene", "levels", "health", "status")  # the last topic level of what the hub subscribes to
 _BOOT = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
 _CONTRACT_FIELDS = ("boot", "levels")  # the levels contract (issue 14); validated here until the schema has them
 
@@ -68,24 +70,33 @@ class LevelsMessage:
 
 
 @dataclass(frozen=True)
+class HealthMessage:
+    sensor_id: str
+    boot: str
+    seq: int
+    t: float  # the report's timestamp, seconds since 1970 UTC
+    record: dict  # the health record as the sensor sent it, checked against the record schema
+
+
+@dataclass(frozen=True)
 class StatusMessage:
     sensor_id: str
     status: str
 
 
-Message = SceneMessage | LevelsMessage | StatusMessage
+Message = SceneMessage | LevelsMessage | HealthMessage | StatusMessage
 
 
 def subscriptions(share: str | None = None) -> list[str]:
     """The topic filters the hub subscribes to (``$share/<group>/...`` when hubs share the work)."""
-    filters = [f"{TOPIC_ROOT}/+/{kind}" for kind in ("scene", "levels", "status")]
+    filters = [f"{TOPIC_ROOT}/+/{kind}" for kind in KINDS]
     return [f"$share/{share}/{f}" for f in filters] if share else filters
 
 
 def parse(topic: str, payload: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> Message:
     """The message on ``topic``, checked; BadMessage (one line) for anything that cannot be stored."""
     parts = topic.split("/")
-    if len(parts) != 3 or parts[0] != TOPIC_ROOT or parts[2] not in ("scene", "levels", "status"):
+    if len(parts) != 3 or parts[0] != TOPIC_ROOT or parts[2] not in KINDS:
         raise BadMessage(f"unexpected topic {records.printable(topic)!r}")
     try:
         sensor_id = check_sensor_id(parts[1])
@@ -102,6 +113,8 @@ def parse(topic: str, payload: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> 
     if body.get("sensor_id") != sensor_id:
         raise BadMessage(f"sensor_id {records.printable(body.get('sensor_id'))!r} does not match the topic's "
                          f"{sensor_id!r}")
+    if parts[2] == "health":
+        return _health(body, sensor_id)
     boot, level_set = _contract(body)
     if parts[2] == "scene":
         return _scene(body, sensor_id, boot, level_set)
@@ -124,10 +137,15 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not JSON")
 
 
-def _contract(body: dict) -> tuple[str, dict | None]:
+def _boot(body: dict) -> str:
     boot = body.get("boot", "")
     if boot != "" and (not isinstance(boot, str) or not _BOOT.match(boot)):
         raise BadMessage(f"boot must be up to 64 letters, digits, '-' or '_', got {str(boot)[:70]!r}")
+    return boot
+
+
+def _contract(body: dict) -> tuple[str, dict | None]:
+    boot = _boot(body)
     level_set = body.get("levels")
     if level_set is not None:
         if not isinstance(level_set, dict):
@@ -148,13 +166,15 @@ def _validator(kind: str):
     return jsonschema.Draft202012Validator(schema), set(schema["properties"])
 
 
-def _validate(kind: str, body: dict) -> None:
+def _validate(kind: str, body: dict) -> dict:
+    """``body`` checked against the record schema of ``kind`` (less contract fields the kind does not have)."""
     validator, known = _validator(kind)
     checked = {k: v for k, v in body.items() if k in known or k not in _CONTRACT_FIELDS}
     error = next(iter(validator.iter_errors(checked)), None)
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "message"
         raise BadMessage(f"{kind} schema: {where}: {error.message[:200]}")
+    return checked
 
 
 def utc_seconds(text: Any, field: str = "timestamp") -> float:
@@ -213,6 +233,14 @@ def _levels(body: dict, sensor_id: str, boot: str, level_set: dict | None) -> Le
     if end < start:
         raise BadMessage("levels_message ends before it starts")
     return LevelsMessage(sensor_id, boot, int(body["seq"]), start, end, level_set.get("LAeq"), level_set)
+
+
+def _health(body: dict, sensor_id: str) -> HealthMessage:
+    boot = _boot(body)
+    record = _validate("health", body)
+    if body["seq"] < 1:
+        raise BadMessage(f"seq must be at least 1, got {body['seq']}")
+    return HealthMessage(sensor_id, boot, int(body["seq"]), utc_seconds(body["timestamp"]), record)
 
 
 def excerpt(payload: bytes) -> bytes:

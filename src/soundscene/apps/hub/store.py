@@ -1,9 +1,11 @@
 """Reading the hub's database: what the API and the page show.  Every query uses bound parameters.
 
 * :func:`fleet`: every sensor with its status, current scene, confidence, level, last seen and location;
+* :func:`sensor_detail`: one sensor as in the fleet, with its latest health record;
 * :func:`update_sensor`: name, location and tags (a sensor may be described before it first speaks);
 * :func:`timeline`: one sensor's segments over a range, and its level series averaged into at most
   :data:`MAX_POINTS` buckets by the database (a month costs the same as a day);
+* :func:`health_list`: one sensor's health records over a range, at most :data:`MAX_HEALTH` of them;
 * :func:`summary`: the share of time per scene per hour or day bucket, and the hour-of-day profile, from
   segments only;
 * :func:`iter_segments`: segments in a range for the CSV and Parquet exports, streamed in pages;
@@ -18,10 +20,11 @@ from typing import Any, Iterator
 from sqlalchemy import and_, func, insert, select, update
 from sqlalchemy.engine import Engine
 
-from .db import alerts, decisions, ingest_errors, levels, segments, sensors
+from .db import alerts, decisions, health, ingest_errors, levels, segments, sensors
 from .timeutil import iso
 
 MAX_POINTS = 2000
+MAX_HEALTH = 2000  # health records per response (a day at one a minute is 1,440)
 EXPORT_PAGE = 5000
 
 
@@ -45,6 +48,28 @@ def sensor(engine: Engine, sensor_id: str) -> dict[str, Any] | None:
     with engine.connect() as conn:
         row = conn.execute(select(sensors).where(sensors.c.id == sensor_id)).mappings().first()
     return None if row is None else _sensor(row)
+
+
+def sensor_detail(engine: Engine, sensor_id: str) -> dict[str, Any] | None:
+    """One sensor as :func:`sensor` gives it, with ``health``: its latest health record (None before any)."""
+    with engine.connect() as conn:
+        row = conn.execute(select(sensors).where(sensors.c.id == sensor_id)).mappings().first()
+        if row is None:
+            return None
+        latest = conn.execute(select(health.c.record).where(health.c.sensor_id == sensor_id)
+                              .order_by(health.c.t.desc(), health.c.id.desc()).limit(1)).scalar()
+    return {**_sensor(row), "health": latest}
+
+
+def health_list(engine: Engine, sensor_id: str, frm: float, to: float, *, limit: int = MAX_HEALTH) -> dict[str, Any]:
+    """The health records of ``sensor_id`` timed in [frm, to), oldest first: the newest ``limit`` when there are
+    more (``truncated`` then says so)."""
+    with engine.connect() as conn:
+        found = conn.execute(select(health.c.record).where(
+            health.c.sensor_id == sensor_id, health.c.t >= frm, health.c.t < to)
+            .order_by(health.c.t.desc(), health.c.id.desc()).limit(limit + 1)).scalars().all()
+    return {"sensor_id": sensor_id, "from": iso(frm), "to": iso(to), "truncated": len(found) > limit,
+            "records": list(reversed(found[:limit]))}
 
 
 def update_sensor(engine: Engine, sensor_id: str, values: dict[str, Any], *, now: float) -> dict[str, Any]:

@@ -5,7 +5,7 @@
 transaction and returns the :class:`Event` list of what changed, for the live feed and the alert rules.
 Nothing in it knows MQTT, so a later ``hub import`` of batch results can call it too.
 
-Idempotence: decisions and level messages are inserted with ``ON CONFLICT DO NOTHING`` on their unique
+Idempotence: decisions, level messages and health records are inserted with ``ON CONFLICT DO NOTHING`` on their unique
 (sensor, boot, seq); only a row really inserted counts, extends the segments and moves the sensor's
 counters, so a replay, a retained message re-delivered at restart or a message delivered twice changes
 nothing.  A message older than the current scene (out of order) is stored and folded into its segment
@@ -13,6 +13,7 @@ but does not replace the sensor's current scene.
 
 Lost messages: per (sensor, boot) the lowest and highest ``seq`` and the count stored give
 ``max - min + 1 - count`` missing in between; the sensor's ``lost`` is their sum, updated by difference.
+Scene, levels and health messages share a sensor's numbering, so each of them counts.
 
 Several hubs on one PostgreSQL: the sensors of a batch are locked (``SELECT ... FOR UPDATE``, in id order,
 so two hubs never deadlock), which serialises the segments of a sensor across hubs.
@@ -29,8 +30,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from . import segments as seg
-from .db import boots, decisions, ingest_errors, levels, sensors
-from .messages import LevelsMessage, SceneMessage, StatusMessage, excerpt
+from .db import boots, decisions, health, ingest_errors, levels, sensors
+from .messages import HealthMessage, LevelsMessage, SceneMessage, StatusMessage, excerpt
 
 DEFAULT_KEEP_DAYS = 30.0
 
@@ -46,7 +47,7 @@ class Refused:
 
 @dataclass
 class Event:
-    """What a stored message changed: ``kind`` is ``decision``, ``levels``, ``status`` or ``error``."""
+    """What a stored message changed: ``kind`` is ``decision``, ``levels``, ``health``, ``status`` or ``error``."""
 
     kind: str
     sensor_id: str
@@ -56,7 +57,7 @@ class Event:
 @dataclass
 class BatchResult:
     events: list[Event]
-    stored: int = 0  # decisions and level messages newly stored
+    stored: int = 0  # decisions, level messages and health records newly stored
     duplicates: int = 0
     expired: int = 0  # older than the retention period: not stored
     errors: int = 0
@@ -70,7 +71,7 @@ def _insert_ignore(conn: Connection, table):
 
 def store_batch(engine: Engine, items: Iterable, *, keep_days: float = DEFAULT_KEEP_DAYS,
                 now: float | None = None) -> BatchResult:
-    """Store ``items`` (SceneMessage, LevelsMessage, StatusMessage or Refused) in one transaction."""
+    """Store ``items`` (SceneMessage, LevelsMessage, HealthMessage, StatusMessage or Refused) in one transaction."""
     items = list(items)
     result = BatchResult(events=[])
     now = time.time() if now is None else now
@@ -118,6 +119,8 @@ class _Batch:
             self._scene(item)
         elif isinstance(item, LevelsMessage):
             self._levels(item)
+        elif isinstance(item, HealthMessage):
+            self._health(item)
 
     def _status(self, m: StatusMessage) -> None:
         sensor = self.state[m.sensor_id]
@@ -173,6 +176,22 @@ class _Batch:
         self.result.events.append(Event("levels", m.sensor_id, {"seq": m.seq, "start": m.start, "end": m.end,
                                                                 "laeq": m.laeq}))
 
+    def _health(self, m: HealthMessage) -> None:
+        if m.t < self.oldest:
+            self.result.expired += 1
+            return
+        row = {"sensor_id": m.sensor_id, "boot": m.boot, "seq": m.seq, "t": m.t, "stored": time.time(),
+               "record": m.record}
+        if self.conn.execute(_insert_ignore(self.conn, health).values(row).returning(health.c.id)).first() is None:
+            self.result.duplicates += 1
+            return
+        self._count(m.sensor_id, m.boot, m.seq)
+        sensor = self.state[m.sensor_id]
+        sensor["last_seen"] = max(sensor["last_seen"] or 0.0, m.t)
+        self.changed.add(m.sensor_id)
+        self.result.events.append(Event("health", m.sensor_id, {"seq": m.seq, "boot": m.boot, "t": m.t,
+                                                                "record": m.record}))
+
     def _count(self, sensor_id: str, boot: str, seq: int) -> bool:
         """Count a newly stored message of the boot; True when its seq is the highest of the boot so far."""
         key = (sensor_id, boot)
@@ -213,10 +232,12 @@ class _Batch:
 
 
 def prune(engine: Engine, *, keep_days: float = DEFAULT_KEEP_DAYS, now: float | None = None) -> int:
-    """Delete decisions and level messages older than ``keep_days`` (segments and alerts stay); rows deleted."""
+    """Delete decisions, level messages and health records older than ``keep_days`` (segments and alerts stay);
+    rows deleted."""
     oldest = (time.time() if now is None else now) - keep_days * 86400.0
     with engine.begin() as conn:
         gone = conn.execute(delete(decisions).where(decisions.c.t < oldest)).rowcount
         gone += conn.execute(delete(levels).where(levels.c.end < oldest)).rowcount
+        gone += conn.execute(delete(health).where(health.c.t < oldest)).rowcount
         conn.execute(delete(ingest_errors).where(ingest_errors.c.time < oldest))
     return gone
