@@ -213,3 +213,39 @@ def test_a_resumed_run_scores_the_best_validation_epoch_from_before_the_interrup
     # The model file holds epoch 1's weights (the rule is best_val): scoring the kept weights gives its accuracy.
     assert saved["selection_rules"]["best_val"] == pytest.approx(saved["accuracy"])
     assert saved["selection_rules"]["best_val"] == pytest.approx(first.test_metrics["accuracy"])
+
+
+def test_ctrl_c_in_a_real_training_process_says_how_to_resume_and_resume_continues(tmp_path, tiny_dataset):
+    """SIGINT to `soundscene train` after its first epoch: exit 130, one line saying how to resume (no
+    traceback), and `train --resume` then finishes the run."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from helpers import TINY, wait_for
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 200}}))
+    run = tmp_path / "run"
+    cli = [sys.executable, "-c", "import sys; from soundscene.cli import main; sys.exit(main(sys.argv[1:]))"]
+    proc = subprocess.Popen([*cli, "train", str(tiny_dataset), "--out", str(run), "--config", str(config),
+                             "--test-fold", "5", "--no-progress"], stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (run / "checkpoints" / "last.ckpt").is_file() or proc.poll() is not None, 300,
+                 "the first finished epoch")
+        assert proc.poll() is None, proc.stderr.read()
+        proc.send_signal(signal.SIGINT)
+        err = proc.communicate(timeout=300)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "TypeError" not in err
+    hint = [line for line in err.splitlines() if "--resume" in line]
+    assert hint == [f"interrupted: progress up to the last finished epoch is saved; continue with: soundscene "
+                    f"train --resume {run}"], err
+    done = subprocess.run([*cli, "train", "--resume", str(run), "--epochs", "3", "--no-progress"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert len(json.loads((run / "history.json").read_text())) == 3

@@ -65,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     except ModuleNotFoundError as exc:  # an extra that this install left out (a sensor has no torch)
         _error_line(_missing_package(args.command, exc.name))
         return 2
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        print(f"\ninterrupted: {exc}" if str(exc) else "\ninterrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing more to flush at exit

@@ -311,23 +311,25 @@ def _progress_bar():
     return StderrProgressBar()
 
 
-def _run_folder_callback(run_dir: Path):
-    import lightning as L
+def _resume_hint(run_dir: Path) -> str:
+    """How to go on after an interruption: from the last finished epoch, or from the start."""
+    if RunFolder(run_dir).has_finished_epoch():
+        return f"progress up to the last finished epoch is saved; continue with: soundscene train --resume {run_dir}"
+    return "before the first epoch finished; run the same command again to start over"
 
-    class RunFolder(L.Callback):
-        """Tells how to continue after an interruption."""
 
-        def on_exception(self, trainer, pl_module, exception):
-            if not isinstance(exception, KeyboardInterrupt):
-                return
-            if RunFolder(run_dir).has_finished_epoch():
-                print(f"\ninterrupted: progress up to the last finished epoch is saved; "
-                      f"continue with: soundscene train --resume {run_dir}", file=sys.stderr)
-            else:
-                print("\ninterrupted before the first epoch finished; run the same command again to start over",
-                      file=sys.stderr)
-
-    return RunFolder()
+def _fit(trainer, module, **kwargs) -> None:
+    """``trainer.fit``; Ctrl-C (or SIGTERM, which the CLI turns into it) is a KeyboardInterrupt that says how to
+    resume.  Lightning answers a KeyboardInterrupt with ``sys.exit(1)`` after its clean-up: that exit becomes
+    the interruption again, so the command line can exit 130 with one line."""
+    try:
+        trainer.fit(module, **kwargs)
+    except SystemExit:
+        if not trainer.interrupted:
+            raise
+        raise KeyboardInterrupt(_resume_hint(Path(trainer.default_root_dir))) from None
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_resume_hint(Path(trainer.default_root_dir))) from None
 
 
 def _check_checkpoint(path: Path, net: SceneNet) -> None:
@@ -433,8 +435,8 @@ def train(data: str | Path | Manifest | None = None, *, run_dir: str | Path, con
     writer = ModelFileWriter(run, config, classes, trained_on, trained_on_audio)
     trainer = _trainer(config, run, writer, progress)
     with _quiet_lightning():
-        trainer.fit(module, train_dataloaders=_train_loader(train_set, config),
-                    ckpt_path=run.last_checkpoint if resume else None, weights_only=True)
+        _fit(trainer, module, train_dataloaders=_train_loader(train_set, config),
+             ckpt_path=run.last_checkpoint if resume else None, weights_only=True)
 
     if trainer.interrupted:
         raise SoundsceneError(f"training was interrupted; continue with: soundscene train --resume {run.root}")
@@ -506,8 +508,7 @@ def _trainer(config: Config, run: RunFolder, writer: "ModelFileWriter", progress
         try:
             return L.Trainer(max_epochs=t.epochs, accelerator=t.accelerator, precision=t.precision,
                              devices=t.devices, num_nodes=t.num_nodes, strategy=t.strategy, logger=False,
-                             callbacks=[writer, checkpoint, _run_folder_callback(run.root),
-                                        *([_progress_bar()] if progress else [])], limit_val_batches=0,
+                             callbacks=[writer, checkpoint, *([_progress_bar()] if progress else [])], limit_val_batches=0,
                              gradient_clip_val=t.grad_clip or None,
                              num_sanity_val_steps=0, enable_progress_bar=progress, enable_model_summary=False,
                              deterministic=True, default_root_dir=run.root, log_every_n_steps=1)
