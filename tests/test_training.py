@@ -52,11 +52,17 @@ def test_crash_loses_at_most_one_epoch_and_resume_continues(tmp_path, tiny_datas
 
     cfg = Config.from_dict({**TINY, "train": {**TINY["train"], "epochs": 3}})
     run = tmp_path / "run"
-    original = training._run_folder_callback
-    monkeypatch.setattr(training, "_run_folder_callback", lambda run_dir: Crash())
+    original = training._trainer
+
+    def crashing(*args, **kwargs):
+        trainer = original(*args, **kwargs)
+        trainer.callbacks.append(Crash())
+        return trainer
+
+    monkeypatch.setattr(training, "_trainer", crashing)
     with pytest.raises(RuntimeError, match="simulated crash"):
         train(tiny_dataset, run_dir=run, config=cfg, test_fold=5, progress=False)
-    monkeypatch.setattr(training, "_run_folder_callback", original)
+    monkeypatch.setattr(training, "_trainer", original)
     assert (run / "checkpoints" / "last.ckpt").is_file()
 
     resumed = train(run_dir=run, resume=True, progress=False)
