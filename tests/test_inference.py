@@ -238,19 +238,9 @@ def test_a_waveform_shorter_than_the_models_minimum_is_refused_as_a_file_is(clas
         classifier.classify_file(tmp_path / "short.wav")
 
 
-def test_predict_files_of_release_1_is_a_deprecated_alias_of_classify_files(classifier, tmp_path):
-    good = tmp_path / "good.wav"
-    sf.write(str(good), synthesize_scene("metro", sample_rate=8000, seconds=2.0, seed=12), 8000)
-    (tmp_path / "bad.wav").write_bytes(b"nope")
-    paths = [good, tmp_path / "bad.wav"]
-    with pytest.warns(DeprecationWarning, match="predict_files is deprecated; use classify_files"):
-        old = classifier.predict_files(paths, batch_size=4, progress=False)
-    new = classifier.classify_files(paths)
-    assert [(p.path, p.label, p.error) for p in old] == [(p.path, p.label, p.error) for p in new]
-    np.testing.assert_array_equal(old[0].probabilities, new[0].probabilities)
-    assert old[1].error and "bad.wav" in old[1].error
-    with pytest.warns(DeprecationWarning), pytest.raises(AudioError, match="bad.wav"):
-        classifier.predict_files(paths, skip_bad=False)  # release 1: the first unusable file raises
+def test_release_1_names_are_gone(classifier):
+    """predict_files and predict_waveforms were kept one release as deprecated aliases (README, "Python API")."""
+    assert not hasattr(classifier, "predict_files") and not hasattr(classifier, "predict_waveforms")
 
 
 def test_the_hop_is_at_least_a_twentieth_of_the_window(tiny_run):

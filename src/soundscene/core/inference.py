@@ -20,7 +20,6 @@ stream classifier (:mod:`.stream`).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
@@ -137,25 +136,7 @@ class SceneClassifier:
         ones are scored whole).  Batching does not change results."""
         return self.scorer.score_clips(clips)
 
-    def predict_waveforms(self, waveforms: Sequence[np.ndarray]) -> np.ndarray:
-        """Deprecated name of :meth:`classify_clips` (removed in the next release)."""
-        warnings.warn("SceneClassifier.predict_waveforms is deprecated; use classify_clips", DeprecationWarning,
-                      stacklevel=2)
-        return self.classify_clips(waveforms)
-
     # -- recordings of any length ------------------------------------------------------------------
-
-    def predict_files(self, paths: Iterable[str | Path], *, batch_size: int = 16, skip_bad: bool = True,
-                      progress: bool = False) -> list[Prediction]:
-        """Deprecated name of :meth:`classify_files` (release 1; removed in the next release).
-
-        batch_size is ignored (batching never changed results); skip_bad=False raises the first file's
-        AudioError instead of returning a Prediction with ``error``, as in release 1."""
-        warnings.warn("SceneClassifier.predict_files is deprecated; use classify_files", DeprecationWarning,
-                      stacklevel=2)
-        if skip_bad:
-            return self.classify_files(paths, progress=progress)
-        return [self.classify_file(path) for path in paths]
 
     def predict_waveform(self, waveform: np.ndarray, *, sample_rate: int) -> np.ndarray:
         """Probabilities ``(n_classes,)`` of one recording at ``sample_rate`` Hz (windowed as a file is); None
