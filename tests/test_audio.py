@@ -233,3 +233,26 @@ def test_too_short_names_enough_digits_to_see_why(tmp_path):
     sf.write(str(path), np.full(499, 0.1, np.float32), 1000)  # 0.499 s
     with pytest.raises(AudioError, match=r"0\.499 s is shorter than the minimum of 0\.5 s"):
         check_length(audio_info(path), min_seconds=0.5)
+
+
+def test_reading_blocks_leaves_the_process_stderr_alone(tmp_path, monkeypatch):
+    """quiet_decoder redirects descriptor 2 for the whole process: opening a file uses it, reading its blocks
+    does not (a long recording is read in thousands of blocks, and other threads write to stderr meanwhile)."""
+    import contextlib
+
+    from soundscene.core import audio
+
+    path = tmp_path / "tone.wav"
+    sf.write(str(path), np.zeros(48000, np.float32), 16000)
+    entered = []
+
+    @contextlib.contextmanager
+    def counting():
+        entered.append(1)
+        yield
+
+    monkeypatch.setattr(audio, "quiet_decoder", counting)
+    with audio.AudioReader(path) as reader:
+        opened = len(entered)
+        blocks = list(reader.blocks(1000))
+    assert len(blocks) == 48 and len(entered) == opened

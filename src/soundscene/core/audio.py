@@ -50,6 +50,8 @@ def quiet_decoder():
 
     The descriptor is restored afterwards; a lock keeps threads from
     interleaving redirections.  Python-level writes to sys.stderr are unaffected.
+    It redirects the whole process's descriptor 2, so it is used once per file (opening it, where mpg123
+    says "Xing stream size off..."), never around each block a long recording is read in.
     """
     with _STDERR_LOCK:
         try:
@@ -392,9 +394,8 @@ class AudioReader:
 
     def read(self, frames: int) -> np.ndarray:
         """Up to ``frames`` more frames, ``(channels, n)``; n == 0 at the end."""
-        try:
-            with quiet_decoder():
-                data = self._file.read(max(0, int(frames)), dtype="float32", always_2d=True)
+        try:  # not under quiet_decoder: that redirects the whole process's stderr, so only opening uses it
+            data = self._file.read(max(0, int(frames)), dtype="float32", always_2d=True)
         except (sf.LibsndfileError, RuntimeError) as exc:
             raise AudioError(f"{self.info.path}: decoding failed ({_short(exc)}); the file is damaged") from None
         check_samples(data, self.info.path, silence_ok=True)
