@@ -24,10 +24,21 @@ def items(tiny_dataset):
 
 
 def _no_decoding(monkeypatch):
+    """Every decode goes through soundfile's read or SoundFile (core.audio, the one decoder): refuse both."""
+    import soundfile
+
     def refuse(*args, **kwargs):
         raise AssertionError("audio was decoded although the cache is valid")
 
-    monkeypatch.setattr(cache_mod, "load_clip", refuse)
+    monkeypatch.setattr(soundfile, "read", refuse)
+    monkeypatch.setattr(soundfile, "SoundFile", refuse)
+
+
+def test_the_no_decoding_guard_catches_a_build(tmp_path, items, tiny_config, monkeypatch):
+    """The guard the reuse tests rely on does fire when features are really computed."""
+    _no_decoding(monkeypatch)
+    with pytest.raises(AssertionError, match="audio was decoded"):
+        load_or_build(items, tiny_config, cache_dir=tmp_path, progress=False, workers=1)
 
 
 def test_cache_matches_in_memory_features_and_is_reused(tmp_path, items, tiny_config, monkeypatch):
@@ -212,8 +223,6 @@ def test_the_cache_records_the_decoded_audio_digest_of_each_clip_the_same_for_lo
         tmp_path, items, tiny_config, monkeypatch):
     """The digest evaluation uses to recognise re-encoded training clips is taken where the clip is decoded for its
     features (once), kept in meta.json, and read back without decoding; a FLAC or 24-bit copy has the same one."""
-    import soundscene.training.data as data_mod
-
     copies = []
     for k, item in enumerate(items[:3]):
         samples, rate = sf.read(str(item.path), dtype="int16")
@@ -230,9 +239,6 @@ def test_the_cache_records_the_decoded_audio_digest_of_each_clip_the_same_for_lo
     assert sorted(meta["audio_digests"].values()) == sorted(digests)
     assert [i.audio_digest for i in in_memory(items, tiny_config, classes)[0].items] == digests[:len(items)]
 
-    def refuse(*args, **kwargs):
-        raise AssertionError("audio was decoded although the cache is valid")
-
-    monkeypatch.setattr(data_mod, "load_clip", refuse)
+    _no_decoding(monkeypatch)
     again = load_or_build(items + copies, tiny_config, cache_dir=tmp_path / "c", progress=False)
     assert [i.audio_digest for i in again.feature_set(items + copies, classes)[0].items] == digests

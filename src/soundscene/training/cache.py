@@ -44,7 +44,6 @@ import numpy as np
 import torch
 
 from .._io import atomic_write_json
-from ..core.audio import load_clip
 from ..config import Config
 from .._version import __version__
 from .data import FeatureSet, Item, describe_bad_clip, featurize
