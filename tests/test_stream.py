@@ -66,6 +66,19 @@ def test_listen_command_reads_raw_pcm_from_stdin(tiny_run):
     assert bad.returncode == 2 and b"invalid choice" in bad.stderr
 
 
+def test_listen_refuses_floats_beyond_full_scale_as_predict_does(tiny_run):
+    """f32le samples of ±4,000 (integers written as floats) are one line and exit 2, as predict refuses such a
+    file; the decisions made before them were printed."""
+    wave = synthesize_scene("metro", sample_rate=8000, seconds=2.0, seed=1).astype("<f4")
+    pcm = np.concatenate([wave, np.full(800, 4000.0, "<f4")]).tobytes()
+    result = subprocess.run([sys.executable, "-m", "soundscene.cli", "listen", str(tiny_run.model_path), "--stdin",
+                             "--rate", "8000", "--sample-format", "f32le"], input=pcm, capture_output=True,
+                            timeout=120)
+    err = result.stderr.decode()
+    assert result.returncode == 2 and "samples reach 4e+03" in err and err.count("\n") == 1, err
+    assert len(result.stdout.decode().splitlines()) >= 1
+
+
 @pytest.mark.parametrize("option, value", [("smoothing", float("nan")), ("smoothing", 0.0), ("smoothing", 1.5),
                                            ("min_dwell_seconds", -1.0), ("min_dwell_seconds", float("nan")),
                                            ("min_dwell_seconds", 1e9)])

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..config import SILENCE_DBFS
 from ..errors import AudioError, SoundsceneError
-from .audio import StreamResampler, as_channels_first, check_sample_rate, level_dbfs
+from .audio import StreamResampler, as_channels_first, check_sample_rate, check_samples, level_dbfs
 from .records import Decision
 from .timeline import Framer
 
@@ -75,8 +75,7 @@ class StreamClassifier:
         block = as_channels_first(block) if np.asarray(block).size else np.zeros((self.channels, 0), np.float32)
         if block.shape[0] != self.channels:
             raise AudioError(f"block has {block.shape[0]} channels; the stream was opened with {self.channels}")
-        if not np.isfinite(block).all():
-            raise AudioError("block contains NaN or infinite samples")
+        check_samples(block, "input block", silence_ok=True)  # as predict checks a file: finite, within ±MAX
         if self.meter is not None:
             self.meter.push_channels(block)
         return self._frames(self._resampler.push(block))
