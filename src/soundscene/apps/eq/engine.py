@@ -7,14 +7,17 @@ from the stream classifier's records) and the listener's adjustments (:meth:`~Eq
 1. one filter cascade (:mod:`.chain`) for one curve: the scene's preset + the listener's band adjustments
    for the scene + the loudness compensation for the current listening level (:mod:`.loudness`), changes
    crossfaded;
-2. a gain stage (:mod:`.stage`, active only when one of the features below is on; it adds 20 ms of
+2. a gain stage (:mod:`.stage`, active only when one of the features below is on; it adds 25 ms of
    latency, :attr:`~Equalizer.latency`): the volume (``volume_db`` plus the scene's remembered
-   adjustment), the level follower's boost (:mod:`.gain`) and the loudness make-up, held within full scale
-   and, with ``limiter``, within the level the remaining weekly allowance permits (:mod:`.exposure`);
+   adjustment), the level follower's boost (:mod:`.gain`) and the loudness make-up, with ``limiter``
+   held within the level the remaining weekly allowance permits (:mod:`.exposure`), then a look-ahead
+   peak limiter (:mod:`.limiter`) that keeps every sample within full scale by turning down the peaks
+   only, by what they need;
 3. metering: the output's A-weighted level at the ear counts towards the listener's dose.
 
 **Listening level** (for loudness compensation). Calibrated (``headphone_db_spl_at_fs``): the A-weighted
-level at the ear of the music before the gain (3-s average) plus the gain. Otherwise it is taken as
+level at the ear of the output (3-s average: after the gain and the peak limiter, so what the limiter takes
+off the peaks counts). Otherwise it is taken as
 ``loudness_reference_phon + volume + boost``: the music at 0 dB volume is assumed to be played at the
 reference level, and the volume knob lowers it. The compensation is re-designed when the level has moved by
 1 phon or more since the last design (at 0.5-phon resolution), crossfaded like a preset change.
@@ -85,6 +88,8 @@ class Equalizer:
             self._stage = GainStage(self.sample_rate, self.channels)
         self._samples = self._frames = 0
         self._music_ms: float | None = None
+        self._out_ms = [0.0, 0.0]  # the output's mean square, 3-s average, and its weight (the first frames')
+        self._peak_reduction = 0.0  # the peak limiter's largest reduction since the last trace row (dB)
         self._ambient_warned = self._flushing = False
         self._last_limited = -math.inf
         self.ambient_db: float | None = None  # the latest record's LAeq
@@ -110,8 +115,9 @@ class Equalizer:
 
     @property
     def latency(self) -> int:
-        """Samples by which the output lags the input (one gain-stage frame when the stage is on, else 0)."""
-        return 0 if self._stage is None else self._stage.frame
+        """Samples by which the output lags the input (the gain stage's frame and look-ahead when the stage
+        is on, else 0)."""
+        return 0 if self._stage is None else self._stage.latency
 
     @property
     def time(self) -> float:
@@ -230,27 +236,34 @@ class Equalizer:
             ceiling = self.exposure.allowed_mean_square()
             if music_db is not None and music_db + target_db > self.exposure.allowed_level_db() - LIMITER_MARGIN_DB:
                 target_db, held = self.exposure.allowed_level_db() - LIMITER_MARGIN_DB - music_db, True
-        gain, out_ms, limited = stage.apply(10 ** (target_db / 20), ceiling)
-        limited = limited or held
-        gain_db = 20 * math.log10(max(gain, 1e-10))
+        done = stage.apply(10 ** (target_db / 20), ceiling)
+        limited = done.limited or held
+        gain_db = 20 * math.log10(max(done.gain, 1e-10))
+        self._out_ms = [m + a * (now - m) for m, now in zip(self._out_ms, (done.mean_square, 1.0))]
+        out_db = _level_db(self._out_ms[0] / self._out_ms[1], self.calibration_db)  # the weight: no start bias
+        self._peak_reduction = max(self._peak_reduction, done.peak_reduction_db)
         if self.exposure is not None:
-            self.exposure.add(out_ms, stage.seconds)
+            self.exposure.add(done.mean_square, done.seconds)
         if limited and self.time - self._last_limited > LIMITER_QUIET_SECONDS:  # a new episode: say so once
             self.messages.append(f"{self.time:8.2f} s  exposure limiter: level held at "
                                  f"{self.exposure.allowed_level_db():.1f} dB(A) (dose {self.exposure.dose:.1f} % "
                                  f"of the weekly allowance, {self.exposure.mode} mode)")
         self._last_limited = self.time if limited else self._last_limited
-        if self.loudness and self._listening.update(music_db=music_db, gain_db=gain_db, volume_db=base_db + boost):
+        if self.loudness and self._listening.update(level_db=out_db, volume_db=base_db + boost):
             self._request()
         if self._trace is not None and not self._flushing and \
                 self._frames % max(1, round(TRACE_SECONDS / stage.seconds)) == 0:
-            f = self.follower
-            self._trace.add(time=self.time, scene=self.scene, ambient_db=self.ambient_db, gain_db=gain_db,
-                            followed_db=None if f is None else f.estimate(self.time), boost_db=boost,
-                            level_db=None if music_db is None else music_db + gain_db, limited=limited,
-                            dose=None if self.exposure is None else self.exposure.dose, phon=self._listening.phon,
-                            permitted_db=self.exposure.allowed_level_db() if self.limiter else None)
+            self._add_row(gain_db=gain_db, boost=boost, level_db=out_db, limited=limited)
         self._frames += 1
+
+    def _add_row(self, *, gain_db: float, boost: float, level_db: float | None, limited: bool) -> None:
+        f = self.follower
+        self._trace.add(time=self.time, scene=self.scene, ambient_db=self.ambient_db, gain_db=gain_db,
+                        peak_reduction_db=self._peak_reduction, followed_db=None if f is None else
+                        f.estimate(self.time), boost_db=boost, level_db=level_db, limited=limited,
+                        dose=None if self.exposure is None else self.exposure.dose, phon=self._listening.phon,
+                        permitted_db=self.exposure.allowed_level_db() if self.limiter else None)
+        self._peak_reduction = 0.0
 
     # -- helpers ----------------------------------------------------------------------------------------------
 

@@ -122,8 +122,8 @@ def _band_targets(phon: float, sample_rate: int, reference_phon: float) -> np.nd
 class ListeningLevel:
     """The listening level (phon) the compensation is designed for, moved in steps.
 
-    measured: the music's A-weighted level at the ear is known (playback calibration): the level is that plus
-    the gain; else it is the reference plus the volume (0 dB volume = the reference level). It changes (at
+    measured: the output's A-weighted level at the ear is known (playback calibration): the level is that;
+    else it is the reference plus the volume (0 dB volume = the reference level). It changes (at
     0.5-phon resolution, never above the reference) when it has moved by :data:`PHON_STEP` or more, so the
     cascade is re-designed and crossfaded now and then, not every frame.
     """
@@ -132,12 +132,13 @@ class ListeningLevel:
         self.reference_phon, self.measured = reference_phon, measured
         self.phon: float | None = None  # None: no compensation designed yet
 
-    def update(self, *, music_db: float | None, gain_db: float, volume_db: float) -> bool:
-        """The level for this frame; True when the compensation must be re-designed."""
+    def update(self, *, level_db: float | None, volume_db: float) -> bool:
+        """The level for this frame (``level_db``: the output's level at the ear, None in silence or when
+        not measured); True when the compensation must be re-designed."""
         if self.measured:
-            if music_db is None:
+            if level_db is None:
                 return False
-            phon = music_db + gain_db
+            phon = level_db
         else:
             phon = self.reference_phon + volume_db
         if self.phon is None and phon >= self.reference_phon:

@@ -50,7 +50,8 @@ def plot_curves(curves: Mapping[str, Curve], path: str | Path, *, sample_rate: i
 def plot_timeline(trace: Trace, path: str | Path, *, title: str = "", calibrated: bool = False) -> Path:
     """The run over time, four rows sharing the time axis: the scene (coloured spans, labelled), the
     ambient level (each record's LAeq, the follower's smoothed level) with the music's level, the gain
-    applied (all of it, and the follower's boost; shaded where the exposure limiter held it) and the dose
+    (the frame gain, the follower's boost, and below the frame gain what the peak limiter took off the
+    peaks; shaded where the exposure limiter held the gain) and the dose
     in % of the weekly allowance (when the playback chain is calibrated). ``calibrated``: the levels are
     dB SPL (else relative to full scale)."""
     from matplotlib.figure import Figure
@@ -66,8 +67,7 @@ def plot_timeline(trace: Trace, path: str | Path, *, title: str = "", calibrated
           color="tab:blue", lw=1.2)
     _line(axes[1], t, trace.permitted_db, "permitted by the weekly allowance", color="tab:red", lw=1.0, ls=":")
     axes[1].set_ylabel(unit)
-    _line(axes[2], t, trace.gain_db, "gain applied", color="tab:green", lw=1.5)
-    _line(axes[2], t, trace.boost_db, "level-following boost", color="tab:orange", lw=1.2, ls="--")
+    _gain_row(axes[2], t, trace)
     limited = np.array(trace.limited, dtype=bool)
     if limited.any():
         axes[2].fill_between(t, 0, 1, where=limited, transform=axes[2].get_xaxis_transform(), color="tab:red",
@@ -85,12 +85,27 @@ def plot_timeline(trace: Trace, path: str | Path, *, title: str = "", calibrated
     for ax in axes[1:]:
         ax.grid(True, alpha=0.35)
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="upper left", fontsize=8)
+            ax.legend(loc="upper left", fontsize=8, ncols=3 if ax is axes[2] else 1)
     if len(t):
         axes[3].set_xlim(0, max(t[-1], 1e-3))
     title = title or "Equalizer over time"
     axes[0].set_title(title if len(title) <= 110 else title[:107] + "...", fontsize=10)
     return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=100))
+
+
+def _gain_row(ax, t: np.ndarray, trace: Trace) -> None:
+    """The frame gain (volume, boost, exposure limiter) as a line; under it, filled down to the deepest cut
+    of the peak limiter in each row's 0.1 s, the gain the loudest samples got."""
+    gain, cut = np.array(trace.gain_db, dtype=float), np.array(trace.peak_reduction_db, dtype=float)
+    if len(t) and cut.max() > 0.05:
+        ax.fill_between(t, gain, gain - cut, step="post", color="tab:purple", alpha=0.35, lw=0,
+                        label=f"peak limiter: the loudest samples' gain (deepest cut {cut.max():.1f} dB)")
+    _line(ax, t, trace.gain_db, "gain (volume, boost, exposure limiter)", color="tab:green", lw=1.5)
+    if any(b is not None and b != 0 for b in trace.boost_db):
+        _line(ax, t, trace.boost_db, "level-following boost", color="tab:orange", lw=1.2, ls="--")
+    if len(t):  # room above the curves for the legend's one row
+        low, high = ax.get_ylim()
+        ax.set_ylim(low, high + 0.3 * (high - low))
 
 
 def _line(ax, t: np.ndarray, values: list, label: str, **style) -> None:

@@ -15,7 +15,9 @@ class Trace:
     scene: list[str | None] = field(default_factory=list)
     ambient_db: list[float | None] = field(default_factory=list)     # the latest record's LAeq
     followed_db: list[float | None] = field(default_factory=list)    # the follower's smoothed level
-    gain_db: list[float] = field(default_factory=list)               # the gain applied (all of it)
+    gain_db: list[float] = field(default_factory=list)               # the frame gain (volume, boost, exposure)
+    peak_reduction_db: list[float] = field(default_factory=list)     # the peak limiter's deepest cut since the
+    #                                                                  last row (dB >= 0, off the frame gain)
     boost_db: list[float] = field(default_factory=list)              # the follower's share
     level_db: list[float | None] = field(default_factory=list)       # music out, 3-s average (dB SPL(A) or dBFS)
     dose: list[float | None] = field(default_factory=list)           # % of the weekly allowance
