@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from helpers import SHARED, write_tone
-from soundscene.core.audio import audio_info, fix_length, load_audio, load_clip, resample
+from soundscene.core.audio import audio_info, fix_length, load_audio, load_clip, read_blocks, resample
 from soundscene.config import AudioConfig
 from soundscene.errors import AudioError
 
@@ -256,3 +256,27 @@ def test_reading_blocks_leaves_the_process_stderr_alone(tmp_path, monkeypatch):
         opened = len(entered)
         blocks = list(reader.blocks(1000))
     assert len(blocks) == 48 and len(entered) == opened
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "inserted"])
+def test_an_ogg_file_with_damaged_bytes_in_the_middle_is_refused(tmp_path, damage):
+    """libsndfile decodes such an OGG without a word (and the frame count still matches); each page's checksum
+    and the pages' continuity are checked, so it is one line, as a damaged FLAC or MP3 is."""
+    from soundscene.core.audio import load_audio
+
+    t = np.arange(16000 * 20) / 16000
+    audio = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * np.random.default_rng(1).standard_normal(t.size)
+    good = tmp_path / "good.ogg"
+    sf.write(str(good), audio.astype(np.float32), 16000, format="OGG", subtype="VORBIS")
+    data = good.read_bytes()
+    noise = bytes(np.random.default_rng(0).integers(0, 256, 2000, dtype=np.uint8))
+    mid = len(data) // 2
+    bad = tmp_path / "bad.ogg"
+    bad.write_bytes(data[:mid] + noise + data[mid + (2000 if damage == "overwritten" else 0):])
+    assert load_audio(good, sample_rate=16000).shape[-1] == t.size
+    assert sf.info(str(bad)).frames == t.size  # libsndfile alone sees nothing wrong
+    with pytest.raises(AudioError, match=r"bad\.ogg: damaged Ogg (page|stream) at byte \d+") as caught:
+        load_audio(bad, sample_rate=16000)
+    assert "\n" not in str(caught.value)
+    with pytest.raises(AudioError, match="damaged Ogg"):
+        list(read_blocks(audio_info(bad)))
