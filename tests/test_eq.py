@@ -286,6 +286,38 @@ def test_equalize_file_bad_input(tmp_path):
     assert not (tmp_path / "o.wav").exists()
 
 
+def test_music_that_is_cut_silent_short_or_the_output_itself(tmp_path):
+    """A truncated WAV is refused; digital silence and a 0.05-s file are equalized with a warning; -o naming the
+    music itself is refused and leaves the music as it was (issue 23)."""
+    from soundscene.errors import SoundsceneError, SoundsceneWarning
+
+    rate = 44100
+    music = tmp_path / "music.wav"
+    sf.write(str(music), (0.3 * np.sin(2 * np.pi * 220 * np.arange(rate * 5) / rate)).astype(np.float32), rate)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(music.read_bytes()[:300000])
+    with pytest.raises(AudioError, match=r"cut\.wav: truncated"):
+        eq.equalize_file(cut, tmp_path / "o.wav", schedule=[])
+    silent, short = tmp_path / "silent.wav", tmp_path / "short.wav"
+    sf.write(str(silent), np.zeros(rate * 2, np.float32), rate)
+    sf.write(str(short), np.full(rate // 20, 0.1, np.float32), rate)
+    with pytest.warns(SoundsceneWarning, match="digital silence"):
+        eq.equalize_file(silent, tmp_path / "o1.wav", schedule=[])
+    with pytest.warns(SoundsceneWarning, match="lasts only 0.05 s"):
+        eq.equalize_file(short, tmp_path / "o2.wav", schedule=[])
+    before = music.read_bytes()
+    with pytest.raises(SoundsceneError, match="is the music itself"):
+        eq.equalize_file(music, tmp_path / "." / "music.wav", schedule=[])
+    assert music.read_bytes() == before
+
+
+def test_a_presets_file_nested_too_deeply_is_one_line(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100000 + "]" * 100000)
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        eq.load_presets(deep)
+
+
 def test_plot_curves_writes_a_png_without_touching_pyplot(tmp_path):
     had_pyplot = "matplotlib.pyplot" in sys.modules
     curves = {s: eq.DEFAULT_PRESETS[s] for s in ("street_traffic", "cafe", "quiet_room")}

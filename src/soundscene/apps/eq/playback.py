@@ -3,29 +3,51 @@
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ...core.audio import AudioReader, write_audio_like
-from ...errors import AudioError
+from ...core.audio import AudioReader, check_length, write_audio_like
+from ...errors import AudioError, SoundsceneError, warn
 from .curve import EQ_RATES
 from .engine import Equalizer
 from .gain import ambient_levels
 from .presets import DEFAULT_PRESETS, CurveLike, Presets, curve_for_probabilities, curve_for_scene
 
 
+MIN_MUSIC_SECONDS = 1.0  # shorter music is equalized, with a warning
+
+
 def _open_music(path: str | Path) -> AudioReader:
-    """The music, opened for reading; AudioError naming it when its rate is outside what the bands serve."""
+    """The music, opened for reading; AudioError naming it when it is truncated or its rate is outside what the
+    bands serve; a warning when it is too short for the equalizer's fades and level following."""
     reader = AudioReader(path)
+    try:
+        check_length(reader.info)
+    except AudioError:
+        reader.close()
+        raise
+    if reader.info.duration_seconds < MIN_MUSIC_SECONDS:
+        warn(f"{reader.info.path}: the music lasts only {reader.info.duration_seconds:.3g} s; the equalizer's "
+             f"fades and level following need a few seconds")
     rate = reader.info.sample_rate
     if not EQ_RATES[0] <= rate <= EQ_RATES[1]:
         reader.close()
         raise AudioError(f"{path}: sample rate {rate} Hz is outside {EQ_RATES[0]}..{EQ_RATES[1]} Hz, the rates the "
                          "equalizer's bands are designed for")
     return reader
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether two paths name one file (through links and relative parts); a file that is not there yet is
+    no other file."""
+    try:
+        return Path(a).resolve() == Path(b).resolve() or (Path(b).exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 def _in_time(eq: Equalizer, blocks: Iterable[np.ndarray], *, flush: bool = True) -> Iterator[np.ndarray]:
@@ -58,6 +80,9 @@ def equalize_file(in_path: str | Path, out_path: str | Path, *, schedule: Sequen
     """
     if any(not (math.isfinite(t) and t >= 0) for t, _ in [*schedule, *ambient]):
         raise ValueError("schedule times must be finite and >= 0 seconds")
+    if _same_file(in_path, out_path):
+        raise SoundsceneError(f"{out_path}: is the music itself; write the equalized copy to another file")
+    peak = 0.0
     with _open_music(in_path) as src:
         sr, channels = src.info.sample_rate, src.info.channels
         changes = sorted(((int(round(t * sr)), 0, c) for t, c in schedule), key=lambda change: change[0])
@@ -67,7 +92,9 @@ def equalize_file(in_path: str | Path, out_path: str | Path, *, schedule: Sequen
 
         def equalized():
             done = 0
+            nonlocal peak
             for x in src.blocks(max(1, int(block_seconds * sr))):
+                peak = max(peak, float(np.abs(x).max(initial=0.0)))
                 start = 0
                 while changes and changes[0][0] < done + x.shape[1]:
                     at, kind, value = changes.pop(0)
@@ -78,6 +105,8 @@ def equalize_file(in_path: str | Path, out_path: str | Path, *, schedule: Sequen
                 done += x.shape[1]
 
         path = write_audio_like(out_path, (y.T for y in _in_time(eq, equalized())), like=src.info)
+    if peak == 0.0:
+        warn(f"{src.info.path}: the music is digital silence (every sample is 0); so is the output")
     if on_done is not None:
         on_done(eq)
     return path

@@ -158,6 +158,8 @@ def load_presets(path: str | Path, *, base: Presets = DEFAULT_PRESETS) -> Preset
         raise ConfigError(f"{path}: reading TOML needs Python >= 3.11; use a .json file") from None
     except ValueError as exc:  # json.JSONDecodeError and tomllib.TOMLDecodeError
         raise ConfigError(f"{path}: not valid {path.suffix[1:].upper()}: {_one_line(exc)}") from None
+    except RecursionError:  # [[[[... 100,000 deep: no presets file nests like that
+        raise ConfigError(f"{path}: nested too deeply to be a presets file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a table of scenes at the top level")
     presets = dict(base)
