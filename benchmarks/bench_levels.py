@@ -9,7 +9,11 @@ Figures, each beside its reference:
 * the third-octave bands both ways: PyOctaveBand's block-wise (stateful) filter bank at the full rate, and the
   tick spectra soundscene uses (same filter designs), in ms per second of audio;
 * ``listen`` at 48 kHz with the default model (22,050 Hz, 10-s windows every 5 s): the time per hop with levels
-  and without (target: levels add at most 10 %), median over interleaved rounds.
+  and without (target: levels add at most 10 %), median over interleaved rounds;
+* the live meter alone, as a sensor drives it (``--live`` prints only this): per 5 s of 48-kHz mono, 50 pushes of
+  0.1 s, the levels of a 10-s window and a twelfth of a 60-s interval's (target: at most 2.5 ms, a tenth of an
+  ONNX sensor's 25-ms hop), median over hops.  ``--before FILE`` times an earlier levels.py beside it, in
+  interleaved hops (``git show REV:src/soundscene/core/levels.py > FILE``).
 
 Run it alone on a quiet machine: other work beside it makes every figure slower.
 """
@@ -140,14 +144,66 @@ def _meter_ms(rate, hop):
     return (time.perf_counter() - t) / 6 * 1000
 
 
+LIVE_TARGET_MS = 2.5
+# before the batched spectra (levels.py of 8872f92), measured beside it on 2026-12-08 with
+# `git show 8872f92:src/soundscene/core/levels.py > /tmp/levels_8872f92.py;
+#  python benchmarks/bench_levels.py --live --before /tmp/levels_8872f92.py` (2 shared cores: median of 120 hops)
+LIVE_BEFORE_MS = 12.6
+
+
+def live_figures(hops: int, before: str | None = None) -> None:
+    """The live meter's cost per 5 s of 48-kHz mono (see the module docstring), median over ``hops`` hops after
+    four; with ``before``, an earlier levels.py's in the same hops, interleaved (alternating which goes first)."""
+    import importlib.util
+
+    import numpy as np
+
+    from soundscene.core import levels
+
+    modules = {"now": levels}
+    if before:
+        spec = importlib.util.spec_from_file_location("soundscene.core._levels_before", before)
+        modules["before"] = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = modules["before"]
+        spec.loader.exec_module(modules["before"])
+    rate, block, hop = 48000, 4800, 5.0
+    keep = 10.0 + 4 * hop + 0.1 + 2.0  # what SceneClassifier.level_meter keeps for 10-s windows every 5 s
+    meters = {name: module.LevelMeter(rate, keep_seconds=keep) for name, module in modules.items()}
+    audio = (np.random.default_rng(3).standard_normal((1, int(rate * hop) * (hops + 4))) * 0.05).astype(np.float32)
+    blocks = np.split(audio, audio.shape[1] // block, axis=1)
+    per_hop = int(hop * rate) // block
+    spent = {name: [] for name in meters}
+    for k in range(hops + 4):
+        for name in (list(meters) if k % 2 else list(meters)[::-1]):
+            meter, t = meters[name], time.perf_counter()
+            for b in blocks[k * per_hop:(k + 1) * per_hop]:
+                meter.push_channels(b)
+            meter.levels_between(max(0.0, (k + 1) * hop - 10.0), (k + 1) * hop)
+            if (k + 1) % 12 == 0:  # a 60-s level interval
+                meter.take_interval().to_record()
+            if k >= 4:
+                spent[name].append(time.perf_counter() - t)
+    now = statistics.median(spent["now"]) * 1000
+    measured = f"{statistics.median(spent['before']) * 1000:.1f} ms, in these hops" if before else \
+        f"{LIVE_BEFORE_MS:.1f} ms, measured 2026-12-08"
+    print(f"live meter per 5 s at 48 kHz: {now:.2f} ms (target \u2264 {LIVE_TARGET_MS} ms; before: {measured})  "
+          f"[{len(spent['now'])} hops; fastest {min(spent['now']) * 1000:.2f} ms]")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--hours", type=float, default=1.0)
     p.add_argument("--hops", type=int, default=40)
+    p.add_argument("--live", action="store_true", help="only the live meter's figure")
+    p.add_argument("--live-hops", type=int, default=120)
+    p.add_argument("--before", help="an earlier levels.py to time beside the live meter")
     p.add_argument("--meter", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.meter:
         return meter_file(args.meter)
+    live_figures(args.live_hops, args.before)
+    if args.live:
+        return
     with tempfile.TemporaryDirectory() as tmp:
         file_figures(Path(tmp), args.hours)
         print("third-octave bands, both ways:")

@@ -202,6 +202,131 @@ def test_a_meter_started_inside_a_recording_keeps_the_recordings_grid():
         assert np.allclose(list(a.bands.values()), list(b.bands.values()), atol=1e-6)
 
 
+def reference_levels(x, rate):
+    """The levels of a whole signal computed the plain way: PyOctaveBand's filters over every sample (A weighting,
+    F time weighting), each 0.25-s tick's spectrum against the band weights; what the meter computes faster."""
+    from pyoctaveband import TimeWeighting, WeightingFilter
+
+    from soundscene.core.levels import band_weights
+
+    tick, step, settle = (int(round(seconds * rate)) for seconds in (0.25, 0.01, 0.75))
+    a = WeightingFilter(rate, "A", stateful=True).filter(x)
+    envelope = TimeWeighting(rate, "fast").process(a)
+    _, weights = band_weights(rate, tick)
+    frames = [x[k:k + tick] for k in range(0, x.size, tick)]
+    energies = sum(weights @ np.abs(np.fft.rfft(f, n=tick)) ** 2 / tick for f in frames) / x.size
+    values = envelope[step - 1::step][(np.arange(step - 1, x.size, step) >= settle)]
+    shares = np.percentile(values, [90, 50, 10], method="inverted_cdf")
+    return {"LAeq": 10 * np.log10(np.mean(a ** 2)), "LCeq": 10 * np.log10(energies[-1]),
+            "bands": 10 * np.log10(energies[:-1]), "LAFmax": 10 * np.log10(envelope[settle:].max()),
+            "LAFmin": 10 * np.log10(envelope[settle:].min()),
+            **dict(zip(("LA10", "LA50", "LA90"), 10 * np.log10(shares)))}
+
+
+@pytest.mark.parametrize("rate", [48000, 44100, 22050])
+def test_the_meter_measures_what_the_plain_filters_measure(rate):
+    """Ticks measured together from their spectra (the A weighting by FFT, the F detector on a grid) give the
+    plain computation's levels to float rounding, and LAFmax/LAFmin within the grid's bound (1/3 ms of decay at
+    34.7 dB/s: 0.012 dB, inside the extremes of every sample)."""
+    rng = np.random.default_rng(rate)
+    x = pink_noise(rate, 9, seed=rate % 97) * np.repeat(rng.uniform(0.01, 1, 37), rate // 4)[:int(9 * rate)]
+    x[int(4.3 * rate):int(4.3 * rate) + rate // 500] += 0.8 * np.sign(rng.standard_normal(rate // 500))  # a click
+    reference = reference_levels(x, rate)
+    meter = LevelMeter(rate)
+    for part in np.array_split(x, 23):
+        meter.push(part)
+    meter.finish()
+    window = meter.levels_between(0, len(x) / rate)  # every tick: exact percentiles
+    for name in ("LAeq", "LCeq", "LA10", "LA50", "LA90"):
+        assert getattr(window, name) == pytest.approx(reference[name], abs=1e-6), name
+    assert np.allclose(list(window.bands.values()), reference["bands"], atol=1e-6)
+    assert -0.012 <= window.LAFmax - reference["LAFmax"] <= 1e-9
+    assert -1e-9 <= window.LAFmin - reference["LAFmin"] <= 0.012
+    total = meter.total()
+    assert total.LAeq == pytest.approx(window.LAeq, abs=1e-9) and total.LAFmax == pytest.approx(window.LAFmax, abs=1e-9)
+
+
+def test_the_a_weighting_from_spectra_is_sosfilts_output_and_state():
+    """The A weighting over whole ticks (the periodic-steady-state trick) gives scipy's sosfilt output and its
+    state to ~1e-11 of the signal, over many ticks: the error does not build up."""
+    from scipy.signal import sosfilt
+
+    from soundscene.core.levels import _design
+
+    rate, tick = 48000, 12000
+    a = _design(rate, tick, 480).a
+    x = pink_noise(rate, 30, seed=3) * np.repeat(np.random.default_rng(4).uniform(0.001, 1, 30), rate)
+    expected, state = sosfilt(a.sos, x, zi=np.zeros((3, 2)))
+    frames = x.reshape(-1, tick)
+    got = np.empty_like(frames)
+    carried = np.zeros(a.order)
+    for k in range(0, len(frames), 7):  # batches of 7 ticks
+        part = frames[k:k + 7]
+        got[k:k + 7], carried = a.weigh(part, np.fft.rfft(part, axis=-1), carried, np.empty_like(part))
+    scale = np.abs(expected).max()
+    assert np.abs(got.reshape(-1) - expected).max() < 1e-10 * scale
+    assert np.abs(carried - state.reshape(-1)).max() < 1e-10 * np.abs(state).max()
+
+
+def test_levels_do_not_depend_on_when_they_are_asked_for():
+    """Complete ticks wait in the buffer until it is full or levels are asked for; asking after every block
+    (ticks measured one or two at a time) or only at the end gives the same levels, and the interval counts the
+    waiting ticks."""
+    rate = 32000
+    x = pink_noise(rate, 12, seed=9) * np.repeat(np.random.default_rng(2).uniform(0.05, 1, 48), rate // 4)
+    eager, lazy = LevelMeter(rate, keep_seconds=20), LevelMeter(rate, keep_seconds=20)
+    block = rate // 10
+    for k in range(0, x.size, block):
+        eager.push_channels(x[None, k:k + block].astype(np.float32))
+        lazy.push_channels(x[None, k:k + block].astype(np.float32))
+        assert eager.interval_seconds == lazy.interval_seconds == (k + block) // (rate // 4) * 0.25
+        eager.levels_between(0, 1)
+    for a, b in [(eager.total(), lazy.total()), (eager.levels_between(3, 9.5), lazy.levels_between(3, 9.5)),
+                 (eager.take_interval(), lazy.take_interval())]:
+        for name in ("LAeq", "LAFmax", "LAFmin", "LA10", "LA50", "LA90", "LCeq"):
+            assert getattr(a, name) == pytest.approx(getattr(b, name), abs=1e-9), name
+        assert np.allclose(list(a.bands.values()), list(b.bands.values()), atol=1e-9) and a.seconds == b.seconds
+
+
+def test_the_meter_keeps_a_copy_of_what_it_is_given_and_its_memory_is_flat():
+    """A microphone may hand over the same buffer each time: the meter copies the samples it waits on.  What it
+    holds does not grow with the stream (the ticks it keeps for levels_between, its buffers)."""
+    import tracemalloc
+
+    rate = 16000
+    x = (pink_noise(rate, 20, seed=5) * 0.3).astype(np.float32)
+    copied, reused = LevelMeter(rate, keep_seconds=5), LevelMeter(rate, keep_seconds=5)
+    buffer = np.empty((1, rate // 10), np.float32)
+    for k in range(0, x.size, rate // 10):
+        copied.push_channels(x[None, k:k + rate // 10].copy())
+        buffer[0] = x[k:k + rate // 10]
+        reused.push_channels(buffer)
+    assert copied.total().LAeq == reused.total().LAeq and copied.total().LA50 == reused.total().LA50
+    tracemalloc.start()
+    try:
+        held = []
+        for _ in range(4):
+            reused.push(x)
+            reused.take_interval()
+            reused.levels_between(0, 1)
+            held.append(tracemalloc.get_traced_memory()[0])
+    finally:
+        tracemalloc.stop()
+    assert held[-1] - held[0] < 20_000, held  # 60 s more of audio: nothing kept
+    assert len(reused.ticks) == 5 / 0.25 + 2
+
+
+def test_a_window_within_a_tick_gets_the_nearest_tick_and_of_two_as_near_the_earlier():
+    rate = 8000
+    x = tone(1000, rate=rate, seconds=5, rms=0.1) * np.tile(np.repeat([1.0, 5.0], rate // 4), 10)  # -20, -6 dBFS
+    meter = LevelMeter(rate, keep_seconds=1)  # keeps 6 ticks: tick 18 is in the row before tick 17's
+    meter.push(x)
+    meter.finish()
+    assert meter.levels_between(4.45, 4.55).LAeq == pytest.approx(-6.0, abs=0.5)  # tick 17, not 18
+    assert meter.levels_between(4.55, 4.6).LAeq == pytest.approx(-20.0, abs=0.5)  # tick 18, nearest
+    assert [t.start for t in meter.ticks] == [k * rate // 4 for k in range(14, 20)]
+
+
 def test_digital_silence_has_no_level_and_a_clipped_square_wave_has_one():
     silent = measure(np.zeros(48000 * 2), 48000).total()
     record = silent.to_record()
