@@ -147,7 +147,8 @@ else:
 HEAVY = ("torch", "lightning", "sklearn", "matplotlib", "librosa", "numba", "safetensors")
 SENSOR_MODULES = ("soundscene.cli", "soundscene.core.inference", "soundscene.core.onnxmodel", "soundscene.core.stream",
                   "soundscene.core.levels", "soundscene.core.records", "soundscene.apps.listen",
-                  "soundscene.apps.mqtt")
+                  "soundscene.apps.mqtt", "soundscene.apps.broker", "soundscene.apps.spool",
+                  "soundscene.apps.sensor.run", "soundscene.apps.sensor.check", "soundscene.apps.sensor.settings")
 
 
 def test_the_sensor_loads_no_training_stack():

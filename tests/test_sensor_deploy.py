@@ -75,9 +75,9 @@ def scene_pcm(seconds: float, *, rate: int = 48000, seed: int = 0) -> bytes:
     return (np.stack([mono, 0.8 * mono], 1) * 32767).astype("<i2").tobytes()
 
 
-def sensor(env: Path, *args: str, **kwargs) -> subprocess.Popen:
+def sensor(venv: Path, *args: str, **kwargs) -> subprocess.Popen:
     """``soundscene ARGS`` from the sensor environment, reading raw PCM on stdin."""
-    return subprocess.Popen([str(env / "bin/soundscene"), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    return subprocess.Popen([str(venv / "bin/soundscene"), *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, **kwargs)
 
 
@@ -178,3 +178,58 @@ def test_a_sensor_killed_while_the_broker_is_away_delivers_its_spool_after_resta
     assert [(t, p["seq"]) for t, p in of_first_boot()] == want  # each once, in order, with its boot and seq
     assert [p["timestamp"] for _, p in of_first_boot()] == [p["timestamp"] for _, p in kept]
     assert spooled(spool) == [], "acknowledged messages leave the spool"
+
+
+def test_the_sensor_tells_systemd_it_is_ready_and_alive(sensor_env, exported, tmp_path):
+    """NOTIFY_SOCKET as systemd sets it for Type=notify with WatchdogSec: READY=1 once audio flows, WATCHDOG=1
+    while it does, STOPPING=1 when the input ends; received on a real datagram socket."""
+    import socket
+
+    _, model = exported
+    address = str(tmp_path / "notify")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(address)
+    server.settimeout(60)
+    env = {**os.environ, "NOTIFY_SOCKET": address, "WATCHDOG_USEC": "400000"}
+    proc = sensor(sensor_env, "listen", str(model), "--stdin", "--rate", "48000", "--channels", "2", "--quiet",
+                  env=env)
+    heard: list[str] = []
+    try:
+        proc.stdin.write(scene_pcm(4.0))
+        proc.stdin.flush()
+        while not any("WATCHDOG=1" in m for m in heard):
+            heard.append(server.recv(4096).decode())
+        proc.stdin.close()
+        while not any("STOPPING=1" in m for m in heard):
+            heard.append(server.recv(4096).decode())
+        assert proc.wait(timeout=60) == 0
+    finally:
+        server.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert "READY=1" in heard[0]
+
+
+def test_sensor_check_names_each_part_and_the_brokers_reason(sensor_env, exported, broker_factory, certificates,
+                                                             tmp_path):
+    from helpers import SENSOR_ACL
+
+    _, model = exported
+    broker = broker_factory(users={"pole-2": "right"}, certificates=certificates, acl=SENSOR_ACL).start()
+    config = tmp_path / "sensor.toml"
+    config.write_text(f'model = "{model}"\nstdin = true\nrate = 48000\nchannels = 2\nsensor_id = "pole-2"\n'
+                      f'spool = "spool"\nmqtt = "mqtts://127.0.0.1:{broker.tls_port}"\nmqtt_ca = "{certificates.ca}"\n'
+                      f'mqtt_user = "pole-2"\nmqtt_password_file = "password"\n')
+    (tmp_path / "password").write_text("right\n")
+    check = [str(sensor_env / "bin/soundscene"), "sensor-check", "--config", str(config)]
+    good = subprocess.run(check, input=scene_pcm(3.0), capture_output=True, timeout=120)
+    lines = good.stdout.decode().splitlines()
+    assert good.returncode == 0, (lines, good.stderr)
+    assert [line.split()[:2] for line in lines] == [["ok", "model:"], ["ok", "input:"], ["ok", "spool:"],
+                                                     ["ok", "broker:"]]
+    (tmp_path / "password").write_text("wrong\n")
+    bad = subprocess.run(check, input=scene_pcm(3.0), capture_output=True, timeout=120)
+    lines = bad.stdout.decode().splitlines()
+    assert bad.returncode == 1 and lines[-1].startswith("FAIL  broker:") and "Not authorized" in lines[-1], lines
+    dead = subprocess.run(check, input=bytes(48000 * 4 * 3), capture_output=True, timeout=120)
+    assert dead.stdout.decode().splitlines()[1].startswith("FAIL  input:") and b"dead input" in dead.stdout
