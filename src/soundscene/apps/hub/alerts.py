@@ -126,6 +126,8 @@ def load_rules(path: str | Path) -> Rules:
         raise RulesError([f"--rules {path}: {exc.strerror or exc}"]) from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise RulesError([f"--rules {path}: not TOML: {exc}"]) from None
+    except RecursionError:  # a = [[[[... 100,000 deep
+        raise RulesError([f"--rules {path}: nested too deeply to be a rules file"]) from None
     return parse_rules(data, where=str(path))
 
 

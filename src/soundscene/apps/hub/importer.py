@@ -35,6 +35,9 @@ class ImportResult:
 def import_batch(engine, folder: str | Path) -> ImportResult:
     """Store the windows of the batch result in ``folder``; see the module docstring."""
     folder = Path(folder)
+    if not (folder / "windows").is_dir():
+        raise SoundsceneError(f"{folder}: has no windows/ folder: not a soundscene batch result, or one whose "
+                              "batch wrote no window yet (see its summary.json)")
     try:
         settings = json.loads((folder / "batch.json").read_text())
         from ..batch.output import read_table
