@@ -25,7 +25,9 @@ def test_predict_formats(tiny_run, tiny_dataset, capsys):
     header = capsys.readouterr().out.splitlines()[0]
     assert header.startswith("path,label,confidence,")
     assert main(["predict", str(tiny_run.model_path), str(clip)]) == 0
-    row = capsys.readouterr().out.split()
+    header, line = capsys.readouterr().out.splitlines()  # the table: a header that says which level is which
+    assert header.split()[:3] == ["path", "scene", "conf."] and "LAeq (A-weighted)" in header
+    row = line.split()
     assert row[0] == str(clip) and row[1] in out[0]["probabilities"] and row[2].endswith("%")
 
 

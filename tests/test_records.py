@@ -82,6 +82,13 @@ def test_strict_json_and_tabular_forms():
     assert truth[0].startswith("path,true_label,label") and truth[1].startswith("a b.wav,metro,park")
     (line,) = records.table_lines([good, bad])
     assert line.split()[-2:] == ["-20.0", "dBFS"] and "park" in line and "75.0%" in line
+    calibrated = records.table_line(measured)  # the unweighted RMS and the LAeq, each named by its header
+    assert calibrated.endswith("-20.0 dBFS    61.0 dB SPL")
+    out = io.StringIO()
+    writer = records.RecordWriter(out, "table", ["park", "metro"])
+    writer.write(measured)
+    header, row = out.getvalue().splitlines()
+    assert "RMS, unweighted" in header and "LAeq (A-weighted)" in header and row.endswith("61.0 dB SPL")
 
 
 def test_schema_command_prints_the_schema():

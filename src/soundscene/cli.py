@@ -789,6 +789,7 @@ def _cmd_predict(args) -> int:
             record = prediction.to_record()
             if args.plot is not None and prediction.error is None:
                 record["plot"] = _plot_timeline(prediction, args.plot, done + 1)
+                print(f"wrote {_shown(record['plot'])}", file=sys.stderr)
             writer.write(record)
             done += 1
             if "error" in record:

@@ -396,10 +396,22 @@ def _csv_number(value: Any) -> str:
     return "" if value is None else repr(value)
 
 
+def table_header(*, width: int = 0, levels: bool = True) -> str:
+    """The table's header line: which level is which (the RMS level is unweighted, re full scale; LAeq is
+    A-weighted, in dB SPL when the microphone is calibrated)."""
+    laeq = "  LAeq (A-weighted)" if levels else ""
+    return f"{'path':<{width}}  {'scene':<20} {'conf.':>6}  {'RMS, unweighted':>15}{laeq}"
+
+
 def table_line(record: Mapping[str, Any], *, width: int = 0) -> str:
-    """A prediction record as one aligned line: path, label, confidence, level, number of segments."""
+    """A prediction record as one aligned line: path, label, confidence, level, LAeq (when measured), number
+    of segments."""
     level = record.get("level_dbfs")
-    level_text = f"{level:7.1f} dBFS" if level is not None else "      - dBFS"
+    level_text = f"{level:10.1f} dBFS" if level is not None else "         - dBFS"
+    laeq = (record.get("levels") or {}).get("LAeq")
+    if laeq is not None:
+        unit = "dB SPL" if record["levels"].get("calibrated") else "dBFS"
+        level_text += f"  {laeq:6.1f} {unit}"
     segments = len(record.get("segments", ()))
     timeline = f"  {segments} scene segments" if segments > 1 else ""
     label = record["label"] if record["label"] is not None else "(silence)"
@@ -428,6 +440,7 @@ class RecordWriter:
             raise ValueError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
         self.out, self.fmt, self.classes, self.width = out, fmt, list(classes), width
         self.count = 0
+        self._header_written = False
         self._csv = csv.writer(out, lineterminator="\n") if fmt == "csv" else None
 
     def write(self, record: Mapping[str, Any]) -> None:
@@ -441,6 +454,9 @@ class RecordWriter:
                 self._csv.writerow(csv_header(self.classes))
             self._csv.writerow(csv_row(record, self.classes))
         elif "error" not in record:
+            if not self._header_written:
+                self.out.write(table_header(width=self.width, levels=record.get("levels") is not None) + "\n")
+                self._header_written = True
             self.out.write(table_line(record, width=self.width) + "\n")
         self.count += 1
         self.out.flush()
