@@ -189,10 +189,15 @@ class HubProcess:
         self.proc: subprocess.Popen | None = None
         self.log = folder / f"hub-{self.port}.log"
 
+    def launch(self) -> "HubProcess":
+        """Start the process without waiting for it to serve (e.g. for one that is to exit)."""
+        self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        return self
+
     def start(self) -> "HubProcess":
         import httpx
 
-        self.proc = subprocess.Popen(self.argv, stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
+        self.launch()
 
         def up():
             if self.proc.poll() is not None:

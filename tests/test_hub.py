@@ -181,6 +181,12 @@ def test_a_decision_with_levels_stores_its_laeq_as_the_level(engine):
 
 # --- bad messages ------------------------------------------------------------------------------------------
 
+def deep(payload: dict, depth: int = 20000) -> bytes:
+    """``payload`` with a list nested ``depth`` deep in its model object: 41 kB at 20,000, under the size limit."""
+    return encoded({**payload, "model": {**payload["model"], "deep": "@"}}).replace(b'"@"', b"[" * depth + b"]" * depth)
+
+
+
 BAD = [
     (topic("s1"), b"{not json", "not JSON"),
     (topic("s1"), b"\xff\xfe", "not UTF-8"),
@@ -195,7 +201,37 @@ BAD = [
     (topic("s1", "status"), b"sleeping", "online or offline"),
     (topic("s1", "levels"), encoded({"sensor_id": "s1", "seq": 1}), "levels_message"),
     ("soundscene/a b/scene", b"{}", "sensor id"),
+    # one message must never stop the hub: what both databases store and the API shows, or a one-line refusal
+    (topic("s1"), deep(scene("s1", 1, "park")), "nested deeper than 16"),  # 41 kB: under the size limit
+    (topic("s1"), deep(scene("s1", 1, "park"), 15), "nested deeper than 16"),  # 17 levels: JSON can read it
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "seq": 2**63}), "seq: 9223372036854775808 is out of range"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "seq": 10**30}), "seq: 1000000000000000000000000000000 is out"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "hop_seconds": 0.5}).replace(b"0.5", b"1e999"), "1e999 is out"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "hop_seconds": 0}), "hop_seconds must be above 0"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "window_seconds": 1e6}), "window_seconds must be above 0"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "level_dbfs": 400}), "level_dbfs must be from -3300 to 300"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "probabilities": {"park": 7, "metro": -5}}),
+     "probabilities\\['park'\\] must be from 0 to 1"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "probabilities": {"park": 0.5, "metro": -5}}),
+     "probabilities\\['metro'\\] must be from 0 to 1"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "confidence": 7}), "schema: confidence"),
+    (topic("s1"), encoded(scene("s1", 1, "park", levels={**full_levels(50.0), "bands": {"250": 1e4}})),
+     "levels.bands\\['250'\\] must be from"),
+    (topic("s1"), encoded(scene("s1", 1, "park", levels={**full_levels(50.0), "LCeq": -1e4})), "levels.LCeq must be"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "label": "x" * 10000}), "label must be text of at most 200"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "label": "pa\x00rk"}), "control characters"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "probabilities": {"p" * 201: 0.5}}), "a class name must be"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "label": "\ud800"}), "lone surrogate"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "timestamp": "9999-12-31T23:59:59-14:00"}),
+     "timestamp 9999-12-31T23:59:59-14:00 is more than 24 hours ahead of the hub's clock"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "timestamp": "9999-12-31T23:59:59Z"}), "ahead of the hub"),
+    (topic("s1"), encoded({**scene("s1", 1, "park"), "timestamp": "1970-01-01T00:00:10Z"}),
+     "more than 3660 days behind the hub's clock"),
+    (topic("s1", "levels"), encoded(levels_message("s1", 1, -40.0, start=T0, seconds=2 * 86400)), "more than a day"),
+    (topic("s1", "health"), encoded({**health_message("s1", 1, t=T0), "seq": 2**64}), "seq: 18446744073709551616"),
+    (topic("s1", "health"), encoded({**health_message("s1", 1, t=T0), "temperature_c": 1e9}), "temperature_c must"),
 ]
+
 
 
 @pytest.mark.parametrize("where, payload, reason", BAD, ids=[b[2] for b in BAD])
@@ -211,6 +247,43 @@ def test_refused_messages_are_stored_as_ingest_errors_with_their_first_bytes(eng
     assert result.errors == 4 and result.stored == 1
     kept = rows(engine, "SELECT topic, payload, reason FROM ingest_errors ORDER BY id")
     assert [bytes(p) for _, p, _ in kept] == [p[:512] for _, p, _ in BAD[:4]]
+
+
+def numbered(sensor: str, seq: int, label: str, *, t: float | None = None, **kw) -> dict:
+    """A scene of ``seq`` at ``t`` (default: a minute ago), whatever the seq: its time since the stream started and
+    its timestamp stay plausible, only the numbering is odd."""
+    import time as _time
+
+    return {**scene(sensor, seq, label, t=_time.time() - 60 if t is None else t, **kw), "time": 10.0}
+
+
+def test_an_absurd_seq_jump_is_refused_and_a_long_silence_still_counts_its_loss(engine):
+    """seq 1 then 10**12 on one boot is not 999,999,999,998 lost messages: more than 10**6 plus 100 a second since
+    the sensor was last heard is refused; a sensor silent for a day may have lost millions."""
+    store(engine, numbered("s1", 1, "park", t=T0 + 1))
+    jump = store(engine, numbered("s1", 10**12, "park", t=T0 + 2), numbered("s1", 2, "park", t=T0 + 3))
+    assert (jump.stored, jump.errors) == (1, 1)
+    store(engine, numbered("s2", 3_000_000, "park", t=T0 + 1))  # behind the boot's lowest by more than 10**6
+    behind = store(engine, numbered("s2", 1, "park", t=T0 + 2), numbered("s2", 2_500_000, "park", t=T0 + 3))
+    assert (behind.stored, behind.errors) == (1, 1)
+    store(engine, numbered("s3", 1, "park", t=T0 + 1), now=T0 + 2 * 86400)
+    late = store(engine, numbered("s3", 5_000_000, "park", t=T0 + 86400), now=T0 + 2 * 86400)
+    assert (late.stored, late.errors) == (1, 0)
+    assert rows(engine, "SELECT id, lost FROM sensors ORDER BY id") == [("s1", 0), ("s2", 499_999), ("s3", 4_999_998)]
+    reasons = [r for (r,) in rows(engine, "SELECT reason FROM ingest_errors ORDER BY id")]
+    assert reasons[0] == (f"seq {10**12} is {10**12 - 1} ahead of 1, the highest of boot {'b' * 32}: more than the "
+                          "1000100 a sensor could have sent since it was last heard (a corrupt or forged number)")
+    assert reasons[1].startswith(f"seq 1 is 2999999 behind 3000000, the lowest of boot {'b' * 32}")
+    assert rows(engine, "SELECT topic FROM ingest_errors") == [(topic("s1"),), (topic("s2"),)]
+
+
+def test_the_writer_refuses_a_time_more_than_a_day_ahead_of_its_clock(engine):
+    """What parse refuses, the writer refuses too, for its other callers (hub import): the API could not show it."""
+    later = parse(topic("s1"), encoded(scene("s1", 1, "park", t=T0 + 3 * 86400)), now=T0 + 3 * 86400)
+    result = store_batch(engine, [later], now=T0)
+    assert (result.stored, result.errors) == (0, 1)
+    assert "ahead of the hub's clock" in rows(engine, "SELECT reason FROM ingest_errors")[0][0]
+    assert rows(engine, "SELECT id FROM sensors") == []
 
 
 # --- ingest through a real broker ----------------------------------------------------------------------------
@@ -437,6 +510,183 @@ def test_two_hubs_sharing_the_subscription_store_every_message_once(postgres, br
     pub.close()
     for e in engines:
         e.dispose()
+
+
+# --- one message never stops the hub (a real hub on a real Mosquitto, on SQLite and on PostgreSQL) -----------
+
+def reasons(engine) -> list[str]:
+    return [r for (r,) in rows(engine, "SELECT reason FROM ingest_errors ORDER BY id")]
+
+
+def send_then_wait(engine, port: int, messages, last: dict) -> None:
+    """Publish ``messages`` ((topic, payload) pairs), then the good scene ``last``, and wait until ``last`` is
+    stored: the hub took the messages before it in order, so it is past them."""
+    pub = Publisher(port)
+    for where, payload in messages:
+        pub.send(where, payload)
+    pub.send(topic(last["sensor_id"]), last)
+    query = f"SELECT COUNT(*) FROM decisions WHERE sensor_id = '{last['sensor_id']}' AND seq = {last['seq']}"
+    wait_for(lambda: count(engine, query) == 1, 30, f"{last['sensor_id']} seq {last['seq']} stored")
+    pub.close()
+
+
+def assert_alive(hub) -> None:
+    state = hub.health()
+    assert hub.ingest.failure is None and state["ok"] and state["ingest"] == "ok", state
+
+
+def test_deeply_nested_json_is_an_ingest_error_acknowledged_once(engine, broker, hub_factory):
+    """1,000s deep (41 kB) killed the worker with a RecursionError, and came again at every restart."""
+    client_id = f"hub-nesting-{random.randrange(1 << 30)}"
+    hub = hub_factory(engine, broker.port, client_id=client_id)
+    nested = deep(now_scene("s1", 1, "park"))
+    send_then_wait(engine, broker.port, [(topic("s1"), nested)], now_scene("s1", 2, "park"))
+    assert reasons(engine) == ["payload is JSON nested deeper than 16 levels"]
+    assert bytes(rows(engine, "SELECT payload FROM ingest_errors")[0][0]) == nested[:512]
+    assert_alive(hub)
+    hub.stop()  # the same client id again: its session kept nothing unacknowledged, so nothing comes again
+    hub = hub_factory(engine, broker.port, client_id=client_id)
+    send_then_wait(engine, broker.port, [], now_scene("s1", 3, "park"))
+    assert count(engine, "SELECT COUNT(*) FROM ingest_errors") == 1
+    assert count(engine, "SELECT COUNT(*) FROM decisions") == 2
+    assert_alive(hub)
+
+
+def test_a_seq_beyond_64_bits_or_gaps_that_overflow_the_lost_counter_are_refused(engine, broker, hub_factory):
+    """On SQLite these raised OverflowError in the worker; PostgreSQL refused them without a word about seq."""
+    hub = hub_factory(engine, broker.port)
+    huge = [(topic("s1"), encoded(numbered("s1", seq, "park"))) for seq in (2**63, 10**30)]
+    gaps = []  # three boots of 1 then 2**62 + 1: lost 3 * 2**62 is over 2**63 - 1
+    for boot in ("c" * 32, "d" * 32, "e" * 32):
+        gaps += [(topic("s2"), encoded(numbered("s2", seq, "park", boot=boot))) for seq in (1, 2**62 + 1)]
+    send_then_wait(engine, broker.port, huge + gaps, now_scene("s2", 2, "metro", boot="e" * 32))
+    got = reasons(engine)
+    assert got[:2] == ["seq: 9223372036854775808 is out of range (beyond a 64-bit integer)",
+                       "seq: 1000000000000000000000000000000 is out of range (beyond a 64-bit integer)"]
+    assert len(got) == 5 and all(r.startswith(f"seq {2**62 + 1} is {2**62} ahead of 1, the highest of boot ")
+                                 for r in got[2:]), got
+    assert rows(engine, "SELECT id, lost, received FROM sensors") == [("s2", 0, 4)]
+    assert_alive(hub)
+
+
+def test_times_far_in_the_future_or_past_are_refused_and_the_fleet_stays_readable(engine, broker, hub_factory):
+    """9999-12-31T23:59:59-14:00 made GET /v1/sensors 500 for the whole fleet; ...Z froze the sensor's scene."""
+    from fastapi.testclient import TestClient
+
+    from soundscene.apps.hub.api import create_app
+
+    hub = hub_factory(engine, broker.port)
+    far = [(topic("s1"), encoded({**now_scene("s1", 1, "park"), "timestamp": "9999-12-31T23:59:59-14:00"})),
+           (topic("s2"), encoded({**now_scene("s2", 1, "metro"), "timestamp": "9999-12-31T23:59:59Z"})),
+           (topic("s2"), encoded({**now_scene("s2", 2, "metro"), "timestamp": "1970-01-01T00:00:10Z"})),
+           (topic("s2", "health"), encoded({**health_message("s2", 3, t=T0), "timestamp": "9999-12-31T23:59:59Z"}))]
+    send_then_wait(engine, broker.port, far, now_scene("s2", 4, "park"))
+    assert reasons(engine) == [
+        "timestamp 9999-12-31T23:59:59-14:00 is more than 24 hours ahead of the hub's clock (check the sensor's clock)",
+        "timestamp 9999-12-31T23:59:59Z is more than 24 hours ahead of the hub's clock (check the sensor's clock)",
+        "timestamp 1970-01-01T00:00:10Z is more than 3660 days behind the hub's clock (check the sensor's clock)",
+        "timestamp 9999-12-31T23:59:59Z is more than 24 hours ahead of the hub's clock (check the sensor's clock)"]
+    with TestClient(create_app(hub), raise_server_exceptions=False) as client:
+        fleet = client.get("/v1/sensors")
+        assert fleet.status_code == 200, fleet.text
+        assert [(s["id"], s["label"]) for s in fleet.json()] == [("s2", "park")]  # the newest scene is current
+    assert_alive(hub)
+
+
+def test_a_seq_jump_of_a_trillion_is_refused_not_counted_as_lost(engine, broker, hub_factory):
+    """seq 1 then 10**12 on one boot counted 999,999,999,998 lost messages."""
+    hub = hub_factory(engine, broker.port)
+    spoofed = [(topic("s1"), encoded(numbered("s1", seq, "park"))) for seq in (1, 10**12)]
+    send_then_wait(engine, broker.port, spoofed, now_scene("s1", 2, "park"))
+    assert [r.split(":")[0] for r in reasons(engine)] == [f"seq {10**12} is {10**12 - 1} ahead of 1, the highest "
+                                                          f"of boot {'b' * 32}"]
+    assert rows(engine, "SELECT lost, received FROM sensors") == [(0, 2)]
+    assert_alive(hub)
+
+
+def test_numbers_that_are_not_finite_or_out_of_range_are_refused(engine, broker, hub_factory):
+    """1e999 was read as infinity and stored (hop, level, probabilities, bands); probabilities 7 and -5 too."""
+    hub = hub_factory(engine, broker.port)
+
+    def text(payload: dict, old: bytes, new: bytes) -> bytes:
+        assert old in encoded(payload)
+        return encoded(payload).replace(old, new)
+    bad = [text({**now_scene("s1", 1, "park"), "hop_seconds": 0.125}, b"0.125", b"1e999"),
+           text(now_scene("s1", 2, "park", level=-31.5), b"-31.5", b"1e999"),
+           encoded({**now_scene("s1", 3, "park"), "probabilities": {"park": 7, "metro": -5}}),
+           text(now_scene("s1", 4, "park", levels=full_levels(50.0)), b'"250": 40.0', b'"250": -1e999'),
+           encoded(now_scene("s1", 5, "park", levels={**full_levels(50.0), "LAeq": 1e6}))]
+    send_then_wait(engine, broker.port, [(topic("s1"), p) for p in bad], now_scene("s1", 6, "park"))
+    assert reasons(engine) == ["number 1e999 is out of range (over 1.8e308)"] * 2 + [
+        "probabilities['park'] must be from 0 to 1, got 7", "number -1e999 is out of range (over 1.8e308)",
+        "levels.LAeq must be from -3300 to 300, got 1000000.0"]
+    assert rows(engine, "SELECT seq, hop, level FROM decisions") == [(6, 1.0, -30.0)]
+    assert_alive(hub)
+
+
+def test_a_label_over_the_column_is_refused_alike_on_sqlite_and_postgresql(engine, broker, hub_factory):
+    """A 10-kB label was stored on SQLite (String(200) is not enforced there) and refused on PostgreSQL."""
+    hub = hub_factory(engine, broker.port)
+    send_then_wait(engine, broker.port, [(topic("s1"), encoded({**now_scene("s1", 1, "park"), "label": "x" * 10000}))],
+                   now_scene("s1", 2, "park"))
+    assert reasons(engine) == ["label must be text of at most 200 characters, got 10000 characters"]
+    assert rows(engine, "SELECT seq, label FROM decisions") == [(2, "park")]
+    assert_alive(hub)
+
+
+def refuse_rows(engine, table: str, condition: str = "true") -> None:
+    """A real database fault: a trigger that makes inserting into ``table`` fail where ``condition`` holds."""
+    with engine.begin() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} WHEN {condition} "
+                              f"BEGIN SELECT RAISE(ABORT, '{table} refuses this row'); END"))
+            return
+        conn.execute(text(f"CREATE FUNCTION refuse_{table}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF "
+                          f"{condition} THEN RAISE EXCEPTION '{table} refuses this row'; END IF; RETURN NEW; END $$"))
+        conn.execute(text(f"CREATE TRIGGER refuse_{table} BEFORE INSERT ON {table} FOR EACH ROW "
+                          f"EXECUTE FUNCTION refuse_{table}()"))
+
+
+def test_a_message_the_database_refuses_is_stored_alone_as_an_ingest_error(engine, broker, hub_factory):
+    """A batch that fails is stored one message at a time: the poison one is an ingest error, the others stored."""
+    refuse_rows(engine, "decisions", "NEW.label = 'poison'")
+    hub = hub_factory(engine, broker.port)
+    batch = [(topic("s1"), encoded(now_scene("s1", seq, label))) for seq, label in ((1, "park"), (2, "poison"))]
+    send_then_wait(engine, broker.port, batch, now_scene("s1", 3, "park"))
+    (reason,) = reasons(engine)
+    assert reason.startswith("could not be stored: ") and "decisions refuses this row" in reason
+    assert rows(engine, "SELECT seq FROM decisions ORDER BY seq") == [(1,), (3,)]
+    assert_alive(hub)
+
+
+@pytest.mark.filterwarnings("ignore:the hub's ingest stopped")
+def test_a_dead_ingest_worker_fails_healthz_and_ends_the_hub_process(engine, db_url, broker, hub_factory, tmp_path):
+    """When even ingest_errors cannot be written, the worker dies: /healthz says 503 degraded and `soundscene hub`
+    exits non-zero for its supervisor to restart it, never a hub that serves on with a silently dead thread."""
+    from fastapi.testclient import TestClient
+
+    from hub_support import HubProcess
+    from soundscene.apps.hub.api import create_app
+
+    refuse_rows(engine, "ingest_errors")
+    hub = hub_factory(engine, broker.port)
+    pub = Publisher(broker.port)
+    pub.send(topic("s1"), b"{broken")
+    with TestClient(create_app(hub)) as client:
+        got = wait_for(lambda: (lambda r: r if r.status_code == 503 else None)(client.get("/healthz")), 30,
+                       "/healthz to answer 503")
+    assert got.json()["ok"] is False
+    assert got.json()["ingest"].startswith("degraded: ") and "ingest_errors refuses this row" in got.json()["ingest"]
+    pub.send(topic("s2"), b"{broken", retain=True)  # what a new subscription gets at once
+    process = HubProcess(tmp_path, broker.port, db_url).launch()
+    try:
+        wait_for(lambda: process.proc.poll() is not None, 60, "the hub process to exit")
+        said = process.log.read_text()
+        assert process.proc.returncode == 2 and "error: the hub's ingest stopped (" in said, said[-3000:]
+        assert "Traceback" not in said, said[-3000:]
+    finally:
+        process.stop()
+        pub.close()
 
 
 # --- the API -------------------------------------------------------------------------------------------------
@@ -925,7 +1175,7 @@ def test_old_health_records_are_pruned(engine):
     from soundscene.apps.hub.writer import prune
 
     old, recent = health_message("h1", 1, t=T0), health_message("h1", 2, t=T0 + 2 * 86400 - 100)
-    store(engine, old, recent, kind="health")
+    store(engine, old, recent, kind="health", now=T0 + 2 * 86400)
     assert prune(engine, keep_days=1, now=T0 + 2 * 86400) == 1
     assert rows(engine, "SELECT seq FROM health") == [(2,)]
     late = store_batch(engine, [parse(topic("h1", "health"), encoded(old))], keep_days=1, now=T0 + 2 * 86400)

@@ -132,7 +132,8 @@ def _reads(app: FastAPI, hub) -> None:
     def config() -> dict[str, Any]:
         return {"site_plan": hub.site_plan is not None, "version": __version__}
 
-    @app.get("/healthz", summary="Whether the hub is connected to its broker and database")
+    @app.get("/healthz", summary="Whether the hub is connected to its broker and database and its ingest runs "
+             "(503 when not)")
     def healthz() -> JSONResponse:
         state = hub.health()
         return JSONResponse(state, status_code=200 if state["ok"] else 503)

@@ -13,9 +13,18 @@ rest, and the (sensor, boot, seq) uniqueness makes the redelivered ones that wer
 once.  The broker's in-flight window (the Receive Maximum sent at connect) bounds the queue, so memory does
 not grow with the message rate.
 
-When the database is unreachable the batch is retried with backoff (nothing is acknowledged meanwhile);
-a message that makes the store fail for another reason is stored alone as an ingest error, never stopping
-the hub.  Listeners registered with :meth:`Ingest.listen` receive each batch's events after its commit.
+When the database is unreachable the batch is retried with backoff (nothing is acknowledged meanwhile; what
+arrives meanwhile joins the batch, up to ``batch_max``).  One message never stops the hub: a message that
+cannot be parsed, for whatever reason, is an ingest error; when a batch fails to store for any other reason
+than an unreachable database, its messages are stored one by one and the one that fails is stored as an
+ingest error (``ingest_errors``: topic, first bytes, one-line reason), acknowledged like the others.
+
+The worker thread never dies silently: an exception that escapes it (say ``ingest_errors`` itself cannot be
+written) is :attr:`Ingest.failure`, warned about, set on :attr:`Ingest.failed` and passed to the callbacks of
+:meth:`Ingest.when_failed`: the hub's ``/healthz`` then answers 503 (``"ingest": "degraded: ..."``) and
+``soundscene hub`` exits non-zero, so that its supervisor (systemd, a container runtime) restarts it; the
+messages of the failed batch were not acknowledged and come again.  Listeners registered with
+:meth:`Ingest.listen` receive each batch's events after its commit.
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ import threading
 from typing import Callable
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import OperationalError
 
 from ...errors import SoundsceneError, warn
 from ..broker import (BrokerSettings, WarnOnce, as_settings, closed_early_text, connect_failure, make_client,
@@ -64,7 +73,10 @@ class Ingest:
         self._listeners: list[Callable[[BatchResult], None]] = []
         self._stop = threading.Event()
         self._worker: threading.Thread | None = None
-        self.connected = threading.Event()
+        self._on_failure: list[Callable[[], None]] = []
+        self.failed = threading.Event()  # set when the worker died of an unexpected exception
+        self.failure: str | None = None  # that exception, in one line
+        self.connected = threading.Event()  # connected and subscribed (the broker acknowledged the subscription)
         self.client = None
         self.totals = {"stored": 0, "duplicates": 0, "errors": 0, "expired": 0, "batches": 0}
 
@@ -84,6 +96,7 @@ class Ingest:
         client.on_connect_fail = self._on_connect_fail
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = SESSION_EXPIRY_SECONDS
         props.ReceiveMaximum = RECEIVE_MAXIMUM
@@ -105,6 +118,13 @@ class Ingest:
         # retained scenes only for a subscription the session did not have: not again at every reconnect
         options = SubscribeOptions(qos=1, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
         client.subscribe([(topic, options) for topic in subscriptions(self.share)])
+
+    def _on_subscribe(self, _client, _userdata, _mid, reason_codes, _properties) -> None:
+        """The broker has the subscription: from now on nothing published to the sensors' topics misses the hub."""
+        refused = [code for code in reason_codes if code.is_failure]
+        if refused:
+            self._warn_once(f"MQTT broker {self.broker.address} refused {len(refused)} of the hub's subscriptions: "
+                            f"{refusal_text(refused[0])}")
         self.connected.set()
 
     def _on_disconnect(self, _client, _userdata, _flags, _reason_code, _properties) -> None:
@@ -135,18 +155,38 @@ class Ingest:
             self.client.loop_stop()
 
     # ---- the worker -------------------------------------------------------------------------------------
+    def when_failed(self, callback: Callable[[], None]) -> None:
+        """Call ``callback()`` (from the worker thread) when the worker dies; at once if it has already died."""
+        self._on_failure.append(callback)
+        if self.failed.is_set():
+            callback()
+
     def _work(self) -> None:
+        """The worker thread.  It returns only when stopped: an exception that ends it is :attr:`failure`."""
+        failure = "the worker ended"
+        try:
+            self._loop()
+            failure = None
+        except Exception as exc:  # noqa: BLE001 - never a silently dead thread: said, on /healthz, and the hub exits
+            failure = _why(exc)
+        finally:
+            if failure is not None:
+                self._fail(failure)
+
+    def _fail(self, failure: str) -> None:
+        self.failure = failure
+        self.failed.set()
+        warn(f"the hub's ingest stopped: {failure}")
+        for callback in self._on_failure:
+            callback()
+
+    def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                first = self._inbox.get(timeout=0.2)
+                batch = [self._inbox.get(timeout=0.2)]
             except queue.Empty:
                 continue
-            batch = [first]
-            while len(batch) < self.batch_max:
-                try:
-                    batch.append(self._inbox.get_nowait())
-                except queue.Empty:
-                    break
+            self._more(batch)
             result = self._store(batch)
             if result is None:  # stopping with the database down: nothing acknowledged
                 return
@@ -158,18 +198,34 @@ class Ingest:
                 try:
                     callback(result)
                 except Exception as exc:  # noqa: BLE001 - a listener's failure never stops the ingest
-                    warn(f"after storing a batch: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
+                    warn(f"after storing a batch: {_why(exc)}")
+
+    def _more(self, batch: list) -> list:
+        """Add the messages waiting (up to ``batch_max`` in all) to ``batch``; the ones added."""
+        added = []
+        while len(batch) < self.batch_max:
+            try:
+                added.append(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+            batch.append(added[-1])
+        return added
 
     def _parsed(self, batch) -> list:
+        """Each message parsed, or Refused: one that cannot be parsed, for whatever reason, is an ingest error."""
         items = []
         for _mid, _qos, topic, payload in batch:
             try:
                 items.append(parse(topic, payload, max_bytes=self.max_bytes))
             except BadMessage as exc:
                 items.append(Refused(topic, payload, str(exc)))
+            except Exception as exc:  # noqa: BLE001 - a message the checks did not foresee: refused, not fatal
+                self._warn_once(f"a message could not be parsed ({type(exc).__name__}); kept in ingest_errors")
+                items.append(Refused(topic, payload, f"could not be parsed: {_why(exc)}"))
         return items
 
-    def _store(self, batch) -> BatchResult | None:
+    def _store(self, batch: list) -> BatchResult | None:
+        """Store ``batch`` (growing with what arrives meanwhile while the database is down); None when stopped."""
         items = self._parsed(batch)
         delay, warned = 0.5, False
         while True:
@@ -180,7 +236,7 @@ class Ingest:
                     warn(f"database unavailable, retrying (messages stay unacknowledged): "
                          f"{str(exc.orig or exc).strip().splitlines()[0]}")
                     warned = True
-            except SQLAlchemyError:
+            except Exception:  # noqa: BLE001 - a message the store refused (SQLAlchemyError, OverflowError...)
                 try:
                     return self._one_by_one(items, batch)
                 except OperationalError:
@@ -188,17 +244,19 @@ class Ingest:
             if self._stop.wait(delay):
                 return None
             delay = min(delay * 2, 10.0)
+            items += self._parsed(self._more(batch))
 
     def _one_by_one(self, items, batch) -> BatchResult:
-        """A batch that the store refused: each message alone, a failing one kept as an ingest error."""
+        """A batch that the store refused: each message alone, a failing one kept as an ingest error.  When even
+        that cannot be stored (ingest_errors refuses it) the exception ends the worker."""
         total = BatchResult(events=[])
         for item, (_mid, _qos, topic, payload) in zip(items, batch):
             try:
                 part = store_batch(self.engine, [item], keep_days=self.keep_days)
             except OperationalError:
                 raise
-            except SQLAlchemyError as exc:
-                reason = f"could not be stored: {str(getattr(exc, 'orig', None) or exc).splitlines()[0][:300]}"
+            except Exception as exc:  # noqa: BLE001 - this message alone fails: it becomes an ingest error
+                reason = f"could not be stored: {_why(exc)}"
                 part = store_batch(self.engine, [Refused(topic, payload, reason)], keep_days=self.keep_days)
             total.events += part.events
             total.lags += part.lags
@@ -215,3 +273,10 @@ class Ingest:
     def waiting(self) -> int:
         """Messages received and not yet stored."""
         return self._inbox.qsize()
+
+
+def _why(exc: BaseException) -> str:
+    """An exception in one line: its type and first line (a database error's own message)."""
+    inner = getattr(exc, "orig", None) or exc
+    lines = str(inner).strip().splitlines()
+    return f"{type(inner).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")

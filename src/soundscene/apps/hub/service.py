@@ -3,6 +3,10 @@ and the metrics; :func:`run_hub` checks the options, binds the address and serve
 
 ``soundscene hub --mqtt URL [--mqtt-ca F --mqtt-user NAME --mqtt-password-file F ...] [--db URL]
 [--host 127.0.0.1] [--port 8100] [--token-file F] [--rules F] [--site-plan IMAGE]`` calls :func:`run_hub`.
+
+``GET /healthz`` (:meth:`Hub.health`) is 200 while the database answers, the broker is connected and the
+ingest worker runs; a dead ingest worker makes it 503 (``"ingest": "degraded: <why>"``) and ends
+:func:`run_hub` with a one-line error (``soundscene hub`` exits 2), for a supervisor to restart the hub.
 """
 
 from __future__ import annotations
@@ -89,8 +93,10 @@ class Hub:
         except Exception as exc:  # noqa: BLE001 - reported, not raised
             database = str(exc).splitlines()[0][:200]
         mqtt = "connected" if self.ingest.connected.is_set() else "disconnected"
-        return {"ok": database == "ok" and mqtt == "connected", "mqtt": mqtt, "database": database,
-                "version": __version__, "waiting": self.ingest.waiting}
+        failure = self.ingest.failure
+        ingest = "ok" if failure is None else f"degraded: {failure}"
+        return {"ok": database == "ok" and mqtt == "connected" and failure is None, "mqtt": mqtt,
+                "database": database, "ingest": ingest, "version": __version__, "waiting": self.ingest.waiting}
 
     def metrics_text(self) -> bytes:
         return self.metrics.exposition(store.counts(self.engine), self.ingest.waiting)
@@ -166,8 +172,13 @@ def run_hub(*, mqtt: str | BrokerSettings, db: str | None = None, host: str = "1
     app = create_app(hub)
     config = uvicorn.Config(app, log_level=log_level, server_header=False, proxy_headers=False,
                             timeout_keep_alive=5, timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    hub.ingest.when_failed(lambda: setattr(server, "should_exit", True))  # a dead ingest ends the process
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        server.run(sockets=[sock])
     finally:
         hub.stop()
         engine.dispose()
+    if hub.ingest.failure is not None:
+        raise SoundsceneError(f"the hub's ingest stopped ({hub.ingest.failure}): exiting so that its supervisor "
+                              "restarts it")

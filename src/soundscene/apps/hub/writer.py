@@ -15,12 +15,24 @@ Lost messages: per (sensor, boot) the lowest and highest ``seq`` and the count s
 ``max - min + 1 - count`` missing in between; the sensor's ``lost`` is their sum, updated by difference.
 Scene, levels and health messages share a sensor's numbering, so each of them counts.
 
+Absurd numbers and times are refused (an ``ingest_errors`` row; topic ``soundscene/<id>/<kind>`` and, for a
+payload, what identifies the message: the writer does not have its bytes), never stored:
+
+* a ``seq`` more than :data:`MAX_SEQ_JUMP` (10**6) plus :data:`MAX_SEQ_RATE` (100) per second since the sensor
+  was last heard ahead of its boot's highest, or more than 10**6 behind its boot's lowest: a sensor cannot
+  have sent that many messages, so it is a corrupt or forged number, not a loss (seq 1 then 10**12 would
+  count 999,999,999,998 lost, and gaps of 2**62 would overflow the counter).  A real outage of days, its
+  spool dropping the oldest messages, is allowed by the per-second term;
+* a message more than a day ahead of ``now`` (see :mod:`.messages`, which refuses it already when it
+  parses; this guards the other callers, such as ``hub import``).
+
 Several hubs on one PostgreSQL: the sensors of a batch are locked (``SELECT ... FOR UPDATE``, in id order,
 so two hubs never deadlock), which serialises the segments of a sensor across hubs.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -30,10 +42,14 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from . import segments as seg
+from ..mqtt import TOPIC_ROOT
 from .db import boots, decisions, health, ingest_errors, levels, sensors
-from .messages import HealthMessage, LevelsMessage, SceneMessage, StatusMessage, excerpt
+from .messages import MAX_FUTURE_SECONDS, HealthMessage, LevelsMessage, SceneMessage, StatusMessage, excerpt
 
 DEFAULT_KEEP_DAYS = 30.0
+MAX_SEQ_JUMP = 1_000_000  # seq numbers beyond a boot's range that are never an absurd jump
+MAX_SEQ_RATE = 100.0  # messages per second a sensor may have sent (and lost) since it was last heard
+_KINDS = {SceneMessage: "scene", LevelsMessage: "levels", HealthMessage: "health"}
 
 
 @dataclass(frozen=True)
@@ -72,9 +88,9 @@ def _insert_ignore(conn: Connection, table):
 def store_batch(engine: Engine, items: Iterable, *, keep_days: float = DEFAULT_KEEP_DAYS,
                 now: float | None = None) -> BatchResult:
     """Store ``items`` (SceneMessage, LevelsMessage, HealthMessage, StatusMessage or Refused) in one transaction."""
-    items = list(items)
-    result = BatchResult(events=[])
     now = time.time() if now is None else now
+    items = [_in_time(item, now) for item in items]
+    result = BatchResult(events=[])
     with engine.begin() as conn:
         ids = sorted({m.sensor_id for m in items if not isinstance(m, Refused)})
         state = _lock_sensors(conn, ids, now)
@@ -83,6 +99,24 @@ def store_batch(engine: Engine, items: Iterable, *, keep_days: float = DEFAULT_K
             batch.add(item)
         batch.flush()
     return result
+
+
+def _time_of(m) -> float:
+    return m.end if isinstance(m, LevelsMessage) else m.t
+
+
+def refusal(m, reason: str) -> Refused:
+    """``m`` (a Scene, Levels or Health message) as a Refused, with what identifies it for a payload."""
+    ident = {"sensor_id": m.sensor_id, "boot": m.boot, "seq": m.seq, "t": _time_of(m)}
+    return Refused(f"{TOPIC_ROOT}/{m.sensor_id}/{_KINDS[type(m)]}", json.dumps(ident).encode(), reason)
+
+
+def _in_time(item, now: float):
+    """``item``, or a Refused when its time is more than a day ahead of ``now`` (the API could not show it)."""
+    if type(item) in _KINDS and not _time_of(item) <= now + MAX_FUTURE_SECONDS:
+        return refusal(item, f"time {_time_of(item):.0f} (seconds since 1970) is more than "
+                             f"{MAX_FUTURE_SECONDS / 3600:g} hours ahead of the hub's clock")
+    return item
 
 
 def _lock_sensors(conn: Connection, ids: list[str], now: float) -> dict[str, dict]:
@@ -129,9 +163,18 @@ class _Batch:
             self.changed.add(m.sensor_id)
             self.result.events.append(Event("status", m.sensor_id, {"status": m.status, "since": self.now}))
 
-    def _scene(self, m: SceneMessage) -> None:
-        if m.t < self.oldest:
+    def _refused(self, m) -> bool:
+        """Count ``m`` as expired, or store it as an ingest error (an absurd seq): True when it is not stored."""
+        if _time_of(m) < self.oldest:
             self.result.expired += 1
+            return True
+        reason = self._absurd_seq(m)
+        if reason is not None:
+            self.add(refusal(m, reason))
+        return reason is not None
+
+    def _scene(self, m: SceneMessage) -> None:
+        if self._refused(m):
             return
         row = {"sensor_id": m.sensor_id, "boot": m.boot, "seq": m.seq, "t": m.t, "stored": time.time(),
                "hop": m.hop, "label": m.label, "confidence": m.confidence, "level": m.level,
@@ -161,8 +204,7 @@ class _Batch:
             "level_reference": m.level_reference, "silent": m.silent, "levels": m.levels, "current": current}))
 
     def _levels(self, m: LevelsMessage) -> None:
-        if m.end < self.oldest:
-            self.result.expired += 1
+        if self._refused(m):
             return
         row = {"sensor_id": m.sensor_id, "boot": m.boot, "seq": m.seq, "start": m.start, "end": m.end,
                "stored": time.time(), "laeq": m.laeq, "levels": m.levels}
@@ -177,8 +219,7 @@ class _Batch:
                                                                 "laeq": m.laeq}))
 
     def _health(self, m: HealthMessage) -> None:
-        if m.t < self.oldest:
-            self.result.expired += 1
+        if self._refused(m):
             return
         row = {"sensor_id": m.sensor_id, "boot": m.boot, "seq": m.seq, "t": m.t, "stored": time.time(),
                "record": m.record}
@@ -192,19 +233,42 @@ class _Batch:
         self.result.events.append(Event("health", m.sensor_id, {"seq": m.seq, "boot": m.boot, "t": m.t,
                                                                 "record": m.record}))
 
-    def _count(self, sensor_id: str, boot: str, seq: int) -> bool:
-        """Count a newly stored message of the boot; True when its seq is the highest of the boot so far."""
+    def _boot(self, sensor_id: str, boot: str) -> dict | None:
+        """The boot's row (read once per batch), or None for a boot not seen yet."""
         key = (sensor_id, boot)
-        b = self.boots.get(key)
-        if b is None:
+        if key not in self.boots:
             found = self.conn.execute(select(boots).where(and_(boots.c.sensor_id == sensor_id,
                                                                boots.c.boot == boot))).mappings().first()
             if found is None:
-                b = {"sensor_id": sensor_id, "boot": boot, "min_seq": seq, "max_seq": seq, "received": 0,
-                     "first_seen": self.now}
-                self.new_boots.add(key)
-            else:
-                b = dict(found)
+                return None
+            self.boots[key] = dict(found)
+        return self.boots[key]
+
+    def _absurd_seq(self, m) -> str | None:
+        """Why ``m.seq`` is too far from its boot's numbering to be a loss (see the module's docstring), or None."""
+        b = self._boot(m.sensor_id, m.boot)
+        if b is None or not b["received"]:
+            return None
+        heard = self.state[m.sensor_id]["last_seen"]
+        since = 0.0 if heard is None else max(0.0, _time_of(m) - heard)
+        ahead = MAX_SEQ_JUMP + int(MAX_SEQ_RATE * since)
+        boot = m.boot or '""'
+        if m.seq - b["max_seq"] > ahead:
+            return (f"seq {m.seq} is {m.seq - b['max_seq']} ahead of {b['max_seq']}, the highest of boot {boot}: more "
+                    f"than the {ahead} a sensor could have sent since it was last heard (a corrupt or forged number)")
+        if b["min_seq"] - m.seq > MAX_SEQ_JUMP:
+            return (f"seq {m.seq} is {b['min_seq'] - m.seq} behind {b['min_seq']}, the lowest of boot {boot}: more "
+                    f"than {MAX_SEQ_JUMP} (a corrupt or forged number)")
+        return None
+
+    def _count(self, sensor_id: str, boot: str, seq: int) -> bool:
+        """Count a newly stored message of the boot; True when its seq is the highest of the boot so far."""
+        key = (sensor_id, boot)
+        b = self._boot(sensor_id, boot)
+        if b is None:
+            b = {"sensor_id": sensor_id, "boot": boot, "min_seq": seq, "max_seq": seq, "received": 0,
+                 "first_seen": self.now}
+            self.new_boots.add(key)
             self.boots[key] = b
         newest = b["received"] == 0 or seq > b["max_seq"]
         lost_before = b["max_seq"] - b["min_seq"] + 1 - b["received"] if b["received"] else 0
