@@ -26,7 +26,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import soundfile as sf
@@ -70,6 +70,18 @@ def quiet_decoder():
                     os.dup2(saved, 2)
         finally:
             os.close(saved)
+
+
+def score_by_length(clips: Sequence[np.ndarray], score: Callable[[np.ndarray], np.ndarray], width: int) -> np.ndarray:
+    """``(n, width)``: ``score`` of each clip, clips of equal length stacked into one batch (in order), so a
+    scorer's batching never changes what a clip gets."""
+    out = np.zeros((len(clips), width), dtype=np.float32)
+    by_length: dict[int, list[int]] = {}
+    for k, w in enumerate(clips):
+        by_length.setdefault(w.shape[-1], []).append(k)
+    for indices in by_length.values():
+        out[indices] = score(np.stack([clips[k] for k in indices]))
+    return out
 
 
 def level_dbfs(waveform: np.ndarray, *, remove_dc: bool = False) -> float:

@@ -34,7 +34,7 @@ import numpy as np
 
 from ..config import Config
 from ..errors import AudioError, ConfigError, ModelFileError
-from .audio import as_channels_first, fix_length, level_dbfs
+from .audio import as_channels_first, fix_length, level_dbfs, score_by_length
 
 SUFFIX = ".onnx"
 INPUT_NAME = "waveform"
@@ -214,11 +214,4 @@ class OnnxScorer:
 
     def score_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(n, n_classes)`` of clips at the model's rate, each one window (equal lengths batched)."""
-        prepared = [self.prepare(w) for w in clips]
-        out = np.zeros((len(prepared), self.n_classes), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for k, w in enumerate(prepared):
-            by_length.setdefault(w.shape[-1], []).append(k)
-        for indices in by_length.values():
-            out[indices] = self.score(np.stack([prepared[k] for k in indices]))
-        return out
+        return score_by_length([self.prepare(w) for w in clips], self.score, self.n_classes)

@@ -18,7 +18,7 @@ import torch
 
 from ..config import Config
 from ..errors import AudioError, ModelFileError
-from .audio import as_channels_first, fix_length, level_dbfs
+from .audio import as_channels_first, fix_length, level_dbfs, score_by_length
 from .features import FrontEnd
 from .models import SceneNet, predict_clips
 
@@ -104,14 +104,7 @@ class WindowScorer:
     def score_clips(self, clips: Sequence[np.ndarray]) -> np.ndarray:
         """Probabilities ``(n, n_classes)`` of clips at the model's rate, each prepared and scored as one
         window.  Clips of equal length are batched together; batching does not change results."""
-        prepared = [self.prepare(w) for w in clips]
-        out = np.zeros((len(prepared), self.n_classes), dtype=np.float32)
-        by_length: dict[int, list[int]] = {}
-        for k, w in enumerate(prepared):
-            by_length.setdefault(w.shape[-1], []).append(k)
-        for indices in by_length.values():
-            out[indices] = self.score(np.stack([prepared[k] for k in indices]))
-        return out
+        return score_by_length([self.prepare(w) for w in clips], self.score, self.n_classes)
 
 
 def _coarse(feats: torch.Tensor) -> list[np.ndarray]:
