@@ -662,13 +662,11 @@ class SensorPublisher:
     def publish_health(self, measured: Mapping[str, Any], *, timestamp: datetime | None = None) -> int:
         """Queue a ``health`` record (retained: the latest is what a new subscriber sees) from ``measured``
         (:meth:`soundscene.apps.sensor.health.HealthReporter.measure`); returns its seq."""
-        from .sensor.health import health_record
-
         if self._closed:
             raise SoundsceneError("this MQTT publisher is closed")
         with self._lock:
-            payload = health_record(measured, sensor_id=self.sensor_id, boot=self.boot, seq=self._seq + 1,
-                                    timestamp=utc_timestamp(timestamp))
+            payload = records.make("health", sensor_id=self.sensor_id, boot=self.boot, seq=self._seq + 1,
+                                   timestamp=utc_timestamp(timestamp), **measured)
             self._outbox.put([(self.topics["health"], dumps(payload), True)])
             self._seq = payload["seq"]
         self._link.wake()
