@@ -827,6 +827,10 @@ def test_rule_mistakes_are_reported_one_line_each(tmp_path, capsys):
     assert main(["hub", "--mqtt", "127.0.0.1:1", "--rules", str(rules)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 4 and all(line.startswith("error: ") for line in lines), lines
+    rules.write_text("a = " + "[" * 100000 + "]" * 100000)  # tomllib recurses: one line, not a traceback
+    assert main(["hub", "--mqtt", "127.0.0.1:1", "--rules", str(rules)]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"error: --rules {rules}: nested too deeply to be a "
+                                                             "rules file"]
 
 
 class Receiver:
@@ -1050,6 +1054,9 @@ def test_hub_import_loads_a_batch_result_once(tiny_run, tmp_path, capsys):
     segments = rows(engine, 'SELECT MIN(start), MAX("end") FROM segments')
     assert segments[0][1] == pytest.approx(last["end_time"].timestamp())
     engine.dispose()
+    (tmp_path / "empty").mkdir()  # no windows/: not "imported 0 windows" and exit 0
+    assert main(["hub", "import", str(tmp_path / "empty"), "--db", url]) == 2
+    assert "has no windows/ folder" in capsys.readouterr().err
 
 
 # --- health records ----------------------------------------------------------------------------------------
@@ -1201,3 +1208,54 @@ def test_a_sensors_health_through_the_broker_counts_no_lost_message(tmp_path, br
     hub2 = hub_factory(engine, broker.port)  # a new subscription: the retained scene and health come again
     wait_for(lambda: hub2.ingest.totals["duplicates"] == 2, 20, "the retained scene and health, again")
     assert rows(engine, "SELECT lost, received FROM sensors") == [(0, 4)]
+
+
+# --- migrations through Alembic's command API, once for hubs starting together -----------------------------
+
+def _open_when_all_are_ready(barrier, url: str, results) -> None:
+    """One hub process's start: wait for the others, open the database, report "ok" or the one-line error."""
+    barrier.wait(timeout=60)
+    try:
+        db.open_database(url).dispose()
+    except SoundsceneError as exc:
+        results.put(str(exc))
+        return
+    results.put("ok")
+
+
+def test_three_hubs_starting_together_on_one_postgresql_migrate_it_once(postgres):
+    """Three hub processes released together by a barrier open a fresh database: the advisory lock lets one
+    migrate while the others wait, then find the schema at head; the lock is released afterwards."""
+    import multiprocessing
+
+    url = postgres.database()
+    spawn = multiprocessing.get_context("spawn")
+    barrier, results = spawn.Barrier(3), spawn.Queue()
+    hubs = [spawn.Process(target=_open_when_all_are_ready, args=(barrier, url, results)) for _ in range(3)]
+    for hub in hubs:
+        hub.start()
+    outcomes = sorted(results.get(timeout=120) for _ in hubs)
+    for hub in hubs:
+        hub.join(timeout=60)
+    assert outcomes == ["ok"] * 3 and [hub.exitcode for hub in hubs] == [0] * 3
+    engine = db.make_engine(url)
+    assert rows(engine, "SELECT version_num FROM alembic_version") == [(db.head_revision(),)]
+    assert rows(engine, "SELECT COUNT(*), COUNT(DISTINCT tablename) FROM pg_tables WHERE schemaname = 'public' "
+                        "AND tablename <> 'alembic_version'") == [(len(db.metadata.tables),) * 2]
+    assert rows(engine, f"SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' "
+                        f"AND objid = {db.MIGRATION_LOCK}") == [(0,)]
+    engine.dispose()
+
+
+def test_the_migrations_run_through_alembics_command_api_with_the_packaged_env(db_url):
+    """The env.py in the package's migrations folder is what Alembic runs; it migrates step by step."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(db._config())
+    assert script.env_py_location == str(db.MIGRATIONS / "env.py")
+    engine = db.make_engine(db_url)
+    db.upgrade(engine, "r0002")
+    assert db.current_revision(engine) == "r0002"
+    db.upgrade(engine)
+    assert db.current_revision(engine) == db.head_revision()
+    engine.dispose()

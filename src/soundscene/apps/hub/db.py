@@ -23,10 +23,12 @@ and refuses, in one line, a database written by a newer soundscene.
 from __future__ import annotations
 
 import math
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import (JSON, BigInteger, Boolean, Column, Float, ForeignKey, Index, Integer, LargeBinary,
-                        MetaData, String, Table, Text, UniqueConstraint, create_engine, event)
+                        MetaData, String, Table, Text, UniqueConstraint, create_engine, event, text)
 from sqlalchemy.engine import Engine
 
 from ...errors import SoundsceneError
@@ -189,36 +191,63 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
+MIGRATION_LOCK = 0x53_53_48_42  # "SSHB": the PostgreSQL advisory lock key the migrating hub holds
+_ALEMBIC = threading.Lock()  # alembic.context and alembic.op are process-wide proxies: one command at a time
+
+
+def _config(connection=None):
+    """Alembic's configuration, built here: the package's ``migrations`` folder and, for ``env.py``, the
+    connection to migrate and the declared tables."""
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS).replace("%", "%%"))
+    config.attributes["connection"] = connection
+    config.attributes["target_metadata"] = metadata
+    return config
+
+
 def _script():
     from alembic.script import ScriptDirectory
 
-    return ScriptDirectory(str(MIGRATIONS))
+    return ScriptDirectory.from_config(_config())
+
+
+@contextmanager
+def _migration_lock(connection):
+    """Hold, on PostgreSQL, the session advisory lock ``MIGRATION_LOCK`` on ``connection``, so that hubs
+    starting together migrate one after the other (the later ones find the schema current). SQLite's own
+    database lock serialises its writers."""
+    if connection.dialect.name != "postgresql":
+        yield
+        return
+    connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK})
+    connection.commit()
+    try:
+        yield
+    finally:
+        if not connection.invalidated:  # a lost connection has lost its session's locks with it
+            connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK})
+            connection.commit()
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database to ``revision`` (default: the newest); refuse one from a newer soundscene.
 
-    Runs the revision scripts in ``migrations/versions`` (package data) without an ``env.py``: the
-    :class:`alembic.runtime.environment.EnvironmentContext` is configured here on our own connection.
+    Runs ``alembic.command.upgrade`` with the revision scripts in ``migrations/versions`` (package data) and
+    ``migrations/env.py``, on one connection, in one transaction, under :func:`_migration_lock`.
     """
-    from alembic.config import Config
-    from alembic.runtime.environment import EnvironmentContext
+    from alembic import command
 
-    script = _script()
-    with engine.begin() as connection:
+    known = {s.revision for s in _script().walk_revisions()}
+    with engine.connect() as connection, _migration_lock(connection), connection.begin():
         current = _current(connection)
-        if current is not None and current not in {s.revision for s in script.walk_revisions()}:
+        if current is not None and current not in known:
             raise SoundsceneError(f"the database {engine.url.render_as_string(hide_password=True)} has schema "
                                   f"revision {current!r}, written by a newer soundscene: upgrade soundscene "
                                   "to use it")
-
-        def steps(rev, _context):
-            return script._upgrade_revs(revision, rev)
-
-        with EnvironmentContext(Config(), script, fn=steps, destination_rev=revision) as env:
-            env.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
-            with env.begin_transaction():
-                env.run_migrations()
+        with _ALEMBIC:
+            command.upgrade(_config(connection), revision)
 
 
 def _current(connection) -> str | None:
