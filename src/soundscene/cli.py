@@ -206,7 +206,7 @@ def _add_model_commands(sub) -> None:
 
     sc = sub.add_parser("schema", help="print the JSON Schema of soundscene's records (every output uses them)")
     sc.add_argument("kind", nargs="?", help="one record kind: window, segment, prediction, error, decision, "
-                                             "sensor_message, levels, levels_message or day_levels (default: all)")
+                                             "sensor_message, levels, levels_message, day_levels or health (default: all)")
     sc.set_defaults(handler=_cmd_schema)
 
     pf = sub.add_parser("profile", help="parameters, memory, multiply-accumulates per second of audio, latency")
