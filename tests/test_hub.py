@@ -1259,3 +1259,96 @@ def test_the_migrations_run_through_alembics_command_api_with_the_packaged_env(d
     db.upgrade(engine)
     assert db.current_revision(engine) == db.head_revision()
     engine.dispose()
+
+
+# --- every HTTP error is one JSON line (issue 23, item 10) ------------------------------------------------------
+
+def one_line_error(got, status: int) -> str:
+    """The error of a response: ``status``, JSON, one object ``{"error": "<one line>"}``."""
+    assert got.status_code == status, (got.status_code, got.text[:300])
+    assert got.headers["content-type"].startswith("application/json"), got.headers["content-type"]
+    body = got.json()
+    assert list(body) == ["error"] and isinstance(body["error"], str)
+    assert body["error"] and "\n" not in body["error"] and len(body["error"]) <= 300
+    return body["error"]
+
+
+@pytest.mark.parametrize("tz, said", [("Europe", "tz: unknown time zone 'Europe'"),
+                                      ("Mars/Olympus", "tz: unknown time zone 'Mars/Olympus'"),
+                                      ("x" * 3000, "tz: too long for a time zone"),
+                                      ("../../etc/passwd", "tz: unknown time zone"),
+                                      ("A\x00B", "tz: unknown time zone")])
+def test_a_bad_time_zone_is_a_400_naming_tz_alone(api, tz, said):
+    assert one_line_error(api.get("/v1/sensors/s1/day-levels", params={"tz": tz}), 400).startswith(said)
+
+
+def test_day_levels_echo_the_time_zone_they_used(api):
+    got = api.get("/v1/sensors/s1/day-levels", params={"tz": "Europe/Helsinki", "from": T0, "to": T0 + 86400})
+    assert got.status_code == 200 and got.json()["tz"] == "Europe/Helsinki"
+    assert api.get("/v1/sensors/s1/day-levels", params={"from": T0, "to": T0 + 86400}).json()["tz"] == "UTC"
+    assert one_line_error(api.get("/v1/sensors/s1/day-levels", params={"evening": 3}), 400).startswith(
+        "day, evening, night: ")
+
+
+@pytest.mark.parametrize("query", ["from=0001-01-01T00:00:00%2B14:00", "to=9999-12-31T23:59:59-14:00",
+                                   "from=0001-01-01T00:00:00-14:00&to=0001-01-02T00:00:00%2B14:00",
+                                   "from=1969-12-31T00:00:00Z&to=1970-01-01T12:00:00Z"])
+def test_times_beyond_what_the_hub_shows_are_one_line_400s(api, query):
+    assert "out of range" in one_line_error(api.get(f"/v1/sensors/s1/timeline?{query}"), 400)
+
+
+def test_fastapis_own_refusals_take_the_error_shape(api):
+    assert one_line_error(api.get("/v1/nothing-here"), 404) == "Not Found"
+    assert one_line_error(api.delete("/v1/sensors"), 405) == "Method Not Allowed"
+    assert one_line_error(api.get("/v1/sensors/s1/day-levels", params={"day": "seven"}), 422).startswith("day: ")
+    assert one_line_error(api.get("/v1/sensors/nobody/timeline"), 404) == "no sensor 'nobody'"
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"name": ' + b"[" * 5000 + b"]" * 5000 + b"}"])
+def test_a_deeply_nested_put_body_is_a_one_line_400(api, body):
+    got = api.put("/v1/sensors/s1", content=body, headers={"Authorization": f"Bearer {TOKEN}",
+                                                            "Content-Type": "application/json"})
+    assert one_line_error(got, 400) == "the body's JSON is nested too deeply"
+    assert api.get("/v1/sensors/s1").json()["name"] == "s1"
+
+
+def test_an_unexpected_exception_is_a_json_500_logged_once(api, monkeypatch, caplog):
+    def broken():
+        raise RuntimeError("a bug\nover two lines")
+    monkeypatch.setattr(api.app.state.hub, "health", broken)
+    with caplog.at_level("ERROR", logger="soundscene.hub"):
+        assert one_line_error(api.get("/healthz"), 500) == "internal error"
+    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 1 and logged[0].exc_info[0] is RuntimeError
+    assert api.get("/v1/config").status_code == 200
+
+
+def test_csv_booleans_are_true_and_false(api):
+    lines = api.get("/v1/segments.csv", params={"from": T0, "to": T0 + 86400}).text.splitlines()
+    assert [line.rsplit(",", 1)[1] for line in lines[1:]] == ["false", "false", "true"]
+
+
+@pytest.mark.filterwarnings("ignore:database unavailable")
+def test_the_api_answers_503_in_json_while_the_database_is_down():
+    from fastapi.testclient import TestClient
+
+    from soundscene.apps.hub.api import create_app
+    from soundscene.apps.hub.service import Hub
+
+    server = Postgres().start()  # a server of its own: this test stops it
+    try:
+        engine = db.open_database(server.database())
+        store(engine, scene("s1", 1, "park"))
+        with TestClient(create_app(Hub(engine, broker=("127.0.0.1", 1)))) as client:
+            assert [s["id"] for s in client.get("/v1/sensors").json()] == ["s1"]
+            server._run(str(server.bin / "pg_ctl"), "-D", str(server.data), "-m", "fast", "stop")
+            for url in ("/v1/sensors", "/v1/sensors/s1", "/v1/sensors/s1/timeline", "/v1/alerts"):
+                assert one_line_error(client.get(url), 503) == "the database is unavailable; try again later"
+            assert client.get("/healthz").status_code == 503
+            server.start_again()
+            got = wait_for(lambda: (lambda r: r if r.status_code == 200 else None)(client.get("/v1/sensors")),
+                           30, "the fleet again")
+            assert [s["id"] for s in got.json()] == ["s1"]
+        engine.dispose()
+    finally:
+        server.stop()

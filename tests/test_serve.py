@@ -618,3 +618,30 @@ def test_the_page_classifies_an_upload_in_a_real_browser(live_server, tmp_path):
             browser.close()
     assert problems == []  # no script errors, no Content-Security-Policy violations
     assert list(live_server.uploads.iterdir()) == []
+
+
+# ---- every error is one JSON line, a bug included (issue 23, item 10) ----------------------------------------
+def test_an_unexpected_exception_is_a_json_500_logged_once(classifier, upload_dir, tmp_path, caplog):
+    class Buggy:
+        def describe(self):
+            return classifier.describe()
+
+        def classify_file(self, path, *, name=None):
+            raise RuntimeError("a bug\nover two lines")
+
+    c = TestClient(create_app(Buggy(), max_upload_bytes=5_000_000, temp_dir=upload_dir))  # raises what escapes
+    with caplog.at_level("ERROR", logger="soundscene.serve"):
+        got = c.post("/v1/classify", files={"file": ("a.wav", _wav_bytes(tmp_path))})
+    assert got.headers["content-type"].startswith("application/json")
+    assert _assert_error(got, 500) == "internal server error; see the server log"
+    logged = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(logged) == 1 and logged[0].exc_info[0] is RuntimeError
+    assert list(upload_dir.iterdir()) == []
+    assert 'status="500"' in c.get("/metrics").text
+
+
+@pytest.mark.parametrize("body", [b"[" * 5000 + b"]" * 5000, b'{"file": ' + b"[" * 5000 + b"]" * 5000 + b"}"])
+def test_a_deeply_nested_json_body_is_a_one_line_4xx(client, body):
+    got = client.post("/v1/classify", content=body, headers={"Content-Type": "application/json"})
+    assert 400 <= got.status_code < 500 and got.headers["content-type"].startswith("application/json")
+    assert "multipart/form-data" in _assert_error(got, got.status_code)

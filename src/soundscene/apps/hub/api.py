@@ -13,13 +13,17 @@ import csv
 import hmac
 import io
 import json
+import logging
 import math
 import tempfile
 import time
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy import exc as sa_exc
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..._version import __version__
 from ...core import records
@@ -28,7 +32,10 @@ from ..mqtt import check_sensor_id
 from . import page, store
 from .timeutil import time_range
 
+log = logging.getLogger("soundscene.hub")
+
 MAX_BODY_BYTES = 16384
+MAX_TZ_CHARS = 64
 KEEPALIVE_SECONDS = 15.0
 _SENSOR_FIELDS = {"name": str, "latitude": float, "longitude": float, "x": float, "y": float, "tags": list}
 _LIMITS = {"latitude": (-90.0, 90.0), "longitude": (-180.0, 180.0), "x": (-1e7, 1e7), "y": (-1e7, 1e7)}
@@ -45,14 +52,7 @@ def create_app(hub) -> FastAPI:
                   summary="A fleet of sound sensors: their scenes, levels, timelines and alerts.")
     app.state.hub = hub
 
-    @app.exception_handler(ApiError)
-    async def _api_error(_request, exc: ApiError):
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
-
-    @app.exception_handler(SoundsceneError)
-    async def _bad_request(_request, exc: SoundsceneError):
-        return JSONResponse({"error": str(exc)}, status_code=400)
-
+    _errors(app)
     _reads(app, hub)
     _health(app, hub)
     _writes(app, hub)
@@ -61,6 +61,74 @@ def create_app(hub) -> FastAPI:
     page.register(app, hub)
     _openapi(app)
     return app
+
+
+def error(status: int, message: Any, headers: dict[str, str] | None = None) -> JSONResponse:
+    """``{"error": message}`` with ``message`` folded onto one line (and cut at 300 characters)."""
+    line = " ".join(str(message).split())[:300] or "error"
+    return JSONResponse({"error": line}, status_code=status, headers=headers)
+
+
+_DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
+
+
+def _errors(app: FastAPI) -> None:
+    """Every error the hub answers is ``{"error": "one line"}``: its own (:class:`ApiError`), a bad parameter
+    (SoundsceneError: 400), FastAPI's refusals (404, 405, 422), a database that does not answer (503) and,
+    through :class:`_CatchAll`, any bug (500, logged once)."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_request, exc: ApiError):
+        return error(exc.status, exc)
+
+    @app.exception_handler(SoundsceneError)
+    async def _bad_request(_request, exc: SoundsceneError):
+        return error(400, exc)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_request, exc: StarletteHTTPException):
+        return error(exc.status_code, exc.detail if isinstance(exc.detail, str) else "request refused",
+                     headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = [str(p) for p in first.get("loc", ()) if p not in ("query", "path", "body", "header")]
+        return error(422, f"{'.'.join(where) or 'request'}: {first.get('msg', 'invalid')}")
+
+    async def _database_down(request: Request, exc: Exception):
+        log.warning("database unavailable in %s %s: %s", request.method, request.url.path,
+                    str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__)
+        return error(503, "the database is unavailable; try again later")
+
+    for kind in _DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)
+    app.add_middleware(_CatchAll)
+
+
+class _CatchAll:
+    """ASGI middleware: an exception nothing else handled is logged once and answered 500
+    ``{"error": "internal error"}`` (when the response has not started yet), never text/plain."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:  # noqa: BLE001 - any bug: logged here, once, and answered in JSON
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await error(500, "internal error")(scope, receive, send)
 
 
 def _sensor_id(sensor_id: str) -> str:
@@ -100,15 +168,14 @@ def _reads(app: FastAPI, hub) -> None:
              summary="Lday, Levening, Lnight, Lden and their coverage per day, from the sensor's interval LAeqs")
     def day_levels(sensor_id: str, request: Request, tz: str = "UTC", day: int = 7, evening: int = 19,
                    night: int = 23) -> dict[str, Any]:
-        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
         from ...core.daylevels import Periods
 
         _known(hub, sensor_id)
+        zone = _zone(tz)
         try:
-            zone, periods = ZoneInfo(tz), Periods(day=day, evening=evening, night=night)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ApiError(400, f"tz, day, evening, night: {exc}") from None
+            periods = Periods(day=day, evening=evening, night=night)
+        except ValueError as exc:
+            raise ApiError(400, f"day, evening, night: {exc}") from None
         frm, to = time_range(request.query_params.get("from"), request.query_params.get("to"), time.time(),
                              default_days=7.0)
         return store.day_levels(hub.engine, sensor_id, frm, to, periods=periods, zone=zone)
@@ -141,6 +208,18 @@ def _reads(app: FastAPI, hub) -> None:
     @app.get("/metrics", summary="Prometheus metrics")
     def metrics() -> Response:
         return Response(hub.metrics_text(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def _zone(tz: str):
+    """The ``tz`` query parameter as a ZoneInfo; a 400 naming ``tz`` alone when it is not a time zone."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if len(tz) > MAX_TZ_CHARS:
+        raise ApiError(400, f"tz: too long for a time zone (at most {MAX_TZ_CHARS} characters)")
+    try:
+        return ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder of the database, e.g. "Europe"
+        raise ApiError(400, f"tz: unknown time zone {tz!r}") from None
 
 
 def _health(app: FastAPI, hub) -> None:
@@ -195,6 +274,8 @@ async def _body(request: Request) -> dict:
         body = json.loads(data or b"{}")
     except ValueError:
         raise ApiError(400, "the body must be JSON") from None
+    except RecursionError:
+        raise ApiError(400, "the body's JSON is nested too deeply") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
     return body
@@ -242,7 +323,7 @@ def _exports(app: FastAPI, hub) -> None:
             writer = csv.writer(buf, lineterminator="\n")
             writer.writerow(store.SEGMENT_COLUMNS)
             for k, seg in enumerate(store.iter_segments(hub.engine, frm, to, sensor_id=sensor)):
-                writer.writerow(["" if seg[c] is None else seg[c] for c in store.SEGMENT_COLUMNS])
+                writer.writerow([_cell(seg[c]) for c in store.SEGMENT_COLUMNS])
                 if k % 1000 == 999:
                     yield buf.getvalue()
                     buf.seek(0)
@@ -257,6 +338,15 @@ def _exports(app: FastAPI, hub) -> None:
         return Response(_parquet(store.iter_segments(hub.engine, frm, to, sensor_id=sensor)),
                         media_type="application/vnd.apache.parquet",
                         headers={"Content-Disposition": 'attachment; filename="segments.parquet"'})
+
+
+def _cell(value) -> Any:
+    """A CSV cell: empty for None, ``true``/``false`` for booleans (as JSON writes them), else the value."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value
 
 
 def _parquet(segments) -> bytes:

@@ -136,7 +136,8 @@ def _series(conn, table, time_col, value_col, sensor_id: str, frm: float, to: fl
 
 def day_levels(engine: Engine, sensor_id: str, frm: float, to: float, *, periods, zone) -> dict[str, Any]:
     """Lday, Levening, Lnight and Lden with their coverage (:mod:`soundscene.core.daylevels`) per local day, from
-    the sensor's interval LAeqs (its levels messages), those relative to what its newest one is relative to."""
+    the sensor's interval LAeqs (its levels messages), those relative to what its newest one is relative to;
+    ``tz`` echoes the time zone used (its IANA key)."""
     from datetime import datetime, timezone
 
     from ...core.daylevels import day_levels as compute
@@ -148,7 +149,8 @@ def day_levels(engine: Engine, sensor_id: str, frm: float, to: float, *, periods
     spans = [(datetime.fromtimestamp(a, timezone.utc), datetime.fromtimestamp(b, timezone.utc), laeq)
              for a, b, laeq, whole in found if (whole or {}).get("reference") == reference]
     hours = periods.hours()
-    return {"sensor_id": sensor_id, "from": iso(frm), "to": iso(to), "reference": reference,
+    return {"sensor_id": sensor_id, "from": iso(frm), "to": iso(to), "tz": getattr(zone, "key", None) or str(zone),
+            "reference": reference,
             "periods": {name: {"start": getattr(periods, name), "hours": hours[name]} for name in hours},
             "days": [d.to_dict() for d in compute(spans, periods=periods, zone=zone)]}
 

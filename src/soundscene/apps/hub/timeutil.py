@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from ...errors import SoundsceneError
 
 MAX_RANGE_DAYS = 400
+MAX_SECONDS = 95617584000.0  # 5000-01-01T00:00:00Z: a time from 1970 up to this is one the hub can show
 
 
 def iso(t: float | None) -> str | None:
@@ -33,8 +34,14 @@ def parse_time(text: str | None, name: str) -> float | None:
             raise SoundsceneError(f"{name}: {text!r} is neither an ISO 8601 time nor seconds since 1970") from None
         if when.tzinfo is None:
             when = when.replace(tzinfo=timezone.utc)
-        return when.timestamp()
-    if not math.isfinite(value) or not 0 <= value < 1e11:
+        try:
+            value = when.timestamp()
+        except (OverflowError, ValueError):
+            raise SoundsceneError(f"{name}: {text!r} is out of range") from None
+        if not 0 <= value < MAX_SECONDS:
+            raise SoundsceneError(f"{name}: {text!r} is out of range (1970 to 5000)")
+        return value
+    if not math.isfinite(value) or not 0 <= value < MAX_SECONDS:
         raise SoundsceneError(f"{name}: {text!r} is not a time")
     return value
 

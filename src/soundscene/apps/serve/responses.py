@@ -1,7 +1,8 @@
 """What the service answers with: records as strict JSON, and every error as ``{"error": "one line"}``.
 
 :func:`install_error_handlers` makes FastAPI's own refusals (404, 405, request validation) and any bug
-(500, logged with its traceback, a generic line to the client) take that error shape too.
+(500, logged once with its traceback by :class:`CatchAll`, a generic line to the client) take that error
+shape too.
 """
 
 from __future__ import annotations
@@ -42,10 +43,32 @@ def install_error_handlers(app: FastAPI) -> None:
         where = ".".join(str(p) for p in first.get("loc", ()))
         return error_response(422, f"{where}: {first.get('msg', 'invalid request')}")
 
-    async def internal_error(request: Request, exc: Exception):
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return error_response(500, "internal server error; see the server log")
-
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
-    app.add_exception_handler(Exception, internal_error)
+    app.add_middleware(CatchAll)
+
+
+class CatchAll:
+    """Pure ASGI middleware: an exception no handler took is logged here, once, with its traceback, and answered
+    500 ``{"error": ...}`` in JSON when no response has started (an ``Exception`` handler would be re-raised by
+    Starlette after answering, and logged a second time by the server)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def sending(message):
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+        try:
+            await self.app(scope, receive, sending)
+        except Exception:  # noqa: BLE001 - any bug: logged once, a generic line to the client
+            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await error_response(500, "internal server error; see the server log")(scope, receive, send)
