@@ -1352,3 +1352,25 @@ def test_the_api_answers_503_in_json_while_the_database_is_down():
         engine.dispose()
     finally:
         server.stop()
+
+
+def test_rule_mistakes_suggest_the_key_and_the_label_and_name_the_clock(engine):
+    """A misspelt key gets a suggestion; a window's message names the rule's own clock; a label no sensor of
+    this hub knows is refused (with a suggestion) once sensors have reported their classes."""
+    from soundscene.apps.hub.alerts import RulesError, check_labels, known_labels, parse_rules
+
+    with pytest.raises(RulesError) as caught:
+        parse_rules({"rule": [{"name": "a", "kind": "scene", "labels": ["park"], "min_second": 5,
+                               "window": "25:00-06:00", "timezone": "Europe/Helsinki"}]})
+    said = "\n".join(caught.value.mistakes)
+    assert "has no 'min_second' (did you mean 'min_seconds'?)" in said
+    assert "window must be HH:MM-HH:MM on the rule's timezone clock (Europe/Helsinki)" in said
+    rules = parse_rules({"rule": [{"name": "night", "kind": "scene", "labels": ["stret_traffic"]}]})
+    assert known_labels(engine) == set()
+    check_labels(rules, known_labels(engine))  # a new hub knows no classes yet: nothing to hold them against
+    with engine.begin() as conn:
+        conn.execute(db.sensors.insert().values(id="s9", classes=["park", "street_traffic"], received=0, lost=0,
+                                                status="offline"))
+    with pytest.raises(RulesError, match=r"no sensor knows the scene 'stret_traffic' \(did you mean "
+                                         r"'street_traffic'\?\)"):
+        check_labels(rules, known_labels(engine))

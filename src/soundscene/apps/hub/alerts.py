@@ -38,6 +38,7 @@ it returns.
 
 from __future__ import annotations
 
+import difflib
 import queue
 import re
 import threading
@@ -154,6 +155,27 @@ def parse_rules(data: dict, *, where: str = "rules") -> Rules:
     return Rules(rules, policy)
 
 
+def known_labels(engine) -> set[str]:
+    """Every class name the hub's sensors have sent so far (empty for a new database)."""
+    with engine.connect() as conn:
+        return {str(c) for (classes,) in conn.execute(select(sensors.c.classes)) for c in (classes or [])}
+
+
+def check_labels(rules: Rules, known: set[str], *, where: str = "rules") -> None:
+    """RulesError naming each scene rule's label that no sensor of this hub has among its classes (a typo would
+    never match); nothing to check while no sensor has reported its classes."""
+    if not known:
+        return
+    mistakes = []
+    for rule in rules.rules:
+        for label in sorted(rule.labels - known):
+            close = difflib.get_close_matches(label, sorted(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            mistakes.append(f"{where} ({rule.name}): no sensor knows the scene {label!r}{hint}")
+    if mistakes:
+        raise RulesError(mistakes)
+
+
 def _policy(raw: Any, where: str, mistakes: list[str]) -> Policy:
     limits = {"retries": (0, 20), "backoff_seconds": (0.001, 60.0), "max_backoff_seconds": (0.001, 3600.0),
               "timeout_seconds": (0.1, 60.0)}
@@ -186,9 +208,11 @@ def _rule(raw: Any, where: str, mistakes: list[str]) -> Rule | None:
     if kind not in KINDS:
         mistakes.append(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
         return None
-    extra = set(raw) - _ALLOWED[kind] - {"name", "kind", "webhook", "mqtt"}
-    if extra:
-        mistakes.append(f"{where}: a {kind} rule has no {sorted(extra)}")
+    allowed = _ALLOWED[kind] | {"name", "kind", "webhook", "mqtt"}
+    for key in sorted(set(raw) - allowed, key=str):
+        close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f"; it may have {', '.join(sorted(allowed))}"
+        mistakes.append(f"{where}: a {kind} rule has no {str(key)!r}{hint}")
     values: dict[str, Any] = {"name": name, "kind": kind}
     seconds_key = "min_seconds" if kind == "scene" else "seconds"
     seconds = raw.get(seconds_key, 0 if kind == "scene" else None)
@@ -206,7 +230,9 @@ def _rule(raw: Any, where: str, mistakes: list[str]) -> Rule | None:
         if window is not None:
             match = _WINDOW.match(window) if isinstance(window, str) else None
             if match is None or match.group(1, 2) == match.group(3, 4):
-                mistakes.append(f"{where}: window must be HH:MM-HH:MM (UTC), e.g. 22:00-06:00")
+                clock = raw.get("timezone", "UTC")
+                mistakes.append(f"{where}: window must be HH:MM-HH:MM on the rule's timezone clock "
+                                f"({clock if isinstance(clock, str) else 'UTC'}), e.g. 22:00-06:00")
             else:
                 h1, m1, h2, m2 = (int(g) for g in match.groups())
                 values["window"] = (h1 * 60 + m1, h2 * 60 + m2)

@@ -144,7 +144,7 @@ def run_hub(*, mqtt: str | BrokerSettings, db: str | None = None, host: str = "1
     ``mqtt`` is the broker's settings (:func:`~soundscene.apps.broker.settings_from_args`) or its URL."""
     import uvicorn
 
-    from .alerts import AlertEngine, load_rules
+    from .alerts import AlertEngine, check_labels, known_labels, load_rules
     from .api import create_app
 
     broker = mqtt if isinstance(mqtt, BrokerSettings) else parse_broker_url(mqtt)
@@ -161,6 +161,8 @@ def run_hub(*, mqtt: str | BrokerSettings, db: str | None = None, host: str = "1
     engine_rules = AlertEngine(load_rules(rules)) if rules else None
     plan = read_site_plan(site_plan) if site_plan else None
     engine = open_database(db)
+    if engine_rules is not None:
+        check_labels(engine_rules.rules, known_labels(engine), where=f"--rules {rules}")
     hub = Hub(engine, broker=broker, client_id=client_id, share=share, keep_days=keep_days, token=token,
               writes_open=token is None and (no_auth or host in LOOPBACK), alerts=engine_rules, site_plan=plan)
     sock = listen(host, int(port))
