@@ -287,3 +287,16 @@ def test_span_bounds_sit_on_the_resamplers_grid(input_rate, rate):
     stream = StreamResampler(input_rate, rate, 1)
     made = stream.push(x).shape[-1] + stream.finish().shape[-1]
     assert made == resampled_length(12345, input_rate=input_rate, rate=rate)
+
+
+def test_the_estimate_counts_the_workers_start_up():
+    """A short batch is mostly the workers' start-up (torch, the model; Ray's runtime): the estimate says so."""
+    from types import SimpleNamespace
+
+    from soundscene.apps.batch.run import WORKER_STARTUP_SECONDS, _plan_lines
+
+    shard = SimpleNamespace(seconds=110.0)
+    lines = _plan_lines([SimpleNamespace(problem=None)], [shard], [shard], 110 / 3600, 1, 110.0,
+                        WORKER_STARTUP_SECONDS["ray"])
+    assert lines[-1] == "estimated time: about 21 s on 1 worker(s) (20 s to start them, then 110x real time each)"
+    assert "estimated" not in " ".join(_plan_lines([], [shard], [], 0.0, 1, 110.0, 5.0))  # nothing left to do

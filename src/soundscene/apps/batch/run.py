@@ -35,6 +35,9 @@ from .shards import STATE, Settings, load_classifier, marker_path, read_marker
 
 RUN_FILE = "batch.json"
 PLANNING_RATE = 110.0  # audio seconds per CPU second of a worker, for a first run's estimate (bench_batch.py)
+# seconds before a worker scores its first shard (a process importing torch and loading the model; Ray also
+# starts its runtime): part of the estimate, which a short batch is mostly made of
+WORKER_STARTUP_SECONDS = {"local": 5.0, "ray": 20.0}
 
 
 @dataclass
@@ -88,7 +91,7 @@ def run_batch(model: str | Path, inputs: Sequence[str | Path], out: str | Path, 
     result = BatchResult(out, len(entries), shards=len(shards), shards_skipped=len(shards) - len(pending))
     hours = sum(e.duration_seconds for e in entries if e.problem is None) / 3600
     rate = read_json(out / "summary.json").get("audio_hours_per_core_hour") or PLANNING_RATE  # an earlier run's
-    for line in _plan_lines(entries, shards, pending, hours, workers, rate):
+    for line in _plan_lines(entries, shards, pending, hours, workers, rate, WORKER_STARTUP_SECONDS[engine]):
         report(line)
     by_file = {e.file_id: e for e in entries}
     todo = {s.shard_id for s in pending}
@@ -202,15 +205,16 @@ def _write_plan(out: Path, entries: Sequence[FileEntry], rate: int) -> None:
     atomic_write(out / "plan.parquet", lambda tmp: pq.write_table(table, tmp))
 
 
-def _plan_lines(entries, shards, pending, hours: float, workers: int, rate: float) -> list[str]:
+def _plan_lines(entries, shards, pending, hours: float, workers: int, rate: float, startup: float) -> list[str]:
     bad = sum(e.problem is not None for e in entries)
     todo = sum(s.seconds for s in pending)
     lines = [f"plan: {len(entries)} file(s){f' ({bad} unusable)' if bad else ''}, {hours:.2f} h of audio, "
              f"{len(shards)} shard(s)"]
     if len(pending) < len(shards):
         lines.append(f"resuming: {len(shards) - len(pending)} shard(s) done, {len(pending)} to do")
-    lines.append(f"estimated time: about {duration_text(todo / (rate * workers))} on {workers} worker(s) "
-                 f"({rate:.0f}x real time each)")
+    if pending:
+        lines.append(f"estimated time: about {duration_text(startup + todo / (rate * workers))} on {workers} "
+                     f"worker(s) ({startup:.0f} s to start them, then {rate:.0f}x real time each)")
     return lines
 
 
