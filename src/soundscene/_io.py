@@ -23,6 +23,10 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
         write(tmp_path)
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp_path, path)
+    except OSError as exc:
+        if exc.filename is None:  # a writer that does not say where (pyarrow on a full disk): the target
+            raise OSError(exc.errno, exc.strerror or str(exc).splitlines()[0], str(path)) from None
+        raise
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
