@@ -801,3 +801,27 @@ def test_a_publish_the_acl_forbids_is_said_once_counted_and_not_resent(broker_fa
         assert own.flush(10) and own.refused == 0
     hub.wait("scene", 1)  # after bedroom-2's messages in the broker's order: none of those reached the hub
     assert {topic.split("/")[1] for topic, _, _ in hub.messages} == {"kitchen-1"}
+
+
+def test_the_protocol_is_one_module_the_publisher_re_exports():
+    """apps.protocol holds the topics, payloads and times; apps.mqtt re-exports them (the same objects), and the
+    protocol's one ISO 8601 parser reads what utc_timestamp writes."""
+    from datetime import datetime, timezone
+
+    from soundscene.apps import mqtt as publisher, protocol
+
+    for name in ("TOPIC_ROOT", "topics", "check_sensor_id", "scene_payload", "levels_payload", "utc_timestamp",
+                 "dumps"):
+        assert getattr(publisher, name) is getattr(protocol, name)
+    assert protocol.topics("s1")["levels"] == "soundscene/s1/levels"
+    assert protocol.LEVEL_NAMES is records.CSV_LEVELS
+    when = datetime(2025, 5, 1, 12, 0, 0, 123000, tzinfo=timezone.utc)
+    stamp = protocol.utc_timestamp(when)
+    assert stamp == "2025-05-01T12:00:00.123Z"
+    assert protocol.parse_time(stamp) == when.timestamp()
+    assert protocol.parse_time("2025-05-01T14:00:00.123+02:00") == when.timestamp()
+    with pytest.raises(ValueError, match="has no time zone"):
+        protocol.parse_time("2025-05-01T12:00:00")
+    assert protocol.parse_time("2025-05-01T12:00:00.123", assume_utc=True) == when.timestamp()
+    with pytest.raises(ValueError, match="is not an ISO 8601 time"):
+        protocol.parse_time("yesterday")

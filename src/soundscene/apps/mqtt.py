@@ -65,6 +65,10 @@ broker refuses (0x87 Not authorized when its ACL forbids the topic) is seen: cou
 is warned about once per reason, kept in :attr:`~SensorPublisher.last_error`, and retried with backoff while
 messages keep queueing.
 
+The topics, the payloads (:func:`scene_payload`, :func:`levels_payload`, the health record), :func:`dumps` and
+:func:`utc_timestamp` are the protocol's, defined in :mod:`soundscene.apps.protocol` (which the hub and
+``hub simulate`` use too) and importable from here as before.
+
 paho-mqtt (2.x) is imported only when a publisher is made, so this module imports without it.
 """
 
@@ -72,7 +76,6 @@ from __future__ import annotations
 
 import collections
 import math
-import re
 import threading
 import time
 import uuid
@@ -80,121 +83,20 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-from .._version import __version__
 from ..config import SPOOL_MB
-from ..core import records
 from ..errors import SoundsceneError, warn
 from .broker import (BrokerSettings, WarnOnce, as_settings, closed_early_text, connect_failure, make_client,
                      refusal_text)
 from .broker import DEFAULT_PORT, parse_broker  # noqa: F401 - re-exported: importable from here as before
-from .broker import import_paho as _import_paho  # noqa: F401 - re-exported under its former name
+from .protocol import (OFFLINE, ONLINE, check_sensor_id, dumps, health_payload, levels_payload, scene_payload,
+                       topics, utc_timestamp)
+from .protocol import TOPIC_ROOT  # noqa: F401 - re-exported: importable from here as before
 from .spool import DEFAULT_MAX_BYTES, Spool
 
-TOPIC_ROOT = "soundscene"
-ONLINE, OFFLINE = "online", "offline"
 DEFAULT_SPOOL_MB = DEFAULT_MAX_BYTES / 2**20  # --spool-max-mb
 _WINDOW = 20  # messages handed to paho and not yet acknowledged; the rest wait in the outbox
-_SENSOR_ID_BAD = re.compile(r"[/+#\s\x00-\x1f\x7f]")
-_DECISION_FIELDS = tuple(f.name for f in records.FIELDS["decision"])
 
 Message = tuple[str, bytes, bool]  # (topic, payload, retain)
-
-
-def check_sensor_id(sensor_id: Any) -> str:
-    """Return the sensor id if it can be one MQTT topic level, else raise a one-line SoundsceneError."""
-    if not isinstance(sensor_id, str) or not sensor_id:
-        raise SoundsceneError(f"sensor id must be a non-empty string, got {sensor_id!r}")
-    if _SENSOR_ID_BAD.search(sensor_id):
-        raise SoundsceneError(f"invalid sensor id {sensor_id!r}: it may not contain '/', '+', '#', "
-                              "spaces or control characters (e.g. kitchen-1)")
-    if len(sensor_id.encode("utf-8")) > 200:
-        raise SoundsceneError("sensor id is too long (at most 200 bytes)")
-    return sensor_id
-
-
-def topics(sensor_id: str) -> dict[str, str]:
-    """The sensor's topics: ``{"scene": ..., "event": ..., "status": ...}``."""
-    base = f"{TOPIC_ROOT}/{check_sensor_id(sensor_id)}"
-    return {"scene": f"{base}/scene", "event": f"{base}/event", "status": f"{base}/status",
-            "levels": f"{base}/levels", "health": f"{base}/health"}
-
-
-def utc_timestamp(when: datetime | None = None) -> str:
-    """ISO-8601 UTC time with milliseconds and a ``Z``: ``2025-05-01T12:00:00.123Z``."""
-    when = datetime.now(timezone.utc) if when is None else when.astimezone(timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-def scene_payload(decision: Mapping[str, Any], *, sensor_id: str, model: Mapping[str, Any],
-                  window_seconds: float, hop_seconds: float, seq: int, timestamp: str,
-                  boot: str | None = None) -> dict[str, Any]:
-    """The ``sensor_message`` record published for one decision (on ``scene``, and on ``event`` at a change).
-
-    Example::
-
-        {"sensor_id": "kitchen-1", "seq": 42, "timestamp": "2025-05-01T12:00:00.123Z", "window_seconds": 10.0,
-         "hop_seconds": 1.0, "model": {"name": "cnn", "version": "3"}, "soundscene_version": "0.1.0",
-         "time": 12.5, "label": "park", "confidence": 0.81,
-         "probabilities": {"park": 0.81, "street_traffic": 0.12, "metro": 0.07}, "changed": false,
-         "previous": null, "level_dbfs": -32.1, "silent": false}
-
-    The decision's fields (those of a ``decision`` record) are taken from ``decision``: ``confidence``
-    defaults to the label's probability, ``changed`` and ``silent`` to false, ``previous`` and ``level_dbfs``
-    to null.  A silent decision (a dead or muted microphone) is published with no label, confidence or
-    probabilities.
-    Probabilities come in the order of ``model["classes"]`` when given.  A malformed decision (not a dict,
-    no label, no time, no finite confidence) raises ValueError.
-    """
-    if not isinstance(decision, Mapping):
-        raise ValueError(f"a decision must be a dict, got {type(decision).__name__}")
-    if decision.get("silent"):  # a dead or muted microphone: published, with no scene
-        fields = {"changed": False, "previous": None, "time": decision.get("time"),
-                  "level_dbfs": decision.get("level_dbfs"), "label": None, "confidence": None,
-                  "probabilities": None, "silent": True,
-                  **({"levels": decision["levels"]} if decision.get("levels") is not None else {})}
-        return _sensor_message(fields, sensor_id=sensor_id, model=model, window_seconds=window_seconds,
-                               hop_seconds=hop_seconds, seq=seq, timestamp=timestamp, boot=boot)
-    label = decision.get("label")
-    if not isinstance(label, str) or not label:
-        raise ValueError(f"a decision needs a non-empty string 'label', got {label!r}")
-    raw_probs = decision.get("probabilities") or {}
-    if not isinstance(raw_probs, Mapping):
-        raise ValueError("a decision's 'probabilities' must be a dict of label -> probability")
-    classes = [str(c) for c in model.get("classes") or ()]
-    order = [c for c in classes if c in raw_probs] + [c for c in raw_probs if c not in classes]
-    probabilities = {c: raw_probs[c] for c in order}  # null (not finite) stays null
-    confidence = decision.get("confidence", raw_probs.get(label))
-    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not math.isfinite(confidence):
-        raise ValueError(f"a decision with a label needs a finite confidence, got {confidence!r}")
-    fields = {"changed": False, "previous": None, "level_dbfs": None, "silent": False,
-              **{k: decision[k] for k in _DECISION_FIELDS if k in decision},
-              "confidence": confidence, "probabilities": probabilities}
-    return _sensor_message(fields, sensor_id=sensor_id, model=model, window_seconds=window_seconds,
-                           hop_seconds=hop_seconds, seq=seq, timestamp=timestamp, boot=boot)
-
-
-def levels_payload(levels: Mapping[str, Any], *, sensor_id: str, boot: str | None, seq: int, timestamp: str,
-                   start: str, end: str) -> dict[str, Any]:
-    """The ``levels_message`` record of one interval: its ``start`` and ``end`` (ISO 8601 UTC) and ``levels``
-    (a ``levels`` record: LAeq, LAFmax, LA10/50/90, LCeq, bands, and whether they are calibrated)."""
-    return records.make("levels_message", sensor_id=sensor_id, **({"boot": boot} if boot else {}), seq=seq,
-                        timestamp=timestamp, start=start, end=end, levels=dict(levels),
-                        soundscene_version=__version__)
-
-
-def _sensor_message(fields: dict, *, sensor_id, model, window_seconds, hop_seconds, seq, timestamp,
-                    boot=None) -> dict:
-    if boot:
-        fields = {**fields, "boot": boot}
-    return records.make("sensor_message", **fields, sensor_id=sensor_id, seq=seq, timestamp=timestamp,
-                        window_seconds=window_seconds, hop_seconds=hop_seconds,
-                        model={"name": model.get("name"), "version": model.get("version")},
-                        soundscene_version=__version__)
-
-
-def dumps(payload: Mapping[str, Any]) -> bytes:
-    """Strict compact JSON in UTF-8 (raises ValueError on NaN or infinity): :func:`records.dumps` as bytes."""
-    return records.dumps(payload).encode("utf-8")
 
 
 def _positive(name: str, value: Any) -> float:
@@ -665,8 +567,8 @@ class SensorPublisher:
         if self._closed:
             raise SoundsceneError("this MQTT publisher is closed")
         with self._lock:
-            payload = records.make("health", sensor_id=self.sensor_id, boot=self.boot, seq=self._seq + 1,
-                                   timestamp=utc_timestamp(timestamp), **measured)
+            payload = health_payload(measured, sensor_id=self.sensor_id, boot=self.boot, seq=self._seq + 1,
+                                     timestamp=utc_timestamp(timestamp))
             self._outbox.put([(self.topics["health"], dumps(payload), True)])
             self._seq = payload["seq"]
         self._link.wake()

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..._version import __version__
 from ...core import records
 from ...errors import SoundsceneError
-from ..mqtt import check_sensor_id
+from ..protocol import check_sensor_id, parse_datetime
 from . import page, store
 from .timeutil import time_range
 
@@ -372,13 +372,10 @@ def _parquet(segments) -> bytes:
 
 def _table(chunk: list[dict], schema):
     import pyarrow as pa
-    from datetime import datetime
 
-    def when(text):
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
     columns = {name: [s[name] for s in chunk] for name in schema.names}
-    columns["start"] = [when(t) for t in columns["start"]]
-    columns["end"] = [when(t) for t in columns["end"]]
+    columns["start"] = [parse_datetime(t) for t in columns["start"]]
+    columns["end"] = [parse_datetime(t) for t in columns["end"]]
     return pa.table(columns, schema=schema)
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ...errors import SoundsceneError
-from ..mqtt import check_sensor_id
+from ..protocol import check_sensor_id
 from .messages import SceneMessage
 from .writer import store_batch
 

@@ -1,13 +1,13 @@
 """What the sensors say, checked: MQTT topic + payload -> a :class:`SceneMessage`, :class:`LevelsMessage`,
 :class:`HealthMessage` or :class:`StatusMessage`, or :class:`BadMessage` naming the reason in one line.
 
-The topics are those of :mod:`soundscene.apps.mqtt`: ``soundscene/<id>/scene`` (a ``sensor_message``
+The topics are those of :mod:`soundscene.apps.protocol`: ``soundscene/<id>/scene`` (a ``sensor_message``
 record), ``soundscene/<id>/levels`` (a ``levels_message`` record), ``soundscene/<id>/health`` (a ``health``
 record, numbered by the same ``boot`` and ``seq`` as the other two) and ``soundscene/<id>/status``
 (``online`` / ``offline``).  Payloads are validated with the project's record schema
 (:func:`soundscene.core.records.schema_of`), so the hub accepts exactly what the sensors are documented to
-send.  Until the record schema describes the levels contract's ``boot`` and ``levels`` fields, they are
-checked here and taken off before validation; a message without ``boot`` has boot ``""``.
+send; a message without ``boot`` has boot ``""``.  Times are read by the protocol's one parser
+(:func:`soundscene.apps.protocol.parse_time`).
 
 One message must never stop the hub, so beyond the schema every message is held to limits that both
 databases can store and the API can show (a refused message is one line in ``ingest_errors``):
@@ -42,13 +42,12 @@ import math
 import re
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from ...core import records
 from ...errors import SoundsceneError
-from ..mqtt import TOPIC_ROOT, check_sensor_id
+from ..protocol import LEVEL_NAMES, STATUSES, TOPIC_ROOT, check_sensor_id, parse_time
 
 MAX_MESSAGE_BYTES = 65536  # a sensor_message with 50 classes is about 2 kB
 EXCERPT_BYTES = 512  # of a refused payload, kept in ingest_errors
@@ -70,11 +69,8 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "clipping_fraction": (0.0, 1.0), "dc_offset": (-1.0, 1.0), "temperature_c": (-273.15, 1000.0),
 }
 POSITIVE = ("window_seconds", "hop_seconds")  # above their lowest, not equal to it
-LEVEL_KEYS = ("LAeq", "LAFmax", "LAFmin", "LA10", "LA50", "LA90", "LCeq")
-STATUSES = ("online", "offline")
 KINDS = ("scene", "levels", "health", "status")  # the last topic level of what the hub subscribes to
 _BOOT = re.compile(r"^[0-9A-Za-z_-]{1,64}$")
-_CONTRACT_FIELDS = ("boot", "levels")  # the levels contract (issue 14); validated here until the schema has them
 
 
 class BadMessage(ValueError):
@@ -160,10 +156,9 @@ def parse(topic: str, payload: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES, now
     clock = time.time() if now is None else now
     if parts[2] == "health":
         return _health(body, sensor_id, clock)
-    boot, level_set = _contract(body)
     if parts[2] == "scene":
-        return _scene(body, sensor_id, boot, level_set, clock)
-    return _levels(body, sensor_id, boot, level_set, clock)
+        return _scene(body, sensor_id, clock)
+    return _levels(body, sensor_id, clock)
 
 
 class _OutOfRange(ValueError):
@@ -230,17 +225,6 @@ def _boot(body: dict) -> str:
     return boot
 
 
-def _contract(body: dict) -> tuple[str, dict | None]:
-    boot = _boot(body)
-    level_set = body.get("levels")
-    if level_set is not None:
-        if not isinstance(level_set, dict):
-            raise BadMessage("levels must be an object or null")
-        for key in LEVEL_KEYS:
-            _number(level_set.get(key), f"levels.{key}", LEVEL_DB)
-    return boot, level_set
-
-
 def _number(value: Any, where: str, bounds: tuple[float, float], *, positive: bool = False) -> None:
     """``value`` (None passes) checked: a finite number within ``bounds`` (above the lowest when ``positive``)."""
     if value is None:
@@ -262,7 +246,7 @@ def _check_numbers(body: dict) -> None:
         _text(name, "a class name")
         _number(value, f"probabilities[{records.printable(name[:40])!r}]", (0.0, 1.0))
     level_set = body.get("levels") or {}
-    for key in LEVEL_KEYS:
+    for key in LEVEL_NAMES:
         _number(level_set.get(key), f"levels.{key}", LEVEL_DB)
     bands = level_set.get("bands") or {}
     for band, value in (bands.items() if isinstance(bands, dict) else ()):
@@ -292,20 +276,17 @@ def _seq(body: dict) -> int:
 def _validator(kind: str):
     import jsonschema
 
-    schema = records.schema_of(kind)
-    return jsonschema.Draft202012Validator(schema), set(schema["properties"])
+    return jsonschema.Draft202012Validator(records.schema_of(kind))
 
 
 def _validate(kind: str, body: dict) -> dict:
-    """``body`` checked against the record schema of ``kind`` (less contract fields the kind does not have)."""
-    validator, known = _validator(kind)
-    checked = {k: v for k, v in body.items() if k in known or k not in _CONTRACT_FIELDS}
-    error = next(iter(validator.iter_errors(checked)), None)
+    """``body`` checked against the record schema of ``kind``, then its numbers against :data:`BOUNDS`."""
+    error = next(iter(_validator(kind).iter_errors(body)), None)
     if error is not None:
         where = "/".join(records.printable(str(p)[:40]) for p in error.absolute_path) or "message"
         raise BadMessage(f"{kind} schema: {where}: {records.printable(error.message[:200])}")
-    _check_numbers(checked)
-    return checked
+    _check_numbers(body)
+    return body
 
 
 def utc_seconds(text: Any, field: str = "timestamp", now: float | None = None) -> float:
@@ -315,12 +296,9 @@ def utc_seconds(text: Any, field: str = "timestamp", now: float | None = None) -
         raise BadMessage(f"{field} must be an ISO 8601 UTC time, got {records.printable(str(text)[:40])!r}")
     shown = records.printable(text[:40])
     try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadMessage(f"{field} {shown!r} is not an ISO 8601 time") from None
-    if when.tzinfo is None:
-        raise BadMessage(f"{field} {shown!r} has no time zone (end it with Z)")
-    t = when.timestamp()
+        t = parse_time(text)
+    except ValueError as exc:
+        raise BadMessage(f"{field} {shown!r} {exc}") from None
     if now is not None and t > now + MAX_FUTURE_SECONDS:
         raise BadMessage(f"{field} {shown} is more than {MAX_FUTURE_SECONDS / 3600:g} hours ahead of the hub's "
                          "clock (check the sensor's clock)")
@@ -330,8 +308,10 @@ def utc_seconds(text: Any, field: str = "timestamp", now: float | None = None) -
     return t
 
 
-def _scene(body: dict, sensor_id: str, boot: str, level_set: dict | None, now: float) -> SceneMessage:
+def _scene(body: dict, sensor_id: str, now: float) -> SceneMessage:
+    boot = _boot(body)
     _validate("sensor_message", body)
+    level_set = body.get("levels")
     seq = _seq(body)
     silent = bool(body.get("silent"))
     label = body.get("label")
@@ -357,10 +337,10 @@ def _short(value: Any) -> str | None:
     return None if value is None else records.printable(str(value)[:MAX_LABEL_CHARS])[:MAX_LABEL_CHARS]
 
 
-def _levels(body: dict, sensor_id: str, boot: str, level_set: dict | None, now: float) -> LevelsMessage:
+def _levels(body: dict, sensor_id: str, now: float) -> LevelsMessage:
+    boot = _boot(body)
     _validate("levels_message", body)
-    if level_set is None:
-        raise BadMessage("levels_message needs its levels object")
+    level_set = body["levels"]  # required by the schema, an object
     seq = _seq(body)
     start, end = utc_seconds(body["start"], "start", now), utc_seconds(body["end"], "end", now)
     if end < start:

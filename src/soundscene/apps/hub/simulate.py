@@ -1,6 +1,6 @@
 """``soundscene hub simulate``: a fleet of simulated sensors publishing real MQTT messages.
 
-Each simulated sensor publishes exactly what a real one does (:mod:`soundscene.apps.mqtt`): a retained
+Each simulated sensor publishes exactly what a real one does (:mod:`soundscene.apps.protocol`): a retained
 ``online`` status, then a ``sensor_message`` on ``soundscene/<id>/scene`` every hop and a ``levels_message``
 on ``soundscene/<id>/levels`` every ``level_interval`` seconds, all numbered by one ``seq`` per boot, and
 ``offline`` when it stops.  Up to :data:`OWN_CONNECTION_LIMIT` sensors each have their own connection and
@@ -29,7 +29,7 @@ import numpy as np
 from ...errors import SoundsceneError
 from ..broker import (BrokerSettings, WarnOnce, as_settings, connect_failure, make_client, parse_broker_url,
                       refusal_text)
-from ..mqtt import check_sensor_id, dumps, levels_payload, scene_payload, utc_timestamp
+from ..protocol import OFFLINE, ONLINE, check_sensor_id, dumps, levels_payload, scene_payload, topics, utc_timestamp
 
 OWN_CONNECTION_LIMIT = 50
 POOL_CONNECTIONS = 16
@@ -121,7 +121,7 @@ class Fleet:
         client.max_queued_messages_set(0)
         client.max_inflight_messages_set(200)
         if sensor_id is not None:  # its own connection: the broker says offline when it dies
-            client.will_set(f"soundscene/{sensor_id}/status", "offline", qos=1, retain=True)
+            client.will_set(topics(sensor_id)["status"], OFFLINE, qos=1, retain=True)
         try:
             client.connect(self.broker.host, self.broker.port, keepalive=30)
         except (OSError, ValueError) as exc:
@@ -137,7 +137,7 @@ class Fleet:
                             f"{refusal_text(reason_code)}; retrying")
 
     def _publish(self, sensor: SimSensor, kind: str, payload: bytes, *, retain: bool = False) -> None:
-        self._last[id(sensor.client)] = sensor.client.publish(f"soundscene/{sensor.sensor_id}/{kind}", payload,
+        self._last[id(sensor.client)] = sensor.client.publish(topics(sensor.sensor_id)[kind], payload,
                                                               qos=1, retain=retain)
         self.published += 1
 
@@ -177,7 +177,7 @@ class Fleet:
         Sensors are spread evenly over the hop, so the broker sees a steady rate, not bursts."""
         stop = stop or threading.Event()
         for sensor in self.sensors:
-            self._publish(sensor, "status", b"online", retain=True)
+            self._publish(sensor, "status", ONLINE.encode(), retain=True)
         start = time.monotonic()
         n = len(self.sensors)
         slot = self.hop / n
@@ -201,7 +201,7 @@ class Fleet:
 
     def close(self) -> None:
         for sensor in self.sensors:
-            self._publish(sensor, "status", b"offline", retain=True)
+            self._publish(sensor, "status", OFFLINE.encode(), retain=True)
         deadline = time.monotonic() + 10
         for client in self.clients:  # each connection's messages are sent in order: its newest one last
             info = self._last.get(id(client))

@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timezone
 
 from ...errors import SoundsceneError
+from ..protocol import parse_time as parse_iso, utc_timestamp
 
 MAX_RANGE_DAYS = 400
 MAX_SECONDS = 95617584000.0  # 5000-01-01T00:00:00Z: a time from 1970 up to this is one the hub can show
@@ -15,8 +16,7 @@ def iso(t: float | None) -> str | None:
     """Seconds since 1970 as ``2026-05-28T12:00:00.123Z`` (None stays None)."""
     if t is None:
         return None
-    when = datetime.fromtimestamp(t, timezone.utc)
-    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+    return utc_timestamp(datetime.fromtimestamp(t, timezone.utc))
 
 
 def parse_time(text: str | None, name: str) -> float | None:
@@ -29,15 +29,11 @@ def parse_time(text: str | None, name: str) -> float | None:
         value = float(text)
     except ValueError:
         try:
-            when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        except ValueError:
+            value = parse_iso(text, assume_utc=True)
+        except ValueError as exc:
+            if str(exc) == "is out of range":
+                raise SoundsceneError(f"{name}: {text!r} is out of range") from None
             raise SoundsceneError(f"{name}: {text!r} is neither an ISO 8601 time nor seconds since 1970") from None
-        if when.tzinfo is None:
-            when = when.replace(tzinfo=timezone.utc)
-        try:
-            value = when.timestamp()
-        except (OverflowError, ValueError):
-            raise SoundsceneError(f"{name}: {text!r} is out of range") from None
         if not 0 <= value < MAX_SECONDS:
             raise SoundsceneError(f"{name}: {text!r} is out of range (1970 to 5000)")
         return value

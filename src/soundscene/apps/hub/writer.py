@@ -42,7 +42,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from . import segments as seg
-from ..mqtt import TOPIC_ROOT
+from ..protocol import TOPIC_ROOT
 from .db import boots, decisions, health, ingest_errors, levels, sensors
 from .messages import MAX_FUTURE_SECONDS, HealthMessage, LevelsMessage, SceneMessage, StatusMessage, excerpt
 

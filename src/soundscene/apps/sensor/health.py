@@ -44,7 +44,7 @@ import numpy as np
 from ..._version import __version__
 from ...core import records
 from ...errors import SoundsceneError
-from ..mqtt import utc_timestamp
+from ..protocol import utc_timestamp
 
 FULL_SCALE = 0.999  # a sample with |x| at least this is counted as clipped
 THERMAL_ROOT = Path("/sys/class/thermal")
