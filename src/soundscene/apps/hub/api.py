@@ -29,6 +29,8 @@ from ..._version import __version__
 from ...core import records
 from ...errors import SoundsceneError
 from ..protocol import check_sensor_id, parse_datetime
+from ..http import CatchAll
+from ..http import error_response as error  # one error shape for the service and the hub
 from . import page, store
 from .timeutil import time_range
 
@@ -61,12 +63,6 @@ def create_app(hub) -> FastAPI:
     page.register(app, hub)
     _openapi(app)
     return app
-
-
-def error(status: int, message: Any, headers: dict[str, str] | None = None) -> JSONResponse:
-    """``{"error": message}`` with ``message`` folded onto one line (and cut at 300 characters)."""
-    line = " ".join(str(message).split())[:300] or "error"
-    return JSONResponse({"error": line}, status_code=status, headers=headers)
 
 
 _DATABASE_DOWN = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError)
@@ -103,32 +99,7 @@ def _errors(app: FastAPI) -> None:
 
     for kind in _DATABASE_DOWN:
         app.add_exception_handler(kind, _database_down)
-    app.add_middleware(_CatchAll)
-
-
-class _CatchAll:
-    """ASGI middleware: an exception nothing else handled is logged once and answered 500
-    ``{"error": "internal error"}`` (when the response has not started yet), never text/plain."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def sending(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-        try:
-            await self.app(scope, receive, sending)
-        except Exception:  # noqa: BLE001 - any bug: logged here, once, and answered in JSON
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                await error(500, "internal error")(scope, receive, send)
+    app.add_middleware(CatchAll, message="internal error")
 
 
 def _sensor_id(sensor_id: str) -> str:

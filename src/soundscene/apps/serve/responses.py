@@ -16,14 +16,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
 from ...core import records
+from ..http import CatchAll, error_response  # noqa: F401 - the shape the service and the hub share
 
 log = logging.getLogger("soundscene.serve")
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """``{"error": message}`` with ``message`` folded onto one line."""
-    line = " ".join(str(message).split()) or "error"
-    return JSONResponse({"error": line}, status_code=status, headers=headers)
 
 
 def record_response(record: dict[str, Any]) -> Response:
@@ -46,29 +41,3 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_middleware(CatchAll)
-
-
-class CatchAll:
-    """Pure ASGI middleware: an exception no handler took is logged here, once, with its traceback, and answered
-    500 ``{"error": ...}`` in JSON when no response has started (an ``Exception`` handler would be re-raised by
-    Starlette after answering, and logged a second time by the server)."""
-
-    def __init__(self, app):
-        self.app = app
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def sending(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-        try:
-            await self.app(scope, receive, sending)
-        except Exception:  # noqa: BLE001 - any bug: logged once, a generic line to the client
-            log.exception("unhandled error in %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                await error_response(500, "internal server error; see the server log")(scope, receive, send)
