@@ -32,6 +32,7 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).parent))
 
+from _timing import stream_hop_times  # noqa: E402
 from bench_deploy import make_model, write_long_wav  # noqa: E402
 
 
@@ -99,7 +100,6 @@ def _meter(cls, x, rate):
 
 
 def hop_figures(folder: Path, hops: int) -> None:
-    import numpy as np
     import torch
 
     from soundscene.core.inference import SceneClassifier
@@ -110,19 +110,7 @@ def hop_figures(folder: Path, hops: int) -> None:
     clfs = {"without levels": SceneClassifier.from_file(model, levels=False),
             "with levels": SceneClassifier.from_file(model)}
     hop = int(clfs["with levels"].hop_seconds * rate)
-    audio = (np.random.default_rng(1).standard_normal((2, hop * (hops + 3))) * 0.05).astype(np.float32)
-    blocks = np.split(audio, audio.shape[-1] // (rate // 10), axis=1)  # 0.1-s blocks, as a microphone gives
-    streams = {name: clf.stream(input_rate=rate, channels=2) for name, clf in clfs.items()}
-    spent = {name: [0.0] for name in clfs}  # per hop: the time of every push since the last decision
-    warm = int(10 * rate) + 2 * hop  # past the first window and two hops
-    for k, block in enumerate(blocks):
-        for name in (list(clfs) if k % 2 else list(clfs)[::-1]):  # interleaved, alternating order
-            t = time.perf_counter()
-            made = streams[name].push(block)
-            spent[name][-1] += time.perf_counter() - t
-            if made:
-                spent[name].append(0.0) if k * (rate // 10) > warm else spent[name].__setitem__(-1, 0.0)
-    per_hop = {name: times[:-1] for name, times in spent.items()}
+    per_hop = stream_hop_times(clfs, rate=rate, hop=hop, hops=hops)
     base, levels = (statistics.median(per_hop[n]) for n in clfs)
     print(f"listen at 48 kHz stereo in 0.1-s blocks, 10-s windows every 5 s ({len(per_hop['with levels'])} hops):")
     print(f"  time per hop without levels {base * 1000:.1f} ms, with levels {levels * 1000:.1f} ms: "

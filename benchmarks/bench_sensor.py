@@ -30,6 +30,10 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _timing import stream_hop_times  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 RATE = 48000
 CLASSES = ["airport", "bus", "metro", "metro_station", "park", "public_square", "shopping_mall",
@@ -55,7 +59,6 @@ def make_models(folder: Path, preset: str) -> tuple[Path, Path]:
 
 def hop_times(paths: dict[str, Path], hops: int) -> dict[str, float]:
     """Median seconds per hop of each (name -> model path) with levels, and of the level meter alone."""
-    import numpy as np
     import torch
 
     from soundscene.core.inference import SceneClassifier
@@ -63,22 +66,8 @@ def hop_times(paths: dict[str, Path], hops: int) -> dict[str, float]:
     torch.set_num_threads(1)
     clfs = {name: SceneClassifier.from_file(path) for name, path in paths.items()}
     hop = int(5.0 * RATE)
-    audio = (np.random.default_rng(1).standard_normal((2, hop * (hops + 3))) * 0.05).astype(np.float32)
-    blocks = np.split(audio, audio.shape[-1] // (RATE // 10), axis=1)
-    streams = {name: clf.stream(input_rate=RATE, channels=2) for name, clf in clfs.items()}
-    spent: dict[str, list[float]] = {name: [0.0] for name in clfs}
-    warm = 10 * RATE + 2 * hop
-    for k, block in enumerate(blocks):
-        for name in (list(clfs) if k % 2 else list(clfs)[::-1]):  # interleaved, alternating order
-            t = time.perf_counter()
-            made = streams[name].push(block)
-            spent[name][-1] += time.perf_counter() - t
-            if made:
-                if k * (RATE // 10) > warm:
-                    spent[name].append(0.0)
-                else:
-                    spent[name][-1] = 0.0
-    out = {name: statistics.median(times[:-1]) for name, times in spent.items()}
+    out = {name: statistics.median(times) for name, times in
+           stream_hop_times(clfs, rate=RATE, hop=hop, hops=hops).items()}
     out["meter"] = meter_time(hop, hops)
     return out
 
